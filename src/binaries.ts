@@ -1,0 +1,151 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { execa } from "execa";
+import { UserError } from "./errors.ts";
+import { cacheDir } from "./paths.ts";
+import type { Progress } from "./ui/progress.ts";
+import { versions } from "./versions.ts";
+
+export interface BinarySet {
+  name: "tailscale" | "headscale";
+  version: string;
+  /** Directory holding the executables. */
+  dir: string;
+  files: string[];
+  /** How the binaries were obtained: "go install" or "release download". */
+  via: string;
+}
+
+const GO_PACKAGES = {
+  tailscale: { module: "tailscale.com", pkgs: ["tailscale.com/cmd/tailscale", "tailscale.com/cmd/tailscaled"], files: ["tailscale", "tailscaled"] },
+  headscale: { module: "github.com/juanfont/headscale", pkgs: ["github.com/juanfont/headscale/cmd/headscale"], files: ["headscale"] },
+} as const;
+
+export function binaryDir(name: keyof typeof GO_PACKAGES, version = versions[name]): string {
+  return join(cacheDir(), "bin", `${name}-${version}-linux-amd64`);
+}
+
+export function cachedBinaries(name: keyof typeof GO_PACKAGES): BinarySet | undefined {
+  const dir = binaryDir(name);
+  const spec = GO_PACKAGES[name];
+  if (!spec.files.every((f) => existsSync(join(dir, f)))) return undefined;
+  const via = existsSync(join(dir, "VIA")) ? readFileSync(join(dir, "VIA"), "utf8").trim() : "go install";
+  return { name, version: versions[name], dir, files: [...spec.files], via };
+}
+
+function versionAtLeast(have: string, want: string): boolean {
+  const a = have.split(".").map(Number);
+  const b = want.split(".").map(Number);
+  for (let i = 0; i < 3; i++) {
+    if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) > (b[i] ?? 0);
+  }
+  return true;
+}
+
+export async function goVersion(): Promise<string | undefined> {
+  const r = await execa("go", ["env", "GOVERSION"], { reject: false });
+  return r.exitCode === 0 ? r.stdout.trim().replace(/^go/, "") : undefined;
+}
+
+/**
+ * Make sure the pinned Tailscale or Headscale binaries are in the cache. Preferred path:
+ * `go install pkg@version` (static, CGO off) into a temporary GOBIN, renamed into place only
+ * when complete, so an interrupted build never leaves a half-filled cache entry.
+ */
+export async function ensureBinaries(name: keyof typeof GO_PACKAGES, progress?: Progress): Promise<BinarySet> {
+  const hit = cachedBinaries(name);
+  if (hit) return hit;
+  const spec = GO_PACKAGES[name];
+  const version = versions[name];
+  const dir = binaryDir(name);
+  const tmp = `${dir}.partial-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  const go = await goVersion();
+  const step = progress ? progress.step.bind(progress) : async <T>(_t: string, f: (n: (s: string) => void) => Promise<T>) => f(() => {});
+  try {
+    if (go && versionAtLeast(go, versions.goMinimum)) {
+      await step(`go install ${name} ${version} (cold build, a few minutes)`, async (note) => {
+        const args = ["install", "-trimpath", "-ldflags=-s -w", ...spec.pkgs.map((p) => `${p}@${version}`)];
+        const child = execa("go", args, {
+          reject: false,
+          all: true,
+          env: {
+            CGO_ENABLED: "0",
+            GOBIN: tmp,
+            GOFLAGS: "-buildvcs=false",
+            GOOS: "linux",
+            GOARCH: "amd64",
+            GOPROXY: `file://${versionListProxy(spec.module, version)},${process.env.GOPROXY || "https://proxy.golang.org,direct"}`,
+          },
+        });
+        child.all?.on("data", (b: Buffer) => {
+          for (const line of b.toString().split("\n").filter(Boolean)) {
+            note(line);
+            progress?.detail(line);
+          }
+        });
+        const r = await child;
+        if (r.exitCode !== 0) {
+          const text = String(r.all ?? "");
+          if (/dial tcp|lookup .*no such host|connection refused|i\/o timeout/.test(text)) {
+            throw new UserError(`go install ${name}@${version} could not reach the Go module proxy; connect to the internet (or set GOPROXY) and retry.`, 1, text);
+          }
+          throw new UserError(`go install ${name}@${version} failed: ${text.trim().split("\n").slice(-3).join(" ")}`, 1, text);
+        }
+      });
+      writeFileSync(join(tmp, "VIA"), `go install (go ${go})\n`);
+    } else {
+      await step(`download official ${name} ${version} release`, () => downloadRelease(name, version, tmp));
+      writeFileSync(join(tmp, "VIA"), "release download\n");
+    }
+    for (const f of spec.files) chmodSync(join(tmp, f), 0o755);
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return cachedBinaries(name)!;
+}
+
+/**
+ * `go install mod@v` also reads the module's version list (for deprecation notices); some
+ * proxies refuse that list for some modules (403), which fails the install. A local file proxy
+ * answering only the list, with our pinned version, lets everything else go to the real proxy.
+ */
+function versionListProxy(module: string, version: string): string {
+  const root = join(cacheDir(), "goproxy-lists");
+  const dir = join(root, ...module.split("/"), "@v");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "list"), `${version}\n`);
+  return root;
+}
+
+/** Second path, for machines without Go: the projects' official release builds. */
+async function downloadRelease(name: keyof typeof GO_PACKAGES, version: string, into: string): Promise<void> {
+  const v = version.replace(/^v/, "");
+  const url =
+    name === "tailscale"
+      ? `https://pkgs.tailscale.com/stable/tailscale_${v}_amd64.tgz`
+      : `https://github.com/juanfont/headscale/releases/download/v${v}/headscale_${v}_linux_amd64`;
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(120_000) });
+  } catch (err) {
+    throw new UserError(
+      `Go ${versions.goMinimum} or newer is not installed and ${new URL(url).host} is unreachable; install Go (https://go.dev/dl) or connect to the internet.`,
+      1,
+      String(err),
+    );
+  }
+  if (!res.ok) throw new UserError(`Downloading ${url} failed with HTTP ${res.status}.`);
+  const body = Buffer.from(await res.arrayBuffer());
+  if (name === "headscale") {
+    writeFileSync(join(into, "headscale"), body);
+    return;
+  }
+  const tgz = join(into, "release.tgz");
+  writeFileSync(tgz, body);
+  await execa("tar", ["-xzf", tgz, "-C", into, "--strip-components=1", `tailscale_${v}_amd64/tailscale`, `tailscale_${v}_amd64/tailscaled`]);
+  rmSync(tgz);
+}

@@ -1,0 +1,77 @@
+import { existsSync } from "node:fs";
+import Docker from "dockerode";
+import { UserError, errorMessage } from "../errors.ts";
+import { OWN_PODMAN_SOCKET } from "../paths.ts";
+
+export type EngineKind = "podman" | "docker";
+
+export interface EngineEndpoint {
+  /** What DOCKER_HOST would be for this engine (testcontainers and the docker CLI read it). */
+  dockerHost: string;
+  /** Where it came from, for doctor and error messages. */
+  source: string;
+}
+
+/** Candidate API sockets, in the order we prefer them when DOCKER_HOST is not set. */
+export const CANDIDATE_SOCKETS: EngineEndpoint[] = [
+  { dockerHost: `unix://${OWN_PODMAN_SOCKET}`, source: "podman service started by ./start.ts setup" },
+  { dockerHost: "unix:///run/podman/podman.sock", source: "system podman socket" },
+  { dockerHost: "unix:///var/run/docker.sock", source: "Docker Engine socket" },
+];
+
+export function dockerodeFor(dockerHost: string): Docker {
+  if (dockerHost.startsWith("unix://")) return new Docker({ socketPath: dockerHost.slice("unix://".length) });
+  const url = new URL(dockerHost.replace(/^tcp:/, "http:"));
+  return new Docker({ host: url.hostname, port: Number(url.port || 2375), protocol: "http" });
+}
+
+export interface Probe {
+  endpoint: EngineEndpoint;
+  state: "alive" | "dead" | "absent";
+  reason?: string;
+  kind?: EngineKind;
+  version?: string;
+}
+
+/** Ask an endpoint for its version within `timeoutMs`; tells absent, dead and alive apart. */
+export async function probe(endpoint: EngineEndpoint, timeoutMs = 3000): Promise<Probe> {
+  const path = endpoint.dockerHost.startsWith("unix://") ? endpoint.dockerHost.slice(7) : undefined;
+  if (path && !existsSync(path)) return { endpoint, state: "absent" };
+  const docker = dockerodeFor(endpoint.dockerHost);
+  try {
+    const v = (await Promise.race([
+      docker.version(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs).unref()),
+    ])) as Docker.DockerVersion & { Components?: { Name: string; Version: string }[] };
+    const podman = v.Components?.find((c) => /podman/i.test(c.Name));
+    return { endpoint, state: "alive", kind: podman ? "podman" : "docker", version: podman?.Version ?? v.Version };
+  } catch (err) {
+    return { endpoint, state: "dead", reason: errorMessage(err) };
+  }
+}
+
+/** Find a live engine: DOCKER_HOST when set (and then only it), else the candidate sockets. */
+export async function findEngine(): Promise<{ live?: Probe; probes: Probe[] }> {
+  if (process.env.DOCKER_HOST) {
+    const p = await probe({ dockerHost: process.env.DOCKER_HOST, source: "DOCKER_HOST" });
+    return { live: p.state === "alive" ? p : undefined, probes: [p] };
+  }
+  const probes: Probe[] = [];
+  for (const endpoint of CANDIDATE_SOCKETS) {
+    const p = await probe(endpoint);
+    probes.push(p);
+    if (p.state === "alive") return { live: p, probes };
+  }
+  return { probes };
+}
+
+export function describeNoEngine(probes: Probe[]): string {
+  const dead = probes.find((p) => p.state === "dead");
+  if (dead) {
+    return `The container engine socket ${dead.endpoint.dockerHost} (${dead.endpoint.source}) exists but does not answer (${dead.reason}); restart the engine or run ./start.ts setup.`;
+  }
+  if (process.env.DOCKER_HOST) return `DOCKER_HOST=${process.env.DOCKER_HOST} does not exist; unset it or start that engine.`;
+  return "No container engine is reachable.";
+}
+
+export { UserError };

@@ -1,0 +1,164 @@
+import { PassThrough } from "node:stream";
+import type Docker from "dockerode";
+import { UserError } from "../errors.ts";
+import { type EngineKind, dockerodeFor } from "./connect.ts";
+import { labelFilter } from "./labels.ts";
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ExecOptions {
+  env?: Record<string, string>;
+  user?: string;
+  workdir?: string;
+  /** Abort after this many ms (the process inside keeps running; callers use `timeout` for that). */
+  timeoutMs?: number;
+}
+
+/** One connection to a Docker-API engine (podman or Docker), with the few verbs the harness needs. */
+export class Engine {
+  readonly docker: Docker;
+
+  constructor(
+    readonly dockerHost: string,
+    readonly kind: EngineKind,
+    readonly version: string,
+  ) {
+    this.docker = dockerodeFor(dockerHost);
+  }
+
+  /** The CLI a person would type on this host for the same engine. */
+  get cli(): string {
+    return this.kind;
+  }
+
+  /** Run a command in a running container and collect its output and exit code. */
+  async exec(container: string, cmd: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    const c = this.docker.getContainer(container);
+    const exec = await c.exec({
+      Cmd: cmd,
+      AttachStdout: true,
+      AttachStderr: true,
+      Env: opts.env ? Object.entries(opts.env).map(([k, v]) => `${k}=${v}`) : undefined,
+      User: opts.user,
+      WorkingDir: opts.workdir,
+    });
+    const stream = await exec.start({ hijack: true, stdin: false });
+    const out = new PassThrough();
+    const err = new PassThrough();
+    const chunks = { out: [] as Buffer[], err: [] as Buffer[] };
+    out.on("data", (b: Buffer) => chunks.out.push(b));
+    err.on("data", (b: Buffer) => chunks.err.push(b));
+    this.docker.modem.demuxStream(stream, out, err);
+    await new Promise<void>((resolve, reject) => {
+      const timer = opts.timeoutMs
+        ? setTimeout(() => {
+            stream.destroy();
+            reject(new Error(`exec ${cmd.join(" ")} in ${container} took longer than ${opts.timeoutMs} ms`));
+          }, opts.timeoutMs)
+        : undefined;
+      stream.on("end", () => {
+        if (timer) clearTimeout(timer);
+        resolve();
+      });
+      stream.on("close", () => {
+        if (timer) clearTimeout(timer);
+        resolve();
+      });
+      stream.on("error", reject);
+    });
+    // The stream can end a moment before the engine records the exit code.
+    let info = await exec.inspect();
+    for (let i = 0; info.Running && i < 100; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      info = await exec.inspect();
+    }
+    return {
+      exitCode: info.ExitCode ?? -1,
+      stdout: Buffer.concat(chunks.out).toString("utf8"),
+      stderr: Buffer.concat(chunks.err).toString("utf8"),
+    };
+  }
+
+  /** exec that throws with the command's stderr when it exits non-zero. */
+  async run(container: string, cmd: string[], opts: ExecOptions = {}): Promise<string> {
+    const r = await this.exec(container, cmd, opts);
+    if (r.exitCode !== 0) {
+      throw new Error(
+        `\`${cmd.join(" ")}\` in ${container} exited ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-800)}`,
+      );
+    }
+    return r.stdout;
+  }
+
+  async sh(container: string, script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    return this.exec(container, ["sh", "-c", script], opts);
+  }
+
+  async listContainers(match: Parameters<typeof labelFilter>[0] = {}): Promise<Docker.ContainerInfo[]> {
+    return this.docker.listContainers({ all: true, filters: labelFilter(match) });
+  }
+
+  async listNetworks(match: Parameters<typeof labelFilter>[0] = {}): Promise<Docker.NetworkInspectInfo[]> {
+    return this.docker.listNetworks({ filters: labelFilter(match) });
+  }
+
+  async listVolumes(match: Parameters<typeof labelFilter>[0] = {}): Promise<Docker.VolumeInspectInfo[]> {
+    const r = await this.docker.listVolumes({ filters: labelFilter(match) });
+    return r.Volumes ?? [];
+  }
+
+  /** Remove everything carrying our labels (narrowed by `match`): containers, then networks, then volumes. */
+  async removeLabelled(match: Parameters<typeof labelFilter>[0] = {}): Promise<{ containers: number; networks: number; volumes: number }> {
+    const containers = await this.listContainers(match);
+    await Promise.all(
+      containers.map((c) =>
+        this.docker
+          .getContainer(c.Id)
+          .remove({ force: true, v: true })
+          .catch((e: { statusCode?: number }) => {
+            if (e.statusCode !== 404) throw e;
+          }),
+      ),
+    );
+    const networks = await this.listNetworks(match);
+    for (const n of networks) {
+      await this.docker
+        .getNetwork(n.Id)
+        .remove()
+        .catch((e: { statusCode?: number }) => {
+          if (e.statusCode !== 404) throw e;
+        });
+    }
+    const volumes = await this.listVolumes(match);
+    for (const v of volumes) await this.docker.getVolume(v.Name).remove({ force: true }).catch(() => {});
+    return { containers: containers.length, networks: networks.length, volumes: volumes.length };
+  }
+
+  async imageExists(ref: string): Promise<boolean> {
+    try {
+      await this.docker.getImage(ref).inspect();
+      return true;
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode === 404) return false;
+      throw e;
+    }
+  }
+
+  async containerState(name: string): Promise<"running" | "exited" | "absent" | string> {
+    try {
+      const info = await this.docker.getContainer(name).inspect();
+      return info.State.Status;
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode === 404) return "absent";
+      throw e;
+    }
+  }
+
+  assertKind(kind: EngineKind): void {
+    if (this.kind !== kind) throw new UserError(`This needs ${kind}, but the engine at ${this.dockerHost} is ${this.kind}.`);
+  }
+}

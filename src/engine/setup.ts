@@ -1,0 +1,161 @@
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline/promises";
+import { execa } from "execa";
+import { UserError } from "../errors.ts";
+import { OWN_PODMAN_SOCKET, stateDir } from "../paths.ts";
+import type { Progress } from "../ui/progress.ts";
+import { type Probe, describeNoEngine, findEngine, probe } from "./connect.ts";
+import { Engine } from "./engine.ts";
+
+/** Distro packages `setup` installs: the engine, its runtime, and the host tools labs use. */
+export const SETUP_PACKAGES = ["podman", "runc", "iptables", "debootstrap", "tmux", "openssl", "ca-certificates"];
+
+/**
+ * Podman settings measured to work on hybrid-cgroup hosts (see shared/platform-notes.md):
+ * crun fails there, runc with cgroupfs works; the default rlimits are refused.
+ */
+export const CONTAINERS_CONF = `# Written by ./start.ts setup; used through CONTAINERS_CONF by the podman service it starts.
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+`;
+
+export function containersConfPath(): string {
+  return join(stateDir(), "podman", "containers.conf");
+}
+
+export function podmanServiceLog(): string {
+  return join(dirname(OWN_PODMAN_SOCKET), "podman-service.log");
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+export function isDebianLike(): boolean {
+  return existsSync("/etc/debian_version");
+}
+
+async function which(cmd: string): Promise<boolean> {
+  return (await execa("sh", ["-c", `command -v ${cmd}`], { reject: false })).exitCode === 0;
+}
+
+export function writeContainersConf(): string {
+  const path = containersConfPath();
+  mkdirSync(dirname(path), { recursive: true });
+  if (!existsSync(path) || readFileSync(path, "utf8") !== CONTAINERS_CONF) writeFileSync(path, CONTAINERS_CONF);
+  return path;
+}
+
+/**
+ * Start `podman system service` on our own socket, fully detached (own session, output to a
+ * log file) so it never holds a terminal or a CI step open. Poll until the API answers.
+ */
+export async function startPodmanService(progress?: Progress): Promise<Probe> {
+  const conf = writeContainersConf();
+  mkdirSync(dirname(OWN_PODMAN_SOCKET), { recursive: true });
+  const log = openSync(podmanServiceLog(), "a");
+  const child = spawn("podman", ["system", "service", "--time=0", `unix://${OWN_PODMAN_SOCKET}`], {
+    detached: true,
+    stdio: ["ignore", log, log],
+    env: { ...process.env, CONTAINERS_CONF: conf },
+  });
+  child.unref();
+  const endpoint = { dockerHost: `unix://${OWN_PODMAN_SOCKET}`, source: "podman service started by ./start.ts setup" };
+  const deadline = Date.now() + 30_000;
+  let last: Probe = { endpoint, state: "absent" };
+  while (Date.now() < deadline) {
+    last = await probe(endpoint, 2000);
+    if (last.state === "alive") return last;
+    if (child.exitCode !== null) break;
+    progress?.detail(`waiting for ${OWN_PODMAN_SOCKET}: ${last.state} ${last.reason ?? ""}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const tail = existsSync(podmanServiceLog()) ? readFileSync(podmanServiceLog(), "utf8").trim().split("\n").slice(-5).join("\n") : "";
+  throw new UserError(
+    `podman system service did not answer on ${OWN_PODMAN_SOCKET} within 30 s (last: ${last.state}${last.reason ? `, ${last.reason}` : ""}).`,
+    1,
+    tail,
+  );
+}
+
+async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`${question} [Y/n] `);
+    return !/^n/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
+export interface EnsureOptions {
+  /** Install packages without asking (--yes). A non-TTY stdin also skips the question. */
+  yes?: boolean;
+  /** May we install or start things at all? (doctor: no) */
+  allowSetup?: boolean;
+  progress?: Progress;
+}
+
+/** Install the distro packages the harness needs (Debian/Ubuntu, root only). */
+export async function installPackages(opts: EnsureOptions, packages = SETUP_PACKAGES): Promise<void> {
+  if (!isRoot()) {
+    throw new UserError(`Installing ${packages.join(", ")} needs root: run \`sudo ./start.ts setup\`, or install podman (or Docker) yourself.`);
+  }
+  if (!isDebianLike()) {
+    throw new UserError(`./start.ts setup knows Debian and Ubuntu only; install podman and runc (or Docker Engine) with your distribution's tools.`);
+  }
+  const ask = !opts.yes && process.stdin.isTTY;
+  if (ask && !(await confirm(`setup will run apt-get update and install: ${packages.join(" ")}. Proceed?`))) {
+    throw new UserError("Setup declined; nothing was installed.");
+  }
+  const run = async (args: string[]) => {
+    const r = await execa("apt-get", args, {
+      reject: false,
+      all: true,
+      env: { DEBIAN_FRONTEND: "noninteractive" },
+    });
+    if (r.exitCode !== 0) throw new UserError(`apt-get ${args.join(" ")} failed: ${String(r.all).trim().split("\n").slice(-3).join(" ")}`);
+  };
+  const step = opts.progress?.step.bind(opts.progress) ?? (async <T>(_t: string, fn: (n: (s: string) => void) => Promise<T>) => fn(() => {}));
+  await step("apt-get update", () => run(["update", "-q"]));
+  await step(`apt-get install ${packages.join(" ")}`, () => run(["install", "-y", "-q", "--no-install-recommends", ...packages]));
+}
+
+/**
+ * Give back a live engine: DOCKER_HOST, a running podman or Docker socket, or (root on
+ * Debian/Ubuntu, allowSetup) podman installed and started by us.
+ */
+export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
+  const found = await findEngine();
+  if (found.live) return new Engine(found.live.endpoint.dockerHost, found.live.kind!, found.live.version ?? "?");
+  if (process.env.DOCKER_HOST || !opts.allowSetup) throw new UserError(`${describeNoEngine(found.probes)} Run ./start.ts setup (or ./start.ts doctor for details).`);
+
+  if (!(await which("podman"))) {
+    if (!isRoot() || !isDebianLike()) {
+      throw new UserError(
+        "No container engine is reachable: install podman and runc (or Docker Engine), or run `sudo ./start.ts setup` on Debian/Ubuntu.",
+      );
+    }
+    opts.progress?.info("No container engine found: setup installs podman + runc from Debian's packages and starts a podman API service.");
+    await installPackages(opts);
+  }
+  if (!isRoot()) {
+    throw new UserError("podman is installed but no API socket answers; run `sudo ./start.ts setup` to start one (the labs need rootful podman).");
+  }
+  const step = opts.progress?.step.bind(opts.progress) ?? (async <T>(_t: string, fn: (n: (s: string) => void) => Promise<T>) => fn(() => {}));
+  const live = await step(`start podman API service on ${OWN_PODMAN_SOCKET}`, () => startPodmanService(opts.progress));
+  return new Engine(live.endpoint.dockerHost, live.kind!, live.version ?? "?");
+}
+
+/** Stop the podman service we started (CI calls this at the end so nothing keeps running). */
+export async function stopOwnPodmanService(): Promise<boolean> {
+  const r = await execa("pkill", ["-f", `podman system service --time=0 unix://${OWN_PODMAN_SOCKET}`], { reject: false });
+  return r.exitCode === 0;
+}

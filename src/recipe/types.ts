@@ -1,0 +1,87 @@
+/** The shape of recipes/<name>/recipe.yaml, after validation. See recipes/README.md. */
+
+export interface Recipe {
+  name: string;
+  title: string;
+  summary: string;
+  /** Folder holding recipe.yaml and its templates. */
+  dir: string;
+  file: string;
+  guide?: string;
+  networks: Record<string, NetworkSpec>;
+  nodes: Record<string, NodeSpec>;
+  wireguard?: { interface: string; keys: string[] };
+  tls?: { for: string; names: string[] };
+  vars: Record<string, string>;
+  /** Alternatives selected at start time, e.g. `--control headscale|builtin`. */
+  options: Record<string, OptionSpec>;
+  setup: Action[];
+  exercises: Exercise[];
+}
+
+export interface OptionSpec {
+  description: string;
+  default: string;
+  choices: Record<string, { nodes?: Record<string, Partial<NodeSpec>>; vars?: Record<string, string> }>;
+}
+
+export interface NetworkSpec {
+  subnet: string;
+  /** Isolated from every other network (default true): the host will not route between them. */
+  isolated: boolean;
+  description?: string;
+}
+
+export interface FileSpec {
+  path: string;
+  template?: string;
+  content?: string;
+  mode: number;
+}
+
+export interface NodeSpec {
+  image: string;
+  container: string;
+  hostname: string;
+  role: string;
+  interactive: boolean;
+  networks: Record<string, string>;
+  caps: string[];
+  sysctls: Record<string, string>;
+  devices: string[];
+  env: Record<string, string>;
+  command?: string[];
+  files: FileSpec[];
+  /** A shell condition polled after start; the node is ready when it exits 0. */
+  ready?: string;
+  /** When set, the node exists only if the option has this value, e.g. `control=headscale`. */
+  when?: string;
+}
+
+export interface Expect {
+  exit?: number;
+  stdoutContains?: string;
+  stdoutMatches?: string;
+}
+
+export interface Action {
+  node: string;
+  title?: string;
+  run?: string;
+  file?: FileSpec;
+  /** Poll `wait` until it exits 0 (or `expect` holds), up to `timeout` seconds. */
+  wait?: string;
+  timeout: number;
+  capture?: { as: string; json?: string };
+  secret: boolean;
+  expect?: Expect;
+  when?: string;
+}
+
+export interface Exercise {
+  id: string;
+  title: string;
+  hint: string;
+  check: Action[];
+  solve: Action[];
+}

@@ -1,0 +1,99 @@
+/**
+ * Progress for long steps. On a TTY: a spinner line per step with elapsed time, replaced by
+ * ✓/✗ when it ends. Not on a TTY (CI, scripts): one line per finished step, nothing else.
+ * `--verbose` (WG3_VERBOSE=1) additionally streams engine and command output via `detail`.
+ */
+const FRAMES = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+export interface StepTiming {
+  title: string;
+  ms: number;
+  ok: boolean;
+}
+
+function fmt(ms: number): string {
+  return ms < 1000 ? `${ms}ms` : `${(ms / 1000).toFixed(1)}s`;
+}
+
+export class Progress {
+  readonly timings: StepTiming[] = [];
+  private spinner?: NodeJS.Timeout;
+  private current?: { title: string; note: string; started: number };
+
+  constructor(
+    private readonly out: NodeJS.WriteStream = process.stderr,
+    readonly verbose = process.env.WG3_VERBOSE === "1",
+    readonly silent = process.env.WG3_SILENT === "1",
+  ) {}
+
+  get tty(): boolean {
+    return Boolean(this.out.isTTY) && !this.silent;
+  }
+
+  /** Run `fn` as a named step; `note(text)` updates what is being waited on. */
+  async step<T>(title: string, fn: (note: (text: string) => void) => Promise<T>): Promise<T> {
+    const started = Date.now();
+    const prev = this.current;
+    this.current = { title, note: "", started };
+    if (this.tty && !prev) this.startSpinner();
+    try {
+      const result = await fn((text) => {
+        if (this.current) this.current.note = text;
+        if (this.verbose) this.detail(`  … ${text}`);
+      });
+      this.finish(title, started, true);
+      return result;
+    } catch (err) {
+      this.finish(title, started, false);
+      throw err;
+    } finally {
+      this.current = prev;
+      if (!prev) this.stopSpinner();
+    }
+  }
+
+  info(line: string): void {
+    if (this.silent) return;
+    this.clearLine();
+    this.out.write(`${line}\n`);
+  }
+
+  detail(line: string): void {
+    if (!this.verbose || this.silent) return;
+    this.clearLine();
+    this.out.write(`${line.replace(/\n$/, "")}\n`);
+  }
+
+  private finish(title: string, started: number, ok: boolean): void {
+    const ms = Date.now() - started;
+    this.timings.push({ title, ms, ok });
+    if (this.silent) return;
+    this.clearLine();
+    const mark = ok ? (this.tty ? "\x1b[32m✓\x1b[0m" : "ok  ") : this.tty ? "\x1b[31m✗\x1b[0m" : "FAIL";
+    this.out.write(`${mark} ${title} ${this.tty ? "\x1b[2m" : "("}${fmt(ms)}${this.tty ? "\x1b[0m" : ")"}\n`);
+  }
+
+  private startSpinner(): void {
+    let i = 0;
+    this.spinner = setInterval(() => {
+      const c = this.current;
+      if (!c) return;
+      const frame = FRAMES[i++ % FRAMES.length];
+      const note = c.note ? ` \x1b[2m${c.note.slice(0, (this.out.columns || 100) - c.title.length - 20)}\x1b[0m` : "";
+      this.out.write(`\r\x1b[2K\x1b[36m${frame}\x1b[0m ${c.title}${note} \x1b[2m${fmt(Date.now() - c.started)}\x1b[0m`);
+    }, 100);
+    this.spinner.unref();
+  }
+
+  private stopSpinner(): void {
+    if (this.spinner) clearInterval(this.spinner);
+    this.spinner = undefined;
+    this.clearLine();
+  }
+
+  private clearLine(): void {
+    if (this.tty) this.out.write("\r\x1b[2K");
+  }
+}
+
+export const progress = new Progress();

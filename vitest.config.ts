@@ -1,0 +1,28 @@
+import { defineConfig } from "vitest/config";
+
+// Two projects: `unit` never touches a container engine and runs in seconds;
+// `e2e` drives a real engine, real WireGuard, real tailscaled and Headscale.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["tests/unit/**/*.test.ts"],
+          testTimeout: 30_000,
+        },
+      },
+      {
+        test: {
+          name: "e2e",
+          include: ["tests/e2e/**/*.test.ts"],
+          // Labs share one engine and fixed workshop subnets: run files one at a time.
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 900_000,
+          globalSetup: ["tests/e2e/global-setup.ts"],
+        },
+      },
+    ],
+  },
+});
