@@ -135,9 +135,12 @@ export async function installPackages(opts: EnsureOptions, packages = SETUP_PACK
 export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
   const found = await findEngine();
   if (found.live) return new Engine(found.live.endpoint.dockerHost, found.live.kind!, found.live.version ?? "?");
-  if (process.env.DOCKER_HOST || !opts.allowSetup) throw new UserError(`${describeNoEngine(found.probes)} Run ./start.ts setup (or ./start.ts doctor for details).`);
+  if (process.env.DOCKER_HOST) throw new UserError(describeNoEngine(found.probes));
+  const dead = found.probes.find((p) => p.state === "dead" && !p.endpoint.dockerHost.includes(OWN_PODMAN_SOCKET));
+  if (dead && !(await which("podman"))) throw new UserError(describeNoEngine(found.probes));
 
   if (!(await which("podman"))) {
+    if (!opts.allowSetup) throw new UserError("No container engine is reachable: run ./start.ts setup (./start.ts doctor tells what is missing).");
     if (!isRoot() || !isDebianLike()) {
       throw new UserError(
         "No container engine is reachable: install podman and runc (or Docker Engine), or run `sudo ./start.ts setup` on Debian/Ubuntu.",

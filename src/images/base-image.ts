@@ -85,7 +85,7 @@ export async function ensureBaseImage(engine: Engine, progress?: Progress): Prom
     const imported = id ? id : images.find((i) => i.RepoTags?.some((t) => t.startsWith(scratch)))?.Id;
     if (!imported) throw new Error(`import of ${tar} reported no image id`);
     const [repo, tag] = versions.debian.baseImage.split(":");
-    await engine.docker.getImage(imported).tag({ repo, tag });
+    await engine.docker.getImage(imported).tag({ repo: repo!, tag: tag! });
     for (const img of await engine.docker.listImages()) {
       for (const t of img.RepoTags ?? []) if (t.startsWith(scratch)) await engine.docker.getImage(t).remove().catch(() => {});
     }

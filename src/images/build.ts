@@ -55,7 +55,7 @@ function tarContext(role: ImageRole, bins: BinarySet[]): NodeJS.ReadableStream {
   for (const f of contextFiles(role)) p.entry({ name: f.name, mode: f.mode }, f.data);
   for (const set of bins) for (const f of set.files) p.entry({ name: f, mode: 0o755 }, readFileSync(join(set.dir, f)));
   p.finalize();
-  return p;
+  return p as unknown as NodeJS.ReadableStream;
 }
 
 export interface EnsureImagesResult {
@@ -69,7 +69,7 @@ export interface EnsureImagesResult {
  * The hash tag is applied by the engine only when a build succeeds, so an interrupted build
  * never leaves a half-tagged image.
  */
-export async function ensureImages(engine: Engine, roles: ImageRole[], progress?: Progress): Promise<EnsureImagesResult> {
+export async function ensureImages(engine: Engine, roles: ImageRole[], progress?: Progress, signal?: AbortSignal): Promise<EnsureImagesResult> {
   const result: EnsureImagesResult = { built: [], reused: [], base: "present" };
   const order: ImageRole[] = [];
   const visit = (r: ImageRole) => {
@@ -92,14 +92,15 @@ export async function ensureImages(engine: Engine, roles: ImageRole[], progress?
     await step(`build image ${role}`, async (note) => {
       const buildargs: Record<string, string> = {};
       if (spec.parent) buildargs.BASE_IMAGE = imageRef(spec.parent);
-      const stream = await engine.docker.buildImage(tarContext(role, bins) as never, {
+      const stream: NodeJS.ReadableStream = await engine.docker.buildImage(tarContext(role, bins) as never, {
         t: imageRef(role),
         dockerfile: "Containerfile",
         buildargs,
         labels: { [LABEL.project]: PROJECT, [LABEL.role]: role, [LABEL.inputs]: inputsHash(role) },
         rm: true,
         forcerm: true,
-      } as never);
+      } as never) as unknown as NodeJS.ReadableStream;
+      signal?.addEventListener("abort", () => (stream as unknown as { destroy?: () => void }).destroy?.(), { once: true });
       const lines: string[] = [];
       await new Promise<void>((resolve, reject) => {
         engine.docker.modem.followProgress(

@@ -141,7 +141,7 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
     parsed = parseYaml(readFileSync(file, "utf8"), shown);
     validate(parsed, recipeShape, shown);
   } catch (e) {
-    if (e instanceof SchemaError) throw new UserError(`Recipe ${name} is not valid: ${e.problems[0]}`, 2, e.problems.join("\n"));
+    if (e instanceof SchemaError) throw new UserError(`Recipe ${name} is not valid: ${e.problems[0]}`, 2, e.problems.slice(1).join("\n") || undefined);
     throw e;
   }
   const raw = parsed.value as Record<string, unknown>;
@@ -173,7 +173,7 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
       (e): Exercise => ({
         id: e.id as string,
         title: e.title as string,
-        hint: e.hint as string,
+        hint: String(e.hint ?? "").trim(),
         check: ((e.check as Record<string, unknown>[]) ?? []).map(toAction),
         solve: ((e.solve as Record<string, unknown>[]) ?? []).map(toAction),
       }),
@@ -212,7 +212,7 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
   for (const [o, spec] of Object.entries(recipe.options)) {
     if (!spec.choices[spec.default]) at(["options", o, "default"], `"${spec.default}" is not one of the choices (${Object.keys(spec.choices).join(", ")})`);
   }
-  if (problems.length) throw new UserError(`Recipe ${name} is not valid: ${problems[0]}`, 2, problems.join("\n"));
+  if (problems.length) throw new UserError(`Recipe ${name} is not valid: ${problems[0]}`, 2, problems.slice(1).join("\n") || undefined);
   return recipe;
 }
 

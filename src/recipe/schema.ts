@@ -1,4 +1,4 @@
-import { type Document, LineCounter, type Node, isMap, isScalar, isSeq, parseDocument } from "yaml";
+import { type Document, LineCounter, type Node, isAlias, isMap, isScalar, isSeq, parseDocument } from "yaml";
 
 /**
  * A small schema checker that walks the YAML syntax tree, so every complaint names the file,
@@ -10,7 +10,7 @@ export class SchemaError extends Error {
   }
 }
 
-type Where = { file: string; lines: LineCounter };
+type Where = { file: string; lines: LineCounter; doc: Document };
 
 export type Shape =
   | { kind: "string"; pattern?: RegExp; patternText?: string; oneOf?: string[] }
@@ -40,7 +40,7 @@ function lineOf(node: Node | null | undefined, where: Where): number {
 }
 
 function check(node: Node | null | undefined, shape: Shape, path: string, where: Where, out: string[]): void {
-  const at = (n: Node | null | undefined, msg: string) => out.push(`${where.file}:${lineOf(n, where)}: ${path || "(top)"}: ${msg}`);
+  const at = (n: Node | null | undefined, msg: string): void => void out.push(`${where.file}:${lineOf(n, where)}: ${path || "(top)"}: ${msg}`);
   switch (shape.kind) {
     case "string": {
       if (!isScalar(node) || (typeof node.value !== "string" && typeof node.value !== "number")) return at(node, "expected a string");
@@ -86,6 +86,13 @@ function check(node: Node | null | undefined, shape: Shape, path: string, where:
       const seen = new Set<string>();
       for (const pair of node.items) {
         const key = String((pair.key as { value?: unknown })?.value);
+        if (key === "<<" || key === "Symbol(<<)") {
+          // YAML merge key (`<<: *anchor`): the anchored map was checked where it was written.
+          const src = isAlias(pair.value) ? pair.value.resolve(where.doc) : pair.value;
+          if (isMap(src)) for (const p of src.items) seen.add(String((p.key as { value?: unknown })?.value));
+          else at(pair.value as Node, "<< must merge a map (an alias like *peer)");
+          continue;
+        }
         seen.add(key);
         const field = shape.fields[key];
         if (!field) {
@@ -109,7 +116,7 @@ export interface Parsed {
 /** Parse YAML, reporting syntax errors as file:line: message. */
 export function parseYaml(text: string, file: string): Parsed {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
   if (doc.errors.length) {
     throw new SchemaError(doc.errors.map((e) => `${file}:${lines.linePos(e.pos[0]).line}: ${e.message.split("\n")[0]}`));
   }
@@ -118,7 +125,7 @@ export function parseYaml(text: string, file: string): Parsed {
 
 export function validate(parsed: Parsed, shape: Shape, file: string): void {
   const problems: string[] = [];
-  check(parsed.doc.contents as Node, shape, "", { file, lines: parsed.lines }, problems);
+  check(parsed.doc.contents as Node, shape, "", { file, lines: parsed.lines, doc: parsed.doc }, problems);
   if (problems.length) throw new SchemaError(problems);
 }
 

@@ -1,0 +1,147 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { pack } from "tar-stream";
+import type { Engine, ExecResult } from "../engine/engine.ts";
+import { UserError } from "../errors.ts";
+import { render } from "../recipe/template.ts";
+import type { Action, Expect, FileSpec, Recipe } from "../recipe/types.ts";
+import type { Progress } from "../ui/progress.ts";
+import { type LabPlan, matchesWhen, scopeOf } from "./plan.ts";
+
+export interface ActionContext {
+  engine: Engine;
+  recipe: Recipe;
+  plan: LabPlan;
+  /** Values captured by earlier actions (e.g. a pre-auth key); never printed. */
+  captured: Record<string, string>;
+  progress?: Progress;
+  signal?: AbortSignal;
+}
+
+/** Copy one file into a container (created or running) with the given mode. */
+export async function putFile(engine: Engine, container: string, path: string, content: string | Buffer, mode: number): Promise<void> {
+  const p = pack();
+  p.entry({ name: path.replace(/^\/+/, ""), mode }, typeof content === "string" ? Buffer.from(content) : content);
+  p.finalize();
+  await engine.docker.getContainer(container).putArchive(p as never, { path: "/" });
+}
+
+export function renderFile(ctx: Pick<ActionContext, "recipe" | "plan" | "captured">, f: FileSpec): string {
+  const scope = scopeOf(ctx.plan, ctx.captured);
+  if (f.template) return render(readFileSync(join(ctx.recipe.dir, f.template), "utf8"), scope, `${ctx.recipe.name}/${f.template}`);
+  return render(f.content ?? "", scope, ctx.recipe.file);
+}
+
+export function meets(r: ExecResult, expect: Expect | undefined): boolean {
+  if (!expect) return r.exitCode === 0;
+  if (expect.exit !== undefined && r.exitCode !== expect.exit) return false;
+  if (expect.exit === undefined && (expect.stdoutContains !== undefined || expect.stdoutMatches !== undefined) && r.exitCode !== 0) return false;
+  if (expect.stdoutContains !== undefined && !r.stdout.includes(expect.stdoutContains)) return false;
+  if (expect.stdoutMatches !== undefined && !new RegExp(expect.stdoutMatches, "m").test(r.stdout)) return false;
+  return true;
+}
+
+function containerOf(ctx: ActionContext, a: Action): string {
+  const node = ctx.plan.nodes[a.node];
+  if (!node) throw new UserError(`Node "${a.node}" is not part of this lab (nodes: ${Object.keys(ctx.plan.nodes).join(", ")}).`);
+  return node.container;
+}
+
+function describe(a: Action, cmd: string): string {
+  return a.title ?? (a.secret ? `${a.node}: (command hidden: it carries a secret)` : `${a.node}: ${cmd}`);
+}
+
+function tail(r: ExecResult): string {
+  return `${r.stdout}\n${r.stderr}`.trim().split("\n").slice(-6).join("\n");
+}
+
+async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(t);
+      reject(new UserError("Interrupted.", 130));
+    }, { once: true });
+  });
+}
+
+/** Poll a shell condition in a container until it holds or the deadline passes. */
+export async function pollUntil(
+  ctx: ActionContext,
+  container: string,
+  script: string,
+  expect: Expect | undefined,
+  timeoutS: number,
+  what: string,
+  onTick?: (r: ExecResult) => void,
+): Promise<ExecResult> {
+  const deadline = Date.now() + timeoutS * 1000;
+  let last: ExecResult = { exitCode: -1, stdout: "", stderr: "(not run yet)" };
+  let delay = 100;
+  while (true) {
+    if (ctx.signal?.aborted) throw new UserError("Interrupted.", 130);
+    last = await ctx.engine.sh(container, script, { timeoutMs: Math.max(5000, timeoutS * 1000) });
+    onTick?.(last);
+    if (meets(last, expect)) return last;
+    if (Date.now() > deadline) {
+      throw new UserError(`Timed out after ${timeoutS}s waiting for ${what}; last seen (exit ${last.exitCode}): ${tail(last) || "(no output)"}`);
+    }
+    await sleep(delay, ctx.signal);
+    delay = Math.min(delay * 2, 1000);
+  }
+}
+
+/** Run one recipe action (setup or solve). Throws a UserError with the last output on failure. */
+export async function runAction(ctx: ActionContext, a: Action): Promise<ExecResult | undefined> {
+  if (!matchesWhen(a.when, ctx.plan.options)) return undefined;
+  const container = containerOf(ctx, a);
+  const scope = scopeOf(ctx.plan, ctx.captured);
+  if (a.file) {
+    const content = renderFile(ctx, a.file);
+    const path = render(a.file.path, scope, ctx.recipe.file);
+    await putFile(ctx.engine, container, path, content, a.file.mode);
+    return undefined;
+  }
+  if (a.wait) {
+    const cmd = render(a.wait, scope, ctx.recipe.file);
+    return pollUntil(ctx, container, cmd, a.expect, a.timeout, describe(a, cmd), (r) => ctx.progress?.detail(`${a.node}$ ${a.secret ? "(hidden)" : cmd} -> ${r.exitCode}`));
+  }
+  const cmd = render(a.run!, scope, ctx.recipe.file);
+  const r = await ctx.engine.sh(container, cmd, { timeoutMs: a.timeout * 1000 });
+  ctx.progress?.detail(`${a.node}$ ${a.secret ? "(hidden)" : cmd}\n${a.secret ? "" : tail(r)}`);
+  if (!meets(r, a.expect)) throw new UserError(`${describe(a, cmd)} failed (exit ${r.exitCode}): ${a.secret ? "(output hidden)" : tail(r) || "(no output)"}`);
+  if (a.capture) {
+    let value = r.stdout.trim();
+    if (a.capture.json) {
+      let v: unknown = JSON.parse(value);
+      for (const part of a.capture.json.split(".")) v = (v as Record<string, unknown>)?.[part];
+      value = String(v ?? "");
+    }
+    if (!value) throw new UserError(`${describe(a, cmd)} printed nothing to capture as ${a.capture.as}.`);
+    ctx.captured[a.capture.as] = value;
+  }
+  return r;
+}
+
+export interface CheckResult {
+  exercise: string;
+  title: string;
+  ok: boolean;
+  hint: string;
+  detail?: string;
+}
+
+/** Evaluate one exercise's checks once (no waiting): all must hold. */
+export async function checkExercise(ctx: ActionContext, ex: Recipe["exercises"][number]): Promise<CheckResult> {
+  for (const a of ex.check) {
+    if (!matchesWhen(a.when, ctx.plan.options)) continue;
+    const container = containerOf(ctx, a);
+    const scope = scopeOf(ctx.plan, ctx.captured);
+    const cmd = render(a.run ?? a.wait ?? "true", scope, ctx.recipe.file);
+    const r = await ctx.engine.sh(container, cmd, { timeoutMs: Math.max(10_000, a.timeout * 1000) }).catch(
+      (e: Error): ExecResult => ({ exitCode: -1, stdout: "", stderr: e.message }),
+    );
+    if (!meets(r, a.expect)) return { exercise: ex.id, title: ex.title, ok: false, hint: ex.hint, detail: `${a.node}$ ${cmd} -> exit ${r.exitCode} ${tail(r)}`.slice(0, 400) };
+  }
+  return { exercise: ex.id, title: ex.title, ok: true, hint: ex.hint };
+}
