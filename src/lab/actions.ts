@@ -138,9 +138,14 @@ export async function checkExercise(ctx: ActionContext, ex: Recipe["exercises"][
     const container = containerOf(ctx, a);
     const scope = scopeOf(ctx.plan, ctx.captured);
     const cmd = render(a.run ?? a.wait ?? "true", scope, ctx.recipe.file);
-    const r = await ctx.engine.sh(container, cmd, { timeoutMs: Math.max(10_000, a.timeout * 1000) }).catch(
-      (e: Error): ExecResult => ({ exitCode: -1, stdout: "", stderr: e.message }),
-    );
+    // A `wait` in a check is a condition that takes a moment by nature (bytes arriving): poll it.
+    const r = a.wait
+      ? await pollUntil(ctx, container, cmd, a.expect, a.timeout, cmd).catch(
+          (e: Error): ExecResult => ({ exitCode: -1, stdout: "", stderr: e.message }),
+        )
+      : await ctx.engine.sh(container, cmd, { timeoutMs: Math.max(10_000, a.timeout * 1000) }).catch(
+          (e: Error): ExecResult => ({ exitCode: -1, stdout: "", stderr: e.message }),
+        );
     if (!meets(r, a.expect)) return { exercise: ex.id, title: ex.title, ok: false, hint: ex.hint, detail: `${a.node}$ ${cmd} -> exit ${r.exitCode} ${tail(r)}`.slice(0, 400) };
   }
   return { exercise: ex.id, title: ex.title, ok: true, hint: ex.hint };
