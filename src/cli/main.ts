@@ -9,7 +9,8 @@ import { UserError, errorMessage } from "../errors.ts";
 import { IMAGE_ROLES, type ImageRole, ensureImages } from "../images/build.ts";
 import { type ActionContext, checkExercise, runAction } from "../lab/actions.ts";
 import { down, nodeOf, runningPlan, status, up } from "../lab/lifecycle.ts";
-import { DEFAULT_LAB, validLabName } from "../lab/plan.ts";
+import { DEFAULT_LAB, scopeOf, validLabName } from "../lab/plan.ts";
+import { renderLoose } from "../recipe/template.ts";
 import { stateDir } from "../paths.ts";
 import { listRecipes, loadRecipe } from "../recipe/load.ts";
 import { Progress } from "../ui/progress.ts";
@@ -228,12 +229,13 @@ const commands: Record<string, Command> = {
       const r = loadRecipe(recipe);
       const actx: ActionContext = { engine, recipe: r, plan, captured: {}, signal: ctx.signal };
       let failed = 0;
+      const scope = scopeOf(plan);
       for (const ex of r.exercises) {
         const res = await checkExercise(actx, ex);
-        if (res.ok) out(`pass     ${ex.id}: ${ex.title}`);
+        if (res.ok) out(`pass     ${ex.id}: ${renderLoose(ex.title, scope)}`);
         else {
           failed++;
-          out(`not yet  ${ex.id}: ${ex.title}\n         hint: ${ex.hint}`);
+          out(`not yet  ${ex.id}: ${renderLoose(ex.title, scope)}\n         hint: ${renderLoose(ex.hint, scope)}`);
           if (ctx.progress.verbose && res.detail) out(`         seen: ${res.detail}`);
         }
       }

@@ -11,7 +11,8 @@ import type { Recipe } from "../recipe/types.ts";
 import type { Progress } from "../ui/progress.ts";
 import { genKeyPair } from "../wireguard/keys.ts";
 import { type ActionContext, pollUntil, putFile, renderFile, runAction } from "./actions.ts";
-import { DEFAULT_LAB, type LabPlan, deletePlan, makePlan, readPlan, resolveOptions, savePlan, validLabName } from "./plan.ts";
+import { DEFAULT_LAB, type LabPlan, deletePlan, makePlan, readPlan, resolveOptions, savePlan, scopeOf, validLabName } from "./plan.ts";
+import { renderLoose } from "../recipe/template.ts";
 import { makeLabTls } from "./tls.ts";
 
 export interface UpOptions {
@@ -228,7 +229,8 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
     }
     for (const a of recipe.setup) {
       throwIfAborted(opts.signal);
-      const title = a.title ?? `${a.node}: ${a.secret ? "(hidden)" : (a.run ?? a.wait ?? a.file?.path ?? "")}`;
+      const raw = a.title ?? `${a.node}: ${a.secret ? "(hidden)" : (a.run ?? a.wait ?? a.file?.path ?? "")}`;
+      const title = a.title || !a.secret ? renderLoose(raw, scopeOf(plan, ctx.captured)) : raw;
       await step(title.length > 90 ? `${title.slice(0, 87)}...` : title, async () => {
         try {
           await runAction(ctx, a);

@@ -37,3 +37,12 @@ function hint(scope: Scope, path: string): string {
 export function placeholders(text: string): string[] {
   return [...text.matchAll(/\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}/g)].map((m) => m[1]!);
 }
+
+/** For titles and hints shown to people: fill what is known, leave the rest as written. */
+export function renderLoose(text: string, scope: Scope): string {
+  try {
+    return render(text, scope);
+  } catch {
+    return text;
+  }
+}

@@ -1,0 +1,24 @@
+import { ensureBinaries } from "../../src/binaries.ts";
+import { ensureEngine } from "../../src/engine/setup.ts";
+import { IMAGE_ROLES, type ImageRole, ensureImages } from "../../src/images/build.ts";
+import { Progress } from "../../src/ui/progress.ts";
+
+/**
+ * Before any e2e file: a live engine, the pinned binaries and every image, built once (or
+ * found in the cache). Prints how long each phase took, so cold and warm runs can be compared.
+ */
+export default async function setup(): Promise<void> {
+  const progress = new Progress(process.stderr, process.env.WG3_VERBOSE === "1");
+  const t0 = Date.now();
+  const engine = await ensureEngine({ allowSetup: true, yes: true, progress });
+  const tEngine = Date.now();
+  for (const b of ["tailscale", "headscale"] as const) await ensureBinaries(b, progress);
+  const tBins = Date.now();
+  const r = await ensureImages(engine, Object.keys(IMAGE_ROLES) as ImageRole[], progress);
+  const tImages = Date.now();
+  const s = (a: number, b: number) => `${((b - a) / 1000).toFixed(1)}s`;
+  process.stderr.write(
+    `e2e prerequisites: engine ${engine.kind} ${engine.version} (${s(t0, tEngine)}), binaries (${s(tEngine, tBins)}), ` +
+      `images built [${r.built.join(", ") || "none"}] reused [${r.reused.join(", ") || "none"}] (${s(tBins, tImages)})\n`,
+  );
+}
