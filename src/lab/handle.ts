@@ -1,0 +1,103 @@
+import type { Engine, ExecResult } from "../engine/engine.ts";
+import { ensureEngine } from "../engine/setup.ts";
+import { HeadscaleInContainer } from "../nodes/headscale.ts";
+import { TailscaleInContainer } from "../nodes/tailscale.ts";
+import { loadRecipe } from "../recipe/load.ts";
+import type { Recipe } from "../recipe/types.ts";
+import { Progress } from "../ui/progress.ts";
+import { type ActionContext, type CheckResult, checkExercise, runAction } from "./actions.ts";
+import { down, up } from "./lifecycle.ts";
+import type { LabPlan } from "./plan.ts";
+
+/**
+ * A running lab, for tests and scripts: the same lifecycle, checks and solutions as
+ * ./start.ts, with typed handles on its nodes.
+ */
+export class LabHandle {
+  private constructor(
+    readonly engine: Engine,
+    readonly recipe: Recipe,
+    readonly plan: LabPlan,
+  ) {}
+
+  static async start(recipe: string, opts: { lab?: string; options?: Record<string, string> } = {}): Promise<LabHandle> {
+    const progress = new Progress(process.stderr, process.env.WG3_VERBOSE === "1", process.env.WG3_VERBOSE !== "1");
+    const engine = await ensureEngine({ allowSetup: true, yes: true });
+    const r = await up(recipe, { lab: opts.lab, options: opts.options, progress, engine });
+    return new LabHandle(engine, loadRecipe(recipe), r.plan);
+  }
+
+  async stop(): Promise<void> {
+    await down(this.engine, this.recipe.name, this.plan.lab);
+  }
+
+  container(node: string): string {
+    const n = this.plan.nodes[node];
+    if (!n) throw new Error(`no node ${node} in ${this.recipe.name} (nodes: ${Object.keys(this.plan.nodes).join(", ")})`);
+    return n.container;
+  }
+
+  ip(node: string, network: string): string {
+    return this.plan.nodes[node]!.ip[network]!;
+  }
+
+  sh(node: string, script: string): Promise<ExecResult> {
+    return this.engine.sh(this.container(node), script);
+  }
+
+  /** Does `script` exit 0 on `node`? */
+  async succeeds(node: string, script: string): Promise<boolean> {
+    return (await this.sh(node, script)).exitCode === 0;
+  }
+
+  private ctx(): ActionContext {
+    return { engine: this.engine, recipe: this.recipe, plan: this.plan, captured: {} };
+  }
+
+  async check(exercise: string): Promise<CheckResult> {
+    const ex = this.recipe.exercises.find((e) => e.id === exercise);
+    if (!ex) throw new Error(`${this.recipe.name} has no exercise ${exercise}`);
+    return checkExercise(this.ctx(), ex);
+  }
+
+  async checkAll(): Promise<CheckResult[]> {
+    const out: CheckResult[] = [];
+    for (const ex of this.recipe.exercises) out.push(await checkExercise(this.ctx(), ex));
+    return out;
+  }
+
+  async solve(exercise?: string): Promise<void> {
+    const ctx = this.ctx();
+    for (const ex of this.recipe.exercises) {
+      if (exercise && ex.id !== exercise) continue;
+      for (const a of ex.solve) await runAction(ctx, a);
+    }
+  }
+
+  tailscale(node: string): TailscaleInContainer {
+    return new TailscaleInContainer(this.engine, this.container(node));
+  }
+
+  headscale(node = "headscale"): HeadscaleInContainer {
+    return new HeadscaleInContainer(this.engine, this.container(node));
+  }
+}
+
+/** Poll `probe` until it returns a truthy value; on timeout, say what was last seen. */
+export async function waitFor<T>(what: string, probe: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  let delay = 100;
+  while (true) {
+    try {
+      const v = await probe();
+      if (v) return v;
+      last = v;
+    } catch (e) {
+      last = e instanceof Error ? e.message : e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last seen: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 1000);
+  }
+}
