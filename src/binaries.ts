@@ -17,8 +17,16 @@ export interface BinarySet {
 }
 
 const GO_PACKAGES = {
-  tailscale: { module: "tailscale.com", pkgs: ["tailscale.com/cmd/tailscale", "tailscale.com/cmd/tailscaled"], files: ["tailscale", "tailscaled"] },
-  headscale: { module: "github.com/juanfont/headscale", pkgs: ["github.com/juanfont/headscale/cmd/headscale"], files: ["headscale"] },
+  tailscale: {
+    module: "tailscale.com",
+    pkgs: ["tailscale.com/cmd/tailscale", "tailscale.com/cmd/tailscaled"],
+    files: ["tailscale", "tailscaled"],
+  },
+  headscale: {
+    module: "github.com/juanfont/headscale",
+    pkgs: ["github.com/juanfont/headscale/cmd/headscale"],
+    files: ["headscale"],
+  },
 } as const;
 
 export function binaryDir(name: keyof typeof GO_PACKAGES, version = versions[name]): string {
@@ -89,7 +97,11 @@ export async function ensureBinaries(name: keyof typeof GO_PACKAGES, progress?: 
         if (r.exitCode !== 0) {
           const text = String(r.all ?? "");
           if (/dial tcp|lookup .*no such host|connection refused|i\/o timeout/.test(text)) {
-            throw new UserError(`go install ${name}@${version} could not reach the Go module proxy; connect to the internet (or set GOPROXY) and retry.`, 1, text);
+            throw new UserError(
+              `go install ${name}@${version} could not reach the Go module proxy; connect to the internet (or set GOPROXY) and retry.`,
+              1,
+              text,
+            );
           }
           throw new UserError(`go install ${name}@${version} failed: ${text.trim().split("\n").slice(-3).join(" ")}`, 1, text);
         }
@@ -146,6 +158,14 @@ async function downloadRelease(name: keyof typeof GO_PACKAGES, version: string, 
   }
   const tgz = join(into, "release.tgz");
   writeFileSync(tgz, body);
-  await execa("tar", ["-xzf", tgz, "-C", into, "--strip-components=1", `tailscale_${v}_amd64/tailscale`, `tailscale_${v}_amd64/tailscaled`]);
+  await execa("tar", [
+    "-xzf",
+    tgz,
+    "-C",
+    into,
+    "--strip-components=1",
+    `tailscale_${v}_amd64/tailscale`,
+    `tailscale_${v}_amd64/tailscaled`,
+  ]);
   rmSync(tgz);
 }

@@ -1,11 +1,11 @@
 import { existsSync } from "node:fs";
 import { execa } from "execa";
 import { cachedBinaries, goVersion } from "./binaries.ts";
-import { findEngine, describeNoEngine } from "./engine/connect.ts";
+import { describeNoEngine, findEngine } from "./engine/connect.ts";
 import { Engine } from "./engine/engine.ts";
 import { LABEL, PROJECT } from "./engine/labels.ts";
-import { IMAGE_ROLES, type ImageRole, imageRef } from "./images/build.ts";
 import { baseImagePresent } from "./images/base-image.ts";
+import { IMAGE_ROLES, type ImageRole, imageRef } from "./images/build.ts";
 import { cidrsOverlap, listRecipes, loadRecipe } from "./recipe/load.ts";
 import { versions } from "./versions.ts";
 
@@ -27,27 +27,46 @@ export async function diagnose(): Promise<Finding[]> {
   let engine: Engine | undefined;
   if (found.live) {
     engine = new Engine(found.live.endpoint.dockerHost, found.live.kind!, found.live.version ?? "?");
-    out.push({ name: "container engine", status: "ok", detail: `${engine.kind} ${engine.version} at ${engine.dockerHost} (${found.live.endpoint.source})` });
+    out.push({
+      name: "container engine",
+      status: "ok",
+      detail: `${engine.kind} ${engine.version} at ${engine.dockerHost} (${found.live.endpoint.source})`,
+    });
     const info = (await engine.docker.info()) as { DefaultRuntime?: string; CgroupVersion?: string };
-    out.push({ name: "OCI runtime", status: "ok", detail: `${info.DefaultRuntime ?? "?"} (cgroups v${info.CgroupVersion ?? "?"})` });
+    out.push({
+      name: "OCI runtime",
+      status: "ok",
+      detail: `${info.DefaultRuntime ?? "?"} (cgroups v${info.CgroupVersion ?? "?"})`,
+    });
   } else {
     const podman = await has("podman");
     out.push({
       name: "container engine",
       status: "missing",
       detail: describeNoEngine(found.probes),
-      fix: podman ? "sudo ./start.ts setup   (starts a podman API service)" : "sudo ./start.ts setup   (installs podman + runc from your distribution)",
+      fix: podman
+        ? "sudo ./start.ts setup   (starts a podman API service)"
+        : "sudo ./start.ts setup   (installs podman + runc from your distribution)",
     });
   }
   out.push(
     existsSync("/dev/net/tun")
       ? { name: "/dev/net/tun", status: "ok", detail: "present (WireGuard and tailscaled need it)" }
-      : { name: "/dev/net/tun", status: "missing", detail: "absent", fix: "sudo modprobe tun (or enable TUN in your VM/container host)" },
+      : {
+          name: "/dev/net/tun",
+          status: "missing",
+          detail: "absent",
+          fix: "sudo modprobe tun (or enable TUN in your VM/container host)",
+        },
   );
   out.push(
     existsSync("/sys/module/wireguard")
       ? { name: "WireGuard", status: "ok", detail: "kernel module loaded" }
-      : { name: "WireGuard", status: "ok", detail: "no kernel module: wg-quick falls back to wireguard-go in the containers (slower, same lessons)" },
+      : {
+          name: "WireGuard",
+          status: "ok",
+          detail: "no kernel module: wg-quick falls back to wireguard-go in the containers (slower, same lessons)",
+        },
   );
 
   // Subnets the default lab needs.
@@ -63,16 +82,23 @@ export async function diagnose(): Promise<Finding[]> {
     const foreign: string[] = [];
     for (const n of await engine.docker.listNetworks()) {
       if (n.Labels?.[LABEL.project] === PROJECT) continue;
-      for (const c of n.IPAM?.Config ?? []) for (const s of subnets) if (c.Subnet && cidrsOverlap(c.Subnet, s)) foreign.push(`${s} (engine network ${n.Name})`);
+      for (const c of n.IPAM?.Config ?? [])
+        for (const s of subnets) if (c.Subnet && cidrsOverlap(c.Subnet, s)) foreign.push(`${s} (engine network ${n.Name})`);
     }
     const routes = (await execa("ip", ["-4", "-o", "route"], { reject: false })).stdout ?? "";
     for (const line of routes.split("\n")) {
       const m = /^(\d+\.\d+\.\d+\.\d+\/\d+)\s.*dev (\S+)/.exec(line);
-      if (m && !/^(podman|docker|br-|cni-|veth)/.test(m[2]!)) for (const s of subnets) if (cidrsOverlap(m[1]!, s)) foreign.push(`${s} (host route on ${m[2]})`);
+      if (m && !/^(podman|docker|br-|cni-|veth)/.test(m[2]!))
+        for (const s of subnets) if (cidrsOverlap(m[1]!, s)) foreign.push(`${s} (host route on ${m[2]})`);
     }
     out.push(
       foreign.length
-        ? { name: "workshop subnets", status: "warn", detail: `in use: ${foreign.join(", ")}`, fix: "start labs with --lab NAME to use other subnets" }
+        ? {
+            name: "workshop subnets",
+            status: "warn",
+            detail: `in use: ${foreign.join(", ")}`,
+            fix: "start labs with --lab NAME to use other subnets",
+          }
         : { name: "workshop subnets", status: "ok", detail: `${subnets.join(", ")} are free` },
     );
   }
@@ -81,23 +107,61 @@ export async function diagnose(): Promise<Finding[]> {
   for (const name of ["tailscale", "headscale"] as const) {
     const c = cachedBinaries(name);
     if (c) out.push({ name: `${name} ${versions[name]}`, status: "ok", detail: `cached (${c.via}) in ${c.dir}` });
-    else if (go) out.push({ name: `${name} ${versions[name]}`, status: "warn", detail: `not built yet; go ${go} will build it on first use`, fix: "./start.ts setup   (builds it now)" });
-    else out.push({ name: `${name} ${versions[name]}`, status: "warn", detail: "not built and Go is not installed: the official release build will be downloaded", fix: "install Go >= " + versions.goMinimum });
+    else if (go)
+      out.push({
+        name: `${name} ${versions[name]}`,
+        status: "warn",
+        detail: `not built yet; go ${go} will build it on first use`,
+        fix: "./start.ts setup   (builds it now)",
+      });
+    else
+      out.push({
+        name: `${name} ${versions[name]}`,
+        status: "warn",
+        detail: "not built and Go is not installed: the official release build will be downloaded",
+        fix: `install Go >= ${versions.goMinimum}`,
+      });
   }
 
   if (engine) {
     const missing: string[] = [];
     for (const role of Object.keys(IMAGE_ROLES) as ImageRole[]) if (!(await engine.imageExists(imageRef(role)))) missing.push(role);
     const base = await baseImagePresent(engine);
-    if (!missing.length) out.push({ name: "images", status: "ok", detail: `${Object.keys(IMAGE_ROLES).join(", ")} built and current` });
-    else if (base || (await has("debootstrap"))) out.push({ name: "images", status: "warn", detail: `to build: ${missing.join(", ")} (on first start)`, fix: "./start.ts setup   (builds them now)" });
-    else out.push({ name: "images", status: "missing", detail: `${versions.debian.baseImage} absent and debootstrap missing to build it offline`, fix: "sudo ./start.ts setup" });
+    if (!missing.length)
+      out.push({
+        name: "images",
+        status: "ok",
+        detail: `${Object.keys(IMAGE_ROLES).join(", ")} built and current`,
+      });
+    else if (base || (await has("debootstrap")))
+      out.push({
+        name: "images",
+        status: "warn",
+        detail: `to build: ${missing.join(", ")} (on first start)`,
+        fix: "./start.ts setup   (builds them now)",
+      });
+    else
+      out.push({
+        name: "images",
+        status: "missing",
+        detail: `${versions.debian.baseImage} absent and debootstrap missing to build it offline`,
+        fix: "sudo ./start.ts setup",
+      });
   }
   for (const [tool, why, fix] of [
     ["tmux", "the attendee workspace (panes)", "apt-get install tmux"],
     ["openssl", "recipe-3's lab CA and certificate", "apt-get install openssl"],
   ] as const) {
-    out.push((await has(tool)) ? { name: tool, status: "ok", detail: `present (${why})` } : { name: tool, status: tool === "openssl" ? "missing" : "warn", detail: `absent: needed for ${why}`, fix });
+    out.push(
+      (await has(tool))
+        ? { name: tool, status: "ok", detail: `present (${why})` }
+        : {
+            name: tool,
+            status: tool === "openssl" ? "missing" : "warn",
+            detail: `absent: needed for ${why}`,
+            fix,
+          },
+    );
   }
   return out;
 }

@@ -5,14 +5,14 @@ import { ensureBinaries } from "../binaries.ts";
 import { diagnose } from "../doctor.ts";
 import type { Engine } from "../engine/engine.ts";
 import { ensureEngine, installPackages, isRoot, startPodmanService } from "../engine/setup.ts";
-import { UserError, errorMessage } from "../errors.ts";
-import { IMAGE_ROLES, type ImageRole, ensureImages } from "../images/build.ts";
+import { errorMessage, UserError } from "../errors.ts";
+import { ensureImages, IMAGE_ROLES, type ImageRole } from "../images/build.ts";
 import { type ActionContext, checkExercise, runAction } from "../lab/actions.ts";
 import { down, nodeOf, runningPlan, status, up } from "../lab/lifecycle.ts";
 import { DEFAULT_LAB, scopeOf, validLabName } from "../lab/plan.ts";
-import { renderLoose } from "../recipe/template.ts";
 import { stateDir } from "../paths.ts";
 import { listRecipes, loadRecipe } from "../recipe/load.ts";
+import { renderLoose } from "../recipe/template.ts";
 import { Progress } from "../ui/progress.ts";
 import { attach, createSession, hasTmux, killSession, listSessions } from "../workspace/tmux.ts";
 import { type FlagSpec, parseArgs } from "./args.ts";
@@ -21,7 +21,11 @@ const GLOBAL: FlagSpec[] = [
   { name: "help", help: "show help for this command" },
   { name: "verbose", help: "show engine and command output" },
 ];
-const LAB: FlagSpec = { name: "lab", value: "NAME", help: "a separate copy of the lab with prefixed names and other subnets (default: the workshop's names)" };
+const LAB: FlagSpec = {
+  name: "lab",
+  value: "NAME",
+  help: "a separate copy of the lab with prefixed names and other subnets (default: the workshop's names)",
+};
 
 interface Command {
   usage: string;
@@ -57,7 +61,14 @@ function out(line = ""): void {
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 const commands: Record<string, Command> = {
@@ -72,9 +83,14 @@ const commands: Record<string, Command> = {
       "Then it builds Tailscale and Headscale (go install, pinned in versions.json) and every image in images/.",
     flags: [{ name: "yes", help: "do not ask before installing packages" }],
     async run(p, ctx) {
-      const engine = await ensureEngine({ allowSetup: true, yes: Boolean(p.flags.yes), progress: ctx.progress });
+      const engine = await ensureEngine({
+        allowSetup: true,
+        yes: Boolean(p.flags.yes),
+        progress: ctx.progress,
+      });
       ctx.progress.info(`engine: ${engine.kind} ${engine.version} at ${engine.dockerHost}`);
-      if (isRoot() && !(await hasTmux())) await installPackages({ yes: Boolean(p.flags.yes), progress: ctx.progress }, ["tmux", "openssl", "debootstrap"]);
+      if (isRoot() && !(await hasTmux()))
+        await installPackages({ yes: Boolean(p.flags.yes), progress: ctx.progress }, ["tmux", "openssl", "debootstrap"]);
       for (const b of ["tailscale", "headscale"] as const) {
         const set = await ensureBinaries(b, ctx.progress);
         ctx.progress.info(`${b} ${set.version}: ${set.via}, ${set.dir}`);
@@ -111,7 +127,11 @@ const commands: Record<string, Command> = {
     flags: [
       { name: "no-attach", help: "do not open the tmux workspace (CI, scripts)" },
       LAB,
-      { name: "control", value: "headscale|builtin", help: "recipe-3: which coordination server runs (default headscale)" },
+      {
+        name: "control",
+        value: "headscale|builtin",
+        help: "recipe-3: which coordination server runs (default headscale)",
+      },
       { name: "yes", help: "install the engine without asking if none is found" },
     ],
     async run(p, ctx) {
@@ -129,9 +149,18 @@ const commands: Record<string, Command> = {
       if (r.alreadyRunning) ctx.progress.info(`${recipe} is already running${labText ? ` in lab ${lab}` : ""}; nothing to do.`);
       else ctx.progress.info(`${recipe} is up in ${((Date.now() - t0) / 1000).toFixed(1)}s: ${r.recipe.title}`);
       const rows = [["node", "container", "addresses"]];
-      for (const n of Object.values(r.plan.nodes)) rows.push([n.key, n.container, Object.entries(n.ip).map(([k, v]) => `${v} (${k})`).join(", ")]);
+      for (const n of Object.values(r.plan.nodes))
+        rows.push([
+          n.key,
+          n.container,
+          Object.entries(n.ip)
+            .map(([k, v]) => `${v} (${k})`)
+            .join(", "),
+        ]);
       ctx.progress.info(table(rows));
-      ctx.progress.info(`\nNext: follow labs/${recipe}.md; ./start.ts check ${recipe}${labText} shows your progress; ./start.ts stop ${recipe}${labText} ends it.`);
+      ctx.progress.info(
+        `\nNext: follow labs/${recipe}.md; ./start.ts check ${recipe}${labText} shows your progress; ./start.ts stop ${recipe}${labText} ends it.`,
+      );
       if (p.flags["no-attach"] || !process.stdout.isTTY || !process.stdin.isTTY) return 0;
       if (!(await hasTmux())) {
         ctx.progress.info(`tmux is not installed: open shells with ./start.ts shell ${recipe} <node>${labText}.`);
@@ -175,10 +204,21 @@ const commands: Record<string, Command> = {
         return 0;
       }
       for (const l of labs) {
-        const opts = Object.entries(l.options).map(([k, v]) => ` --${k} ${v}`).join("");
+        const opts = Object.entries(l.options)
+          .map(([k, v]) => ` --${k} ${v}`)
+          .join("");
         out(`${l.recipe}${l.lab === DEFAULT_LAB ? "" : ` (lab ${l.lab})`}${opts}`);
         const rows = [["  node", "container", "hostname", "state", "addresses"]];
-        for (const n of l.nodes) rows.push([`  ${n.node}`, n.container, n.hostname, n.state, Object.entries(n.addresses).map(([k, v]) => `${v} (${k})`).join(", ")]);
+        for (const n of l.nodes)
+          rows.push([
+            `  ${n.node}`,
+            n.container,
+            n.hostname,
+            n.state,
+            Object.entries(n.addresses)
+              .map(([k, v]) => `${v} (${k})`)
+              .join(", "),
+          ]);
         out(table(rows));
       }
       return 0;
@@ -214,7 +254,9 @@ const commands: Record<string, Command> = {
       if (!nodeName) throw new UserError(`shell needs a node: one of ${Object.keys(plan.nodes).join(", ")}.`, 2);
       const node = nodeOf(plan, nodeName);
       const cli = engine.kind === "podman" ? ["podman"] : ["docker", "-H", engine.dockerHost];
-      const r = spawnSync(cli[0]!, [...cli.slice(1), "exec", "-it", node.container, "bash"], { stdio: "inherit" });
+      const r = spawnSync(cli[0]!, [...cli.slice(1), "exec", "-it", node.container, "bash"], {
+        stdio: "inherit",
+      });
       return r.status ?? 1;
     },
   },
@@ -254,8 +296,16 @@ const commands: Record<string, Command> = {
       const r = loadRecipe(recipe);
       const which = p.positionals[1];
       const exercises = which ? r.exercises.filter((e) => e.id === which) : r.exercises;
-      if (which && !exercises.length) throw new UserError(`${recipe} has no exercise "${which}"; its exercises are: ${r.exercises.map((e) => e.id).join(", ")}.`, 2);
-      const actx: ActionContext = { engine, recipe: r, plan, captured: {}, progress: ctx.progress, signal: ctx.signal };
+      if (which && !exercises.length)
+        throw new UserError(`${recipe} has no exercise "${which}"; its exercises are: ${r.exercises.map((e) => e.id).join(", ")}.`, 2);
+      const actx: ActionContext = {
+        engine,
+        recipe: r,
+        plan,
+        captured: {},
+        progress: ctx.progress,
+        signal: ctx.signal,
+      };
       for (const ex of exercises) {
         if (!ex.solve.length) continue;
         await ctx.progress.step(`solve ${ex.id}: ${ex.title}`, async () => {
@@ -276,8 +326,20 @@ const commands: Record<string, Command> = {
       rmSync(join(stateDir(), "labs"), { recursive: true, force: true });
       let images = 0;
       if (p.flags.all) {
-        const list = await engine.docker.listImages({ filters: JSON.stringify({ label: ["wg3ways.project=wg-3-ways"] }) });
-        for (const img of list) if (await engine.docker.getImage(img.Id).remove({ force: true }).then(() => true, () => false)) images++;
+        const list = await engine.docker.listImages({
+          filters: JSON.stringify({ label: ["wg3ways.project=wg-3-ways"] }),
+        });
+        for (const img of list)
+          if (
+            await engine.docker
+              .getImage(img.Id)
+              .remove({ force: true })
+              .then(
+                () => true,
+                () => false,
+              )
+          )
+            images++;
       }
       out(`removed ${r.containers} containers, ${r.networks} networks, ${r.volumes} volumes${p.flags.all ? `, ${images} images` : ""}.`);
       return 0;
@@ -340,9 +402,14 @@ export async function main(argv: string[]): Promise<number> {
     const isRecipe = listRecipes().includes(first);
     const name = isRecipe ? "start" : first;
     const cmd = commands[name];
-    if (!cmd || name === "start" && !isRecipe) {
+    if (!cmd || (name === "start" && !isRecipe)) {
       const known = listRecipes();
-      throw new UserError(`Unknown command or recipe "${first}"; recipes: ${known.join(", ")}; commands: ${Object.keys(commands).filter((c) => c !== "start").join(", ")}.`, 2);
+      throw new UserError(
+        `Unknown command or recipe "${first}"; recipes: ${known.join(", ")}; commands: ${Object.keys(commands)
+          .filter((c) => c !== "start")
+          .join(", ")}.`,
+        2,
+      );
     }
     const parsed = parseArgs(isRecipe ? argv : rest, [...cmd.flags, ...GLOBAL], name);
     if (parsed.flags.help) {

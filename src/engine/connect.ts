@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import Docker from "dockerode";
-import { UserError, errorMessage } from "../errors.ts";
+import { errorMessage, UserError } from "../errors.ts";
 import { OWN_PODMAN_SOCKET } from "../paths.ts";
 
 export type EngineKind = "podman" | "docker";
@@ -44,7 +44,12 @@ export async function probe(endpoint: EngineEndpoint, timeoutMs = 3000): Promise
       new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs).unref()),
     ])) as Docker.DockerVersion & { Components?: { Name: string; Version: string }[] };
     const podman = v.Components?.find((c) => /podman/i.test(c.Name));
-    return { endpoint, state: "alive", kind: podman ? "podman" : "docker", version: podman?.Version ?? v.Version };
+    return {
+      endpoint,
+      state: "alive",
+      kind: podman ? "podman" : "docker",
+      version: podman?.Version ?? v.Version,
+    };
   } catch (err) {
     return { endpoint, state: "dead", reason: errorMessage(err) };
   }

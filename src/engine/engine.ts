@@ -1,7 +1,7 @@
 import { PassThrough } from "node:stream";
 import type Docker from "dockerode";
 import { UserError } from "../errors.ts";
-import { type EngineKind, dockerodeFor } from "./connect.ts";
+import { dockerodeFor, type EngineKind } from "./connect.ts";
 import { labelFilter } from "./labels.ts";
 
 export interface ExecResult {
@@ -87,9 +87,7 @@ export class Engine {
   async run(container: string, cmd: string[], opts: ExecOptions = {}): Promise<string> {
     const r = await this.exec(container, cmd, opts);
     if (r.exitCode !== 0) {
-      throw new Error(
-        `\`${cmd.join(" ")}\` in ${container} exited ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-800)}`,
-      );
+      throw new Error(`\`${cmd.join(" ")}\` in ${container} exited ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-800)}`);
     }
     return r.stdout;
   }
@@ -134,7 +132,11 @@ export class Engine {
         });
     }
     const volumes = await this.listVolumes(match);
-    for (const v of volumes) await this.docker.getVolume(v.Name).remove({ force: true }).catch(() => {});
+    for (const v of volumes)
+      await this.docker
+        .getVolume(v.Name)
+        .remove({ force: true })
+        .catch(() => {});
     return { containers: containers.length, networks: networks.length, volumes: volumes.length };
   }
 

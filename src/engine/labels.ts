@@ -22,7 +22,13 @@ export interface LabIdentity {
 }
 
 export function labLabels(id: LabIdentity, extra: Record<string, string> = {}): Record<string, string> {
-  return { [LABEL.project]: PROJECT, [LABEL.lab]: id.lab, [LABEL.recipe]: id.recipe, [LABEL.run]: id.run, ...extra };
+  return {
+    [LABEL.project]: PROJECT,
+    [LABEL.lab]: id.lab,
+    [LABEL.recipe]: id.recipe,
+    [LABEL.run]: id.run,
+    ...extra,
+  };
 }
 
 /** A docker-API `filters` value selecting our resources, optionally narrowed. */

@@ -6,7 +6,7 @@ import { execa } from "execa";
 import { UserError } from "../errors.ts";
 import { OWN_PODMAN_SOCKET, stateDir } from "../paths.ts";
 import type { Progress } from "../ui/progress.ts";
-import { type Probe, describeNoEngine, findEngine, probe } from "./connect.ts";
+import { describeNoEngine, findEngine, type Probe, probe } from "./connect.ts";
 import { Engine } from "./engine.ts";
 
 /** Distro packages `setup` installs: the engine, its runtime, and the host tools labs use. */
@@ -67,7 +67,10 @@ export async function startPodmanService(progress?: Progress): Promise<Probe> {
     env: { ...process.env, CONTAINERS_CONF: conf },
   });
   child.unref();
-  const endpoint = { dockerHost: `unix://${OWN_PODMAN_SOCKET}`, source: "podman service started by ./start.ts setup" };
+  const endpoint = {
+    dockerHost: `unix://${OWN_PODMAN_SOCKET}`,
+    source: "podman service started by ./start.ts setup",
+  };
   const deadline = Date.now() + 30_000;
   let last: Probe = { endpoint, state: "absent" };
   while (Date.now() < deadline) {
@@ -106,10 +109,14 @@ export interface EnsureOptions {
 /** Install the distro packages the harness needs (Debian/Ubuntu, root only). */
 export async function installPackages(opts: EnsureOptions, packages = SETUP_PACKAGES): Promise<void> {
   if (!isRoot()) {
-    throw new UserError(`Installing ${packages.join(", ")} needs root: run \`sudo ./start.ts setup\`, or install podman (or Docker) yourself.`);
+    throw new UserError(
+      `Installing ${packages.join(", ")} needs root: run \`sudo ./start.ts setup\`, or install podman (or Docker) yourself.`,
+    );
   }
   if (!isDebianLike()) {
-    throw new UserError(`./start.ts setup knows Debian and Ubuntu only; install podman and runc (or Docker Engine) with your distribution's tools.`);
+    throw new UserError(
+      `./start.ts setup knows Debian and Ubuntu only; install podman and runc (or Docker Engine) with your distribution's tools.`,
+    );
   }
   const ask = !opts.yes && process.stdin.isTTY;
   if (ask && !(await confirm(`setup will run apt-get update and install: ${packages.join(" ")}. Proceed?`))) {
@@ -123,7 +130,8 @@ export async function installPackages(opts: EnsureOptions, packages = SETUP_PACK
     });
     if (r.exitCode !== 0) throw new UserError(`apt-get ${args.join(" ")} failed: ${String(r.all).trim().split("\n").slice(-3).join(" ")}`);
   };
-  const step = opts.progress?.step.bind(opts.progress) ?? (async <T>(_t: string, fn: (n: (s: string) => void) => Promise<T>) => fn(() => {}));
+  const step =
+    opts.progress?.step.bind(opts.progress) ?? (async <T>(_t: string, fn: (n: (s: string) => void) => Promise<T>) => fn(() => {}));
   await step("apt-get update", () => run(["update", "-q"]));
   await step(`apt-get install ${packages.join(" ")}`, () => run(["install", "-y", "-q", "--no-install-recommends", ...packages]));
 }
@@ -140,7 +148,8 @@ export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
   if (dead && !(await which("podman"))) throw new UserError(describeNoEngine(found.probes));
 
   if (!(await which("podman"))) {
-    if (!opts.allowSetup) throw new UserError("No container engine is reachable: run ./start.ts setup (./start.ts doctor tells what is missing).");
+    if (!opts.allowSetup)
+      throw new UserError("No container engine is reachable: run ./start.ts setup (./start.ts doctor tells what is missing).");
     if (!isRoot() || !isDebianLike()) {
       throw new UserError(
         "No container engine is reachable: install podman and runc (or Docker Engine), or run `sudo ./start.ts setup` on Debian/Ubuntu.",
@@ -150,15 +159,20 @@ export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
     await installPackages(opts);
   }
   if (!isRoot()) {
-    throw new UserError("podman is installed but no API socket answers; run `sudo ./start.ts setup` to start one (the labs need rootful podman).");
+    throw new UserError(
+      "podman is installed but no API socket answers; run `sudo ./start.ts setup` to start one (the labs need rootful podman).",
+    );
   }
-  const step = opts.progress?.step.bind(opts.progress) ?? (async <T>(_t: string, fn: (n: (s: string) => void) => Promise<T>) => fn(() => {}));
+  const step =
+    opts.progress?.step.bind(opts.progress) ?? (async <T>(_t: string, fn: (n: (s: string) => void) => Promise<T>) => fn(() => {}));
   const live = await step(`start podman API service on ${OWN_PODMAN_SOCKET}`, () => startPodmanService(opts.progress));
   return new Engine(live.endpoint.dockerHost, live.kind!, live.version ?? "?");
 }
 
 /** Stop the podman service we started (CI calls this at the end so nothing keeps running). */
 export async function stopOwnPodmanService(): Promise<boolean> {
-  const r = await execa("pkill", ["-f", `podman system service --time=0 unix://${OWN_PODMAN_SOCKET}`], { reject: false });
+  const r = await execa("pkill", ["-f", `podman system service --time=0 unix://${OWN_PODMAN_SOCKET}`], {
+    reject: false,
+  });
   return r.exitCode === 0;
 }

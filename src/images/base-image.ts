@@ -32,7 +32,7 @@ async function tryPull(engine: Engine): Promise<boolean> {
 }
 
 /** A minbase rootfs tarball of the pinned Debian suite, built once and cached. */
-async function rootfsTarball(progress?: Progress): Promise<string> {
+async function rootfsTarball(_progress?: Progress): Promise<string> {
   const { suite, mirror } = versions.debian;
   const tar = join(cacheDir(), "rootfs", `debian-${suite}-minbase-amd64.tar`);
   if (existsSync(tar) && statSync(tar).size > 0) return tar;
@@ -49,7 +49,10 @@ async function rootfsTarball(progress?: Progress): Promise<string> {
       throw new UserError(`debootstrap ${suite} from ${mirror} failed; is Debian's mirror reachable?`, 1, String(e.all ?? e));
     });
     // The same trims the official -slim image makes; apt lists are refetched by every Containerfile.
-    await execa("sh", ["-c", `rm -rf ${dir}/var/cache/apt/archives/*.deb ${dir}/var/lib/apt/lists/* ${dir}/usr/share/doc/* ${dir}/usr/share/man/*`]);
+    await execa("sh", [
+      "-c",
+      `rm -rf ${dir}/var/cache/apt/archives/*.deb ${dir}/var/lib/apt/lists/* ${dir}/usr/share/doc/* ${dir}/usr/share/man/*`,
+    ]);
     await execa("tar", ["--numeric-owner", "-C", dir, "-cf", partial, "."]);
     renameSync(partial, tar);
   } finally {
@@ -73,10 +76,13 @@ export async function ensureBaseImage(engine: Engine, progress?: Progress): Prom
     // Import under a scratch name first (podman's compat API ignores the tag parameter of an
     // import), then give it the real name and drop the scratch one.
     const scratch = `localhost/wg3ways-import-${process.pid}`;
-    const stream = await engine.docker.importImage(createReadStream(tar) as never, {
-      repo: scratch,
-      changes: [`LABEL ${LABEL.project}=${PROJECT}`, `CMD ["bash"]`],
-    } as never);
+    const stream = await engine.docker.importImage(
+      createReadStream(tar) as never,
+      {
+        repo: scratch,
+        changes: [`LABEL ${LABEL.project}=${PROJECT}`, `CMD ["bash"]`],
+      } as never,
+    );
     const out = await new Promise<{ id?: string; status?: string }[]>((resolve, reject) =>
       engine.docker.modem.followProgress(stream as never, (err: Error | null, o: { id?: string }[]) => (err ? reject(err) : resolve(o))),
     );
@@ -87,7 +93,12 @@ export async function ensureBaseImage(engine: Engine, progress?: Progress): Prom
     const [repo, tag] = versions.debian.baseImage.split(":");
     await engine.docker.getImage(imported).tag({ repo: repo!, tag: tag! });
     for (const img of await engine.docker.listImages()) {
-      for (const t of img.RepoTags ?? []) if (t.startsWith(scratch)) await engine.docker.getImage(t).remove().catch(() => {});
+      for (const t of img.RepoTags ?? [])
+        if (t.startsWith(scratch))
+          await engine.docker
+            .getImage(t)
+            .remove()
+            .catch(() => {});
     }
     if (!(await baseImagePresent(engine))) throw new Error(`import finished but ${versions.debian.baseImage} is not listed`);
   });

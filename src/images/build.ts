@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { pack } from "tar-stream";
 import { type BinarySet, ensureBinaries } from "../binaries.ts";
@@ -69,7 +69,12 @@ export interface EnsureImagesResult {
  * The hash tag is applied by the engine only when a build succeeds, so an interrupted build
  * never leaves a half-tagged image.
  */
-export async function ensureImages(engine: Engine, roles: ImageRole[], progress?: Progress, signal?: AbortSignal): Promise<EnsureImagesResult> {
+export async function ensureImages(
+  engine: Engine,
+  roles: ImageRole[],
+  progress?: Progress,
+  signal?: AbortSignal,
+): Promise<EnsureImagesResult> {
   const result: EnsureImagesResult = { built: [], reused: [], base: "present" };
   const order: ImageRole[] = [];
   const visit = (r: ImageRole) => {
@@ -80,7 +85,7 @@ export async function ensureImages(engine: Engine, roles: ImageRole[], progress?
   roles.forEach(visit);
 
   const missing: ImageRole[] = [];
-  for (const r of order) (await engine.imageExists(imageRef(r)) ? result.reused : missing).push(r);
+  for (const r of order) ((await engine.imageExists(imageRef(r))) ? result.reused : missing).push(r);
   if (missing.length === 0) return result;
   result.base = await ensureBaseImage(engine, progress);
 
@@ -92,22 +97,34 @@ export async function ensureImages(engine: Engine, roles: ImageRole[], progress?
     await step(`build image ${role}`, async (note) => {
       const buildargs: Record<string, string> = {};
       if (spec.parent) buildargs.BASE_IMAGE = imageRef(spec.parent);
-      const stream: NodeJS.ReadableStream = await engine.docker.buildImage(tarContext(role, bins) as never, {
-        t: imageRef(role),
-        dockerfile: "Containerfile",
-        buildargs,
-        labels: { [LABEL.project]: PROJECT, [LABEL.role]: role, [LABEL.inputs]: inputsHash(role) },
-        rm: true,
-        forcerm: true,
-      } as never) as unknown as NodeJS.ReadableStream;
-      signal?.addEventListener("abort", () => (stream as unknown as { destroy?: () => void }).destroy?.(), { once: true });
+      const stream: NodeJS.ReadableStream = (await engine.docker.buildImage(
+        tarContext(role, bins) as never,
+        {
+          t: imageRef(role),
+          dockerfile: "Containerfile",
+          buildargs,
+          labels: { [LABEL.project]: PROJECT, [LABEL.role]: role, [LABEL.inputs]: inputsHash(role) },
+          rm: true,
+          forcerm: true,
+        } as never,
+      )) as unknown as NodeJS.ReadableStream;
+      signal?.addEventListener("abort", () => (stream as unknown as { destroy?: () => void }).destroy?.(), {
+        once: true,
+      });
       const lines: string[] = [];
       await new Promise<void>((resolve, reject) => {
         engine.docker.modem.followProgress(
           stream,
           (err: Error | null, out: { error?: string; errorDetail?: { message?: string } }[]) => {
             const failed = out?.find((o) => o.error || o.errorDetail);
-            if (err || failed) reject(new UserError(`Building image ${role} failed: ${err?.message ?? failed?.error ?? failed?.errorDetail?.message}`, 1, lines.slice(-20).join("")));
+            if (err || failed)
+              reject(
+                new UserError(
+                  `Building image ${role} failed: ${err?.message ?? failed?.error ?? failed?.errorDetail?.message}`,
+                  1,
+                  lines.slice(-20).join(""),
+                ),
+              );
             else resolve();
           },
           (ev: { stream?: string }) => {
@@ -133,10 +150,15 @@ export async function ensureImages(engine: Engine, roles: ImageRole[], progress?
 
 /** Remove earlier builds of a role (other inputs hash) that no container uses. */
 async function pruneOldImages(engine: Engine, role: ImageRole): Promise<void> {
-  const images = await engine.docker.listImages({ filters: JSON.stringify({ label: [`${LABEL.project}=${PROJECT}`, `${LABEL.role}=${role}`] }) });
+  const images = await engine.docker.listImages({
+    filters: JSON.stringify({ label: [`${LABEL.project}=${PROJECT}`, `${LABEL.role}=${role}`] }),
+  });
   const keep = inputsHash(role);
   for (const img of images) {
     if (img.Labels?.[LABEL.inputs] === keep) continue;
-    await engine.docker.getImage(img.Id).remove().catch(() => {});
+    await engine.docker
+      .getImage(img.Id)
+      .remove()
+      .catch(() => {});
   }
 }

@@ -35,7 +35,8 @@ export function renderFile(ctx: Pick<ActionContext, "recipe" | "plan" | "capture
 export function meets(r: ExecResult, expect: Expect | undefined): boolean {
   if (!expect) return r.exitCode === 0;
   if (expect.exit !== undefined && r.exitCode !== expect.exit) return false;
-  if (expect.exit === undefined && (expect.stdoutContains !== undefined || expect.stdoutMatches !== undefined) && r.exitCode !== 0) return false;
+  if (expect.exit === undefined && (expect.stdoutContains !== undefined || expect.stdoutMatches !== undefined) && r.exitCode !== 0)
+    return false;
   if (expect.stdoutContains !== undefined && !r.stdout.includes(expect.stdoutContains)) return false;
   if (expect.stdoutMatches !== undefined && !new RegExp(expect.stdoutMatches, "m").test(r.stdout)) return false;
   return true;
@@ -58,10 +59,14 @@ function tail(r: ExecResult): string {
 async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(t);
-      reject(new UserError("Interrupted.", 130));
-    }, { once: true });
+    signal?.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(t);
+        reject(new UserError("Interrupted.", 130));
+      },
+      { once: true },
+    );
   });
 }
 
@@ -84,7 +89,9 @@ export async function pollUntil(
     onTick?.(last);
     if (meets(last, expect)) return last;
     if (Date.now() > deadline) {
-      throw new UserError(`Timed out after ${timeoutS}s waiting for ${what}; last seen (exit ${last.exitCode}): ${tail(last) || "(no output)"}`);
+      throw new UserError(
+        `Timed out after ${timeoutS}s waiting for ${what}; last seen (exit ${last.exitCode}): ${tail(last) || "(no output)"}`,
+      );
     }
     await sleep(delay, ctx.signal);
     delay = Math.min(delay * 2, 1000);
@@ -104,12 +111,15 @@ export async function runAction(ctx: ActionContext, a: Action): Promise<ExecResu
   }
   if (a.wait) {
     const cmd = render(a.wait, scope, ctx.recipe.file);
-    return pollUntil(ctx, container, cmd, a.expect, a.timeout, describe(a, cmd), (r) => ctx.progress?.detail(`${a.node}$ ${a.secret ? "(hidden)" : cmd} -> ${r.exitCode}`));
+    return pollUntil(ctx, container, cmd, a.expect, a.timeout, describe(a, cmd), (r) =>
+      ctx.progress?.detail(`${a.node}$ ${a.secret ? "(hidden)" : cmd} -> ${r.exitCode}`),
+    );
   }
   const cmd = render(a.run!, scope, ctx.recipe.file);
   const r = await ctx.engine.sh(container, cmd, { timeoutMs: a.timeout * 1000 });
   ctx.progress?.detail(`${a.node}$ ${a.secret ? "(hidden)" : cmd}\n${a.secret ? "" : tail(r)}`);
-  if (!meets(r, a.expect)) throw new UserError(`${describe(a, cmd)} failed (exit ${r.exitCode}): ${a.secret ? "(output hidden)" : tail(r) || "(no output)"}`);
+  if (!meets(r, a.expect))
+    throw new UserError(`${describe(a, cmd)} failed (exit ${r.exitCode}): ${a.secret ? "(output hidden)" : tail(r) || "(no output)"}`);
   if (a.capture) {
     let value = r.stdout.trim();
     if (a.capture.json) {
@@ -143,10 +153,17 @@ export async function checkExercise(ctx: ActionContext, ex: Recipe["exercises"][
       ? await pollUntil(ctx, container, cmd, a.expect, a.timeout, cmd).catch(
           (e: Error): ExecResult => ({ exitCode: -1, stdout: "", stderr: e.message }),
         )
-      : await ctx.engine.sh(container, cmd, { timeoutMs: Math.max(10_000, a.timeout * 1000) }).catch(
-          (e: Error): ExecResult => ({ exitCode: -1, stdout: "", stderr: e.message }),
-        );
-    if (!meets(r, a.expect)) return { exercise: ex.id, title: ex.title, ok: false, hint: ex.hint, detail: `${a.node}$ ${cmd} -> exit ${r.exitCode} ${tail(r)}`.slice(0, 400) };
+      : await ctx.engine
+          .sh(container, cmd, { timeoutMs: Math.max(10_000, a.timeout * 1000) })
+          .catch((e: Error): ExecResult => ({ exitCode: -1, stdout: "", stderr: e.message }));
+    if (!meets(r, a.expect))
+      return {
+        exercise: ex.id,
+        title: ex.title,
+        ok: false,
+        hint: ex.hint,
+        detail: `${a.node}$ ${cmd} -> exit ${r.exitCode} ${tail(r)}`.slice(0, 400),
+      };
   }
   return { exercise: ex.id, title: ex.title, ok: true, hint: ex.hint };
 }

@@ -84,14 +84,14 @@ export class LabHandle {
 }
 
 /** Poll `probe` until it returns a truthy value; on timeout, say what was last seen. */
-export async function waitFor<T>(what: string, probe: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   let delay = 100;
   while (true) {
     try {
       const v = await probe();
-      if (v) return v;
+      if (v) return v as T;
       last = v;
     } catch (e) {
       last = e instanceof Error ? e.message : e;

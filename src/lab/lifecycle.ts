@@ -1,18 +1,18 @@
 import { randomBytes } from "node:crypto";
-import { execa } from "execa";
 import type Docker from "dockerode";
+import { execa } from "execa";
 import type { Engine } from "../engine/engine.ts";
-import { LABEL, PROJECT, labLabels } from "../engine/labels.ts";
+import { LABEL, labLabels, PROJECT } from "../engine/labels.ts";
 import { ensureEngine } from "../engine/setup.ts";
 import { UserError } from "../errors.ts";
-import { type ImageRole, ensureImages, imageRef, isImageRole } from "../images/build.ts";
+import { ensureImages, type ImageRole, imageRef, isImageRole } from "../images/build.ts";
 import { cidrsOverlap, loadRecipe } from "../recipe/load.ts";
+import { renderLoose } from "../recipe/template.ts";
 import type { Recipe } from "../recipe/types.ts";
 import type { Progress } from "../ui/progress.ts";
 import { genKeyPair } from "../wireguard/keys.ts";
 import { type ActionContext, pollUntil, putFile, renderFile, runAction } from "./actions.ts";
-import { DEFAULT_LAB, type LabPlan, deletePlan, makePlan, readPlan, resolveOptions, savePlan, scopeOf, validLabName } from "./plan.ts";
-import { renderLoose } from "../recipe/template.ts";
+import { DEFAULT_LAB, deletePlan, type LabPlan, makePlan, readPlan, resolveOptions, savePlan, scopeOf, validLabName } from "./plan.ts";
 import { makeLabTls } from "./tls.ts";
 
 export interface UpOptions {
@@ -48,7 +48,7 @@ async function usedSubnets(engine: Engine): Promise<UsedSubnet[]> {
   for (const n of await engine.docker.listNetworks()) {
     const labels = n.Labels ?? {};
     const by = labels[LABEL.project] === PROJECT ? `lab "${labels[LABEL.lab]}" (${labels[LABEL.recipe]})` : `engine network "${n.Name}"`;
-    for (const c of n.IPAM?.Config ?? []) if (c.Subnet && c.Subnet.includes(".")) used.push({ subnet: c.Subnet, by });
+    for (const c of n.IPAM?.Config ?? []) if (c.Subnet?.includes(".")) used.push({ subnet: c.Subnet, by });
   }
   const r = await execa("ip", ["-4", "-o", "route", "show"], { reject: false });
   for (const line of r.stdout?.split("\n") ?? []) {
@@ -122,10 +122,19 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
 
   const existing = await labContainers(engine, lab, recipe.name);
   const existingPlan = readPlan(lab, recipe.name);
-  if (existing.length && existingPlan && existing.length === Object.keys(existingPlan.nodes).length && existing.every((c) => c.State === "running")) {
+  if (
+    existing.length &&
+    existingPlan &&
+    existing.length === Object.keys(existingPlan.nodes).length &&
+    existing.every((c) => c.State === "running")
+  ) {
     const sameOptions = JSON.stringify(existingPlan.options) === JSON.stringify(options);
     if (!sameOptions) {
-      throw new UserError(`${recipe.name} is already running in lab "${lab}" with ${Object.entries(existingPlan.options).map(([k, v]) => `--${k} ${v}`).join(" ")}; stop it first (./start.ts stop ${recipe.name}).`);
+      throw new UserError(
+        `${recipe.name} is already running in lab "${lab}" with ${Object.entries(existingPlan.options)
+          .map(([k, v]) => `--${k} ${v}`)
+          .join(" ")}; stop it first (./start.ts stop ${recipe.name}).`,
+      );
     }
     return { plan: existingPlan, engine, alreadyRunning: true, recipe };
   }
@@ -146,7 +155,8 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
       if (server) plan.tls = await makeLabTls(server.hostname, Object.values(server.ip), [server.hostname, ...recipe.tls.names]);
     }
     for (const n of Object.values(plan.nodes)) {
-      if (!isImageRole(n.image)) throw new UserError(`Node ${n.key} of ${recipe.name} uses image "${n.image}", which is not one of the images/ roles.`);
+      if (!isImageRole(n.image))
+        throw new UserError(`Node ${n.key} of ${recipe.name} uses image "${n.image}", which is not one of the images/ roles.`);
     }
     throwIfAborted(opts.signal);
     const roles = [...new Set(Object.values(plan.nodes).map((n) => n.image as ImageRole))];
@@ -189,10 +199,16 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
               NetworkMode: plan.networks[first]!.name,
               CapAdd: node.caps,
               Sysctls: node.sysctls,
-              Devices: node.devices.map((d) => ({ PathOnHost: d, PathInContainer: d, CgroupPermissions: "rwm" })),
+              Devices: node.devices.map((d) => ({
+                PathOnHost: d,
+                PathInContainer: d,
+                CgroupPermissions: "rwm",
+              })),
             },
             NetworkingConfig: {
-              EndpointsConfig: { [plan.networks[first]!.name]: { IPAMConfig: { IPv4Address: node.ip[first] } } },
+              EndpointsConfig: {
+                [plan.networks[first]!.name]: { IPAMConfig: { IPv4Address: node.ip[first] } },
+              },
             },
           });
           for (const net of nets.slice(1)) {
@@ -217,11 +233,17 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
         await Promise.all(
           waiting.map(async (n) => {
             try {
-              await pollUntil(ctx, n.container, n.ready!, undefined, 60, `${n.key} to be ready (${n.ready})`, (r) => note(`${n.key}: exit ${r.exitCode}`));
+              await pollUntil(ctx, n.container, n.ready!, undefined, 60, `${n.key} to be ready (${n.ready})`, (r) =>
+                note(`${n.key}: exit ${r.exitCode}`),
+              );
             } catch (e) {
               const state = await engine.containerState(n.container);
               const logs = await containerLogTail(engine, n.container);
-              throw new UserError(`${n.container} did not become ready (container ${state}): ${(e as Error).message}`, 1, logs ? `last log lines of ${n.container}:\n${logs}` : undefined);
+              throw new UserError(
+                `${n.container} did not become ready (container ${state}): ${(e as Error).message}`,
+                1,
+                logs ? `last log lines of ${n.container}:\n${logs}` : undefined,
+              );
             }
           }),
         );
@@ -312,7 +334,9 @@ export async function runningPlan(engine: Engine, recipe: string, lab = DEFAULT_
   const containers = await labContainers(engine, lab, recipe);
   const plan = readPlan(lab, recipe);
   if (!containers.length || !plan) {
-    throw new UserError(`${recipe} is not running${lab === DEFAULT_LAB ? "" : ` in lab "${lab}"`}; start it with ./start.ts ${recipe}${lab === DEFAULT_LAB ? "" : ` --lab ${lab}`}.`);
+    throw new UserError(
+      `${recipe} is not running${lab === DEFAULT_LAB ? "" : ` in lab "${lab}"`}; start it with ./start.ts ${recipe}${lab === DEFAULT_LAB ? "" : ` --lab ${lab}`}.`,
+    );
   }
   return plan;
 }

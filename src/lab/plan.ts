@@ -3,8 +3,7 @@ import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { stateDir } from "../paths.ts";
 import { intToIp, ipToInt, toNode } from "../recipe/load.ts";
-import type { Recipe } from "../recipe/types.ts";
-import type { NodeSpec } from "../recipe/types.ts";
+import type { NodeSpec, Recipe } from "../recipe/types.ts";
 import type { WgKeyPair } from "../wireguard/keys.ts";
 import type { LabTls } from "./tls.ts";
 
@@ -57,11 +56,21 @@ export function resolveOptions(recipe: Recipe, given: Record<string, string | un
   const out: Record<string, string> = {};
   for (const [name, spec] of Object.entries(recipe.options)) {
     const v = given[name] ?? spec.default;
-    if (!spec.choices[v]) throw new UserError(`--${name} must be one of ${Object.keys(spec.choices).join(", ")} for ${recipe.name}, not "${v}".`);
+    if (!spec.choices[v])
+      throw new UserError(`--${name} must be one of ${Object.keys(spec.choices).join(", ")} for ${recipe.name}, not "${v}".`);
     out[name] = v;
   }
   for (const [name, v] of Object.entries(given)) {
-    if (v !== undefined && !recipe.options[name]) throw new UserError(`${recipe.name} has no --${name} option${Object.keys(recipe.options).length ? ` (it has: ${Object.keys(recipe.options).map((o) => `--${o}`).join(", ")})` : ""}.`);
+    if (v !== undefined && !recipe.options[name])
+      throw new UserError(
+        `${recipe.name} has no --${name} option${
+          Object.keys(recipe.options).length
+            ? ` (it has: ${Object.keys(recipe.options)
+                .map((o) => `--${o}`)
+                .join(", ")})`
+            : ""
+        }.`,
+      );
   }
   return out;
 }
@@ -128,7 +137,17 @@ export function makePlan(
   }
   const vars = { ...recipe.vars };
   for (const [opt, value] of Object.entries(options)) Object.assign(vars, recipe.options[opt]?.choices[value]?.vars ?? {});
-  return { lab, recipe: recipe.name, run, options, networks, nodes, vars, wg, createdAt: new Date().toISOString() };
+  return {
+    lab,
+    recipe: recipe.name,
+    run,
+    options,
+    networks,
+    nodes,
+    vars,
+    wg,
+    createdAt: new Date().toISOString(),
+  };
 }
 
 /** What templates and commands can refer to: {{ nodes.X.ip.NET }}, {{ wg.X.publicKey }}, ... */

@@ -40,7 +40,14 @@ export class HeadscaleInContainer {
   }
 
   async createPreAuthKey(userId: number, opts: { reusable?: boolean } = {}): Promise<string> {
-    const out = await this.engine.run(this.container, ["headscale", "preauthkeys", "create", "-u", String(userId), ...(opts.reusable ? ["--reusable"] : [])]);
+    const out = await this.engine.run(this.container, [
+      "headscale",
+      "preauthkeys",
+      "create",
+      "-u",
+      String(userId),
+      ...(opts.reusable ? ["--reusable"] : []),
+    ]);
     return out.trim();
   }
 

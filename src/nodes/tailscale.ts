@@ -77,11 +77,16 @@ export class TailscaleInContainer {
   /** Routes tailscaled installed in its routing table (52 on Linux). */
   async routes(): Promise<string[]> {
     const r = await this.engine.exec(this.container, ["ip", "route", "show", "table", "52"]);
-    return r.stdout.split("\n").map((l) => l.split(" ")[0]!).filter(Boolean);
+    return r.stdout
+      .split("\n")
+      .map((l) => l.split(" ")[0]!)
+      .filter(Boolean);
   }
 
   async logTail(lines = 20): Promise<string> {
-    const buf = (await this.engine.docker.getContainer(this.container).logs({ stdout: true, stderr: true, tail: lines })) as unknown as Buffer;
+    const buf = (await this.engine.docker
+      .getContainer(this.container)
+      .logs({ stdout: true, stderr: true, tail: lines })) as unknown as Buffer;
     return buf.toString("utf8");
   }
 }

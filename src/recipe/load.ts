@@ -1,8 +1,8 @@
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { UserError } from "../errors.ts";
 import { ROOT, recipesDir } from "../paths.ts";
-import { type Parsed, S, SchemaError, type Shape, lineAt, parseYaml, validate } from "./schema.ts";
+import { lineAt, type Parsed, parseYaml, S, SchemaError, type Shape, validate } from "./schema.ts";
 import type { Action, Exercise, FileSpec, NodeSpec, Recipe } from "./types.ts";
 
 const NAME = /^[a-z0-9][a-z0-9-]*$/;
@@ -10,7 +10,15 @@ const NAME_TEXT = "lowercase letters, digits and dashes";
 const CIDR = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\/\d{1,2}$/;
 const IPV4 = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
 
-const fileShape = S.obj({ path: S.str(/^\//, "an absolute path"), template: S.str(), content: S.str(), mode: S.str(/^0?[0-7]{3}$/, "an octal mode like \"0600\"") }, ["path"]);
+const fileShape = S.obj(
+  {
+    path: S.str(/^\//, "an absolute path"),
+    template: S.str(),
+    content: S.str(),
+    mode: S.str(/^0?[0-7]{3}$/, 'an octal mode like "0600"'),
+  },
+  ["path"],
+);
 
 const actionShape = S.obj(
   {
@@ -51,8 +59,15 @@ export const recipeShape: Shape = S.obj(
     title: S.str(),
     summary: S.str(),
     guide: S.str(),
-    networks: S.map(S.obj({ subnet: S.str(CIDR, "a CIDR like 192.168.99.0/24"), isolated: S.bool(), description: S.str() }, ["subnet"]), NAME, NAME_TEXT),
-    wireguard: S.obj({ interface: S.str(/^[a-z0-9-]{1,15}$/, "an interface name"), keys: S.list(S.str(NAME, NAME_TEXT)) }, ["interface", "keys"]),
+    networks: S.map(
+      S.obj({ subnet: S.str(CIDR, "a CIDR like 192.168.99.0/24"), isolated: S.bool(), description: S.str() }, ["subnet"]),
+      NAME,
+      NAME_TEXT,
+    ),
+    wireguard: S.obj({ interface: S.str(/^[a-z0-9-]{1,15}$/, "an interface name"), keys: S.list(S.str(NAME, NAME_TEXT)) }, [
+      "interface",
+      "keys",
+    ]),
     tls: S.obj({ for: S.str(NAME, NAME_TEXT), names: S.list(S.str()) }, ["for", "names"]),
     vars: S.scalars(),
     options: S.map(
@@ -70,7 +85,16 @@ export const recipeShape: Shape = S.obj(
     nodes: S.map(S.obj(nodeFields, ["image", "container", "hostname", "networks"]), NAME, NAME_TEXT),
     setup: S.list(actionShape),
     exercises: S.list(
-      S.obj({ id: S.str(NAME, NAME_TEXT), title: S.str(), hint: S.str(), check: S.list(actionShape), solve: S.list(actionShape) }, ["id", "title", "hint", "check"]),
+      S.obj(
+        {
+          id: S.str(NAME, NAME_TEXT),
+          title: S.str(),
+          hint: S.str(),
+          check: S.list(actionShape),
+          solve: S.list(actionShape),
+        },
+        ["id", "title", "hint", "check"],
+      ),
     ),
   },
   ["name", "title", "networks", "nodes"],
@@ -141,7 +165,8 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
     parsed = parseYaml(readFileSync(file, "utf8"), shown);
     validate(parsed, recipeShape, shown);
   } catch (e) {
-    if (e instanceof SchemaError) throw new UserError(`Recipe ${name} is not valid: ${e.problems[0]}`, 2, e.problems.slice(1).join("\n") || undefined);
+    if (e instanceof SchemaError)
+      throw new UserError(`Recipe ${name} is not valid: ${e.problems[0]}`, 2, e.problems.slice(1).join("\n") || undefined);
     throw e;
   }
   const raw = parsed.value as Record<string, unknown>;
@@ -151,10 +176,16 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
   const networks = Object.fromEntries(
     Object.entries((raw.networks as Record<string, Record<string, unknown>>) ?? {}).map(([k, v]) => [
       k,
-      { subnet: v.subnet as string, isolated: v.isolated !== false, description: v.description as string | undefined },
+      {
+        subnet: v.subnet as string,
+        isolated: v.isolated !== false,
+        description: v.description as string | undefined,
+      },
     ]),
   );
-  const nodes = Object.fromEntries(Object.entries((raw.nodes as Record<string, Record<string, unknown>>) ?? {}).map(([k, v]) => [k, toNode(v)]));
+  const nodes = Object.fromEntries(
+    Object.entries((raw.nodes as Record<string, Record<string, unknown>>) ?? {}).map(([k, v]) => [k, toNode(v)]),
+  );
   const recipe: Recipe = {
     name: raw.name as string,
     title: raw.title as string,
@@ -192,7 +223,8 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
       else if (!ipInCidr(ip, networks[net].subnet)) at(["nodes", n, "networks", net], `${ip} is not inside ${networks[net].subnet}`);
     }
     node.files.forEach((f, i) => {
-      if (f.template && !existsSync(join(rdir, f.template))) at(["nodes", n, "files", i, "template"], `template file ${f.template} does not exist in ${name}/`);
+      if (f.template && !existsSync(join(rdir, f.template)))
+        at(["nodes", n, "files", i, "template"], `template file ${f.template} does not exist in ${name}/`);
     });
   }
   const checkActions = (list: Action[], path: (string | number)[]) =>
@@ -200,7 +232,8 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
       if (!nodeNames.has(a.node)) at([...path, i, "node"], `no node named "${a.node}" (nodes: ${[...nodeNames].join(", ")})`);
       const verbs = [a.run, a.file, a.wait].filter((x) => x !== undefined).length;
       if (verbs !== 1) at([...path, i], "needs exactly one of run, file, wait");
-      if (a.file?.template && !existsSync(join(rdir, a.file.template))) at([...path, i, "file", "template"], `template file ${a.file.template} does not exist in ${name}/`);
+      if (a.file?.template && !existsSync(join(rdir, a.file.template)))
+        at([...path, i, "file", "template"], `template file ${a.file.template} does not exist in ${name}/`);
     });
   checkActions(recipe.setup, ["setup"]);
   recipe.exercises.forEach((e, i) => {
@@ -210,7 +243,8 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
   for (const k of recipe.wireguard?.keys ?? []) if (!nodeNames.has(k)) at(["wireguard", "keys"], `no node named "${k}"`);
   if (recipe.tls && !nodeNames.has(recipe.tls.for)) at(["tls", "for"], `no node named "${recipe.tls.for}"`);
   for (const [o, spec] of Object.entries(recipe.options)) {
-    if (!spec.choices[spec.default]) at(["options", o, "default"], `"${spec.default}" is not one of the choices (${Object.keys(spec.choices).join(", ")})`);
+    if (!spec.choices[spec.default])
+      at(["options", o, "default"], `"${spec.default}" is not one of the choices (${Object.keys(spec.choices).join(", ")})`);
   }
   if (problems.length) throw new UserError(`Recipe ${name} is not valid: ${problems[0]}`, 2, problems.slice(1).join("\n") || undefined);
   return recipe;

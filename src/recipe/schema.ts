@@ -1,4 +1,4 @@
-import { type Document, LineCounter, type Node, isAlias, isMap, isScalar, isSeq, parseDocument } from "yaml";
+import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
 
 /**
  * A small schema checker that walks the YAML syntax tree, so every complaint names the file,
@@ -29,7 +29,11 @@ export const S = {
   bool: (): Shape => ({ kind: "boolean" }),
   list: (of: Shape): Shape => ({ kind: "list", of }),
   map: (values: Shape, keys?: RegExp, keysText?: string): Shape => ({ kind: "map", values, keys, keysText }),
-  obj: (fields: Record<string, Shape>, required: string[] = []): Shape => ({ kind: "object", fields, required }),
+  obj: (fields: Record<string, Shape>, required: string[] = []): Shape => ({
+    kind: "object",
+    fields,
+    required,
+  }),
   /** A map from names to strings/numbers/booleans (sysctls, env, vars). */
   scalars: (): Shape => ({ kind: "scalarMap" }),
 };
@@ -40,7 +44,8 @@ function lineOf(node: Node | null | undefined, where: Where): number {
 }
 
 function check(node: Node | null | undefined, shape: Shape, path: string, where: Where, out: string[]): void {
-  const at = (n: Node | null | undefined, msg: string): void => void out.push(`${where.file}:${lineOf(n, where)}: ${path || "(top)"}: ${msg}`);
+  const at = (n: Node | null | undefined, msg: string): void =>
+    void out.push(`${where.file}:${lineOf(n, where)}: ${path || "(top)"}: ${msg}`);
   switch (shape.kind) {
     case "string": {
       if (!isScalar(node) || (typeof node.value !== "string" && typeof node.value !== "number")) return at(node, "expected a string");
@@ -67,7 +72,9 @@ function check(node: Node | null | undefined, shape: Shape, path: string, where:
       if (!isMap(node)) return at(node, "expected a map of names to values");
       for (const pair of node.items) {
         if (!isScalar(pair.value) || pair.value.value === null || typeof pair.value.value === "object") {
-          out.push(`${where.file}:${lineOf(pair.value as Node, where)}: ${path}.${String((pair.key as { value?: unknown })?.value)}: expected a string, number or boolean`);
+          out.push(
+            `${where.file}:${lineOf(pair.value as Node, where)}: ${path}.${String((pair.key as { value?: unknown })?.value)}: expected a string, number or boolean`,
+          );
         }
       }
       return;
@@ -96,7 +103,9 @@ function check(node: Node | null | undefined, shape: Shape, path: string, where:
         seen.add(key);
         const field = shape.fields[key];
         if (!field) {
-          out.push(`${where.file}:${lineOf(pair.key as Node, where)}: ${path ? `${path}.` : ""}${key}: unknown field (expected one of ${Object.keys(shape.fields).join(", ")})`);
+          out.push(
+            `${where.file}:${lineOf(pair.key as Node, where)}: ${path ? `${path}.` : ""}${key}: unknown field (expected one of ${Object.keys(shape.fields).join(", ")})`,
+          );
           continue;
         }
         check(pair.value as Node, field, path ? `${path}.${key}` : key, where, out);

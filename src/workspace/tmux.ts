@@ -37,7 +37,17 @@ export async function createSession(engine: Engine, plan: LabPlan): Promise<stri
   await execa("tmux", ["set-option", "-t", name, "pane-border-format", " #{pane_index}: #{pane_title} "]);
   await execa("tmux", ["select-pane", "-t", `${name}:0.0`, "-T", "host"]);
   for (const node of Object.values(plan.nodes).filter((n) => n.interactive)) {
-    const r = await execa("tmux", ["split-window", "-t", `${name}:0`, "-c", cwd, "-P", "-F", "#{pane_id}", engineExec(engine, node.container)]);
+    const r = await execa("tmux", [
+      "split-window",
+      "-t",
+      `${name}:0`,
+      "-c",
+      cwd,
+      "-P",
+      "-F",
+      "#{pane_id}",
+      engineExec(engine, node.container),
+    ]);
     await execa("tmux", ["select-pane", "-t", r.stdout.trim(), "-T", `${node.role} (${node.container})`]);
     await execa("tmux", ["select-layout", "-t", `${name}:0`, "tiled"]);
   }
@@ -48,7 +58,9 @@ export async function createSession(engine: Engine, plan: LabPlan): Promise<stri
 /** Hand the terminal to tmux (blocks until the user detaches or the session ends). */
 export function attach(name: string): number {
   const inTmux = Boolean(process.env.TMUX);
-  const r = spawnSync("tmux", inTmux ? ["switch-client", "-t", name] : ["attach-session", "-t", name], { stdio: "inherit" });
+  const r = spawnSync("tmux", inTmux ? ["switch-client", "-t", name] : ["attach-session", "-t", name], {
+    stdio: "inherit",
+  });
   return r.status ?? 0;
 }
 

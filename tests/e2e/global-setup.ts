@@ -1,6 +1,6 @@
 import { ensureBinaries } from "../../src/binaries.ts";
 import { ensureEngine } from "../../src/engine/setup.ts";
-import { IMAGE_ROLES, type ImageRole, ensureImages } from "../../src/images/build.ts";
+import { ensureImages, IMAGE_ROLES, type ImageRole } from "../../src/images/build.ts";
 import { Progress } from "../../src/ui/progress.ts";
 
 /**

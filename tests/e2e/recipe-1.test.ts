@@ -35,7 +35,9 @@ describe("recipe-1: the lighthouse", () => {
     await lab.sh("home", "rm -f /tmp/nc.out; (timeout 10 nc -nlp 8000 > /tmp/nc.out 2>/dev/null &)");
     expect(await lab.succeeds("home", "for i in $(seq 50); do ss -ltn | grep -q ':8000 ' && exit 0; sleep 0.1; done; exit 1")).toBe(true);
     expect(await lab.succeeds("roaming", "echo bytes-over-the-lighthouse | nc -N -w 3 172.16.100.2 8000")).toBe(true);
-    expect(await lab.succeeds("home", "for i in $(seq 50); do grep -q bytes-over-the-lighthouse /tmp/nc.out && exit 0; sleep 0.1; done; exit 1")).toBe(true);
+    expect(
+      await lab.succeeds("home", "for i in $(seq 50); do grep -q bytes-over-the-lighthouse /tmp/nc.out && exit 0; sleep 0.1; done; exit 1"),
+    ).toBe(true);
     expect((await lab.checkAll()).every((c) => c.ok)).toBe(true);
   });
 

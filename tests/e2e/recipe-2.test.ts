@@ -37,12 +37,20 @@ describe("recipe-2: lighthouse + subnet router", () => {
   });
 
   it("the dirty secret: the lighthouse's tunnel capture has the key in clear, its underlay capture does not", async () => {
-    await lab.sh("lighthouse", "rm -f /tmp/wg.pcap /tmp/eth.pcap; (timeout 10 tcpdump -i recipe-2 -U -w /tmp/wg.pcap tcp port 80 >/tmp/td-wg.log 2>&1 &); (timeout 10 tcpdump -i eth0 -U -w /tmp/eth.pcap udp port 51820 >/tmp/td-eth.log 2>&1 &)");
-    await waitFor("both captures listening", () => lab.succeeds("lighthouse", "grep -q 'listening on' /tmp/td-wg.log && grep -q 'listening on' /tmp/td-eth.log"));
+    await lab.sh(
+      "lighthouse",
+      "rm -f /tmp/wg.pcap /tmp/eth.pcap; (timeout 10 tcpdump -i recipe-2 -U -w /tmp/wg.pcap tcp port 80 >/tmp/td-wg.log 2>&1 &); (timeout 10 tcpdump -i eth0 -U -w /tmp/eth.pcap udp port 51820 >/tmp/td-eth.log 2>&1 &)",
+    );
+    await waitFor("both captures listening", () =>
+      lab.succeeds("lighthouse", "grep -q 'listening on' /tmp/td-wg.log && grep -q 'listening on' /tmp/td-eth.log"),
+    );
     expect((await lab.sh("roaming", `curl -s --max-time 5 'http://${web}/?key=supersecretkey'`)).stdout).toContain("Hello from Caddy!");
     await waitFor("the request in the tunnel capture", () => lab.succeeds("lighthouse", "grep -aq supersecretkey /tmp/wg.pcap"));
     await waitFor("captures finished", () => lab.succeeds("lighthouse", "! pgrep tcpdump"), 15_000);
-    const underlay = await lab.sh("lighthouse", "tshark -r /tmp/eth.pcap -q -z io,stat,0 2>/dev/null | grep -Eo '[0-9]+ +\\|' | head -1; grep -ac supersecretkey /tmp/eth.pcap");
+    const underlay = await lab.sh(
+      "lighthouse",
+      "tshark -r /tmp/eth.pcap -q -z io,stat,0 2>/dev/null | grep -Eo '[0-9]+ +\\|' | head -1; grep -ac supersecretkey /tmp/eth.pcap",
+    );
     // The underlay saw the encrypted UDP (frames > 0) but never the secret.
     expect(await lab.succeeds("lighthouse", "[ $(tshark -r /tmp/eth.pcap 2>/dev/null | wc -l) -gt 0 ]")).toBe(true);
     expect(await lab.succeeds("lighthouse", "grep -aq supersecretkey /tmp/eth.pcap")).toBe(false);

@@ -68,16 +68,13 @@ async function waitFor<T>(
       last = `attempt threw: ${(e as Error).message}`;
     }
     if (Date.now() - start >= timeoutMs) {
-      throw new Error(
-        `timed out after ${Date.now() - start} ms (${tries} attempts) waiting for ${what}; last seen: ${last}`,
-      );
+      throw new Error(`timed out after ${Date.now() - start} ms (${tries} attempts) waiting for ${what}; last seen: ${last}`);
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
 
-const oneLine = (r: ExecResult) =>
-  `exit ${r.exitCode}: ${`${r.stdout} ${r.stderr}`.replace(/\s+/g, " ").trim()}`;
+const oneLine = (r: ExecResult) => `exit ${r.exitCode}: ${`${r.stdout} ${r.stderr}`.replace(/\s+/g, " ").trim()}`;
 
 /** The probe every reachability check uses: one echo request, one second to answer. */
 function ping(container: string, ip: string): Promise<ExecResult> {
@@ -123,9 +120,10 @@ async function createNetwork(net: Net): Promise<void> {
     // destination outside it, and with br_netfilter loaded (bridge-nf-call-iptables=1) that
     // includes frames merely *bridged* to the router container: the router would see the
     // bridge gateway as the source and the routed replies would be lost. Internal networks
-    // get no NAT rules and no forwarding on the bridge. "isolate" drops traffic between
-    // isolated bridges as well. Docker Engine isolates user bridges by default and skips
-    // masquerading for bridged traffic, while its internal networks would drop routed frames.
+    // get no NAT rules and forwarding=0 on the bridge, so the engine host does not route
+    // between them (netavark then installs no firewall rules at all, so "isolate" is kept
+    // only to match src/lab/lifecycle.ts). Docker Engine isolates user bridges by default and
+    // skips masquerading for bridged traffic, while its internal networks drop routed frames.
     Internal: e.kind === "podman",
     Options: e.kind === "podman" ? { isolate: "true" } : {},
     Labels: labLabels(ID, { [LABEL.network]: net.key }),
@@ -158,9 +156,7 @@ async function createNode(spec: NodeSpec): Promise<void> {
     NetworkingConfig: { EndpointsConfig: { [first[0].name]: { IPAMConfig: { IPv4Address: first[1] } } } },
   });
   for (const [net, ip] of rest) {
-    await e.docker
-      .getNetwork(net.name)
-      .connect({ Container: c.id, EndpointConfig: { IPAMConfig: { IPv4Address: ip } } });
+    await e.docker.getNetwork(net.name).connect({ Container: c.id, EndpointConfig: { IPAMConfig: { IPv4Address: ip } } });
   }
   await c.start();
 }
@@ -225,9 +221,7 @@ describe("smoke: isolated networks, a router, a wireguard-go tunnel, the Tailsca
     // Fixed subnets: refuse clearly (and touch nothing) when someone already holds them.
     for (const n of await e.docker.listNetworks()) {
       for (const cfg of n.IPAM?.Config ?? []) {
-        const clash = [NET_A, NET_B].find(
-          (ours) => cfg.Subnet?.includes(".") && cidrsOverlap(cfg.Subnet, ours.subnet),
-        );
+        const clash = [NET_A, NET_B].find((ours) => cfg.Subnet?.includes(".") && cidrsOverlap(cfg.Subnet, ours.subnet));
         if (clash) {
           const labels = n.Labels ?? {};
           throw new Error(
@@ -266,10 +260,7 @@ describe("smoke: isolated networks, a router, a wireguard-go tunnel, the Tailsca
     await engine.removeLabelled({ lab: ID.lab });
     const left = await engine.listContainers({ lab: ID.lab });
     const nets = await engine.listNetworks({ lab: ID.lab });
-    expect(
-      { containers: left.length, networks: nets.length },
-      "everything labelled for this run is gone",
-    ).toEqual({
+    expect({ containers: left.length, networks: nets.length }, "everything labelled for this run is gone").toEqual({
       containers: 0,
       networks: 0,
     });
