@@ -70,7 +70,7 @@ describe("the shipped recipes", () => {
 
 describe("recipe validation names file, line and expectation", () => {
   it("accepts a minimal recipe", () => {
-    expect(loadRecipe("bad", recipeDir(minimal)).nodes.a!.ip).toBeUndefined();
+    expect(loadRecipe("bad", recipeDir(minimal)).nodes.a!.networks).toEqual({ lan: "10.9.9.2" });
   });
 
   it("rejects a wrong type with file:line", () => {
