@@ -83,6 +83,7 @@ export const recipeShape: Shape = S.obj(
       NAME_TEXT,
     ),
     nodes: S.map(S.obj(nodeFields, ["image", "container", "hostname", "networks"]), NAME, NAME_TEXT),
+    overlay: S.list(S.obj({ between: S.list(S.str(NAME, NAME_TEXT)), label: S.str(), kind: S.oneOf("tunnel", "control") }, ["between"])),
     setup: S.list(actionShape),
     exercises: S.list(
       S.obj(
@@ -199,6 +200,11 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
     tls: raw.tls as Recipe["tls"],
     vars: Object.fromEntries(Object.entries((raw.vars as Record<string, unknown>) ?? {}).map(([k, v]) => [k, String(v)])),
     options: (raw.options as Recipe["options"]) ?? {},
+    overlay: ((raw.overlay as Record<string, unknown>[]) ?? []).map((o) => ({
+      between: o.between as [string, string],
+      label: (o.label as string | undefined) ?? "",
+      kind: (o.kind as "tunnel" | "control" | undefined) ?? "tunnel",
+    })),
     setup: ((raw.setup as Record<string, unknown>[]) ?? []).map(toAction),
     exercises: ((raw.exercises as Record<string, unknown>[]) ?? []).map(
       (e): Exercise => ({
@@ -239,6 +245,10 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
   recipe.exercises.forEach((e, i) => {
     checkActions(e.check, ["exercises", i, "check"]);
     checkActions(e.solve, ["exercises", i, "solve"]);
+  });
+  recipe.overlay.forEach((o, i) => {
+    if (o.between.length !== 2) at(["overlay", i, "between"], "expected two node names");
+    for (const n of o.between) if (!nodeNames.has(n)) at(["overlay", i, "between"], `no node named "${n}"`);
   });
   for (const k of recipe.wireguard?.keys ?? []) if (!nodeNames.has(k)) at(["wireguard", "keys"], `no node named "${k}"`);
   if (recipe.tls && !nodeNames.has(recipe.tls.for)) at(["tls", "for"], `no node named "${recipe.tls.for}"`);

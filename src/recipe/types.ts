@@ -15,6 +15,8 @@ export interface Recipe {
   vars: Record<string, string>;
   /** Alternatives selected at start time, e.g. `--control headscale|builtin`. */
   options: Record<string, OptionSpec>;
+  /** Links drawn over the networks: WireGuard/Tailscale tunnels and control connections. */
+  overlay: { between: [string, string]; label: string; kind: "tunnel" | "control" }[];
   setup: Action[];
   exercises: Exercise[];
 }
