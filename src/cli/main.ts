@@ -1,15 +1,17 @@
 import { spawnSync } from "node:child_process";
-import { rmSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBinaries } from "../binaries.ts";
 import { diagnose } from "../doctor.ts";
-import type { Engine } from "../engine/engine.ts";
+import { findEngine } from "../engine/connect.ts";
+import { Engine } from "../engine/engine.ts";
 import { ensureEngine, installPackages, isRoot, startPodmanService } from "../engine/setup.ts";
 import { errorMessage, UserError } from "../errors.ts";
+import { topologyMermaid, topologySvg } from "../graph/topology.ts";
 import { ensureImages, IMAGE_ROLES, type ImageRole } from "../images/build.ts";
 import { type ActionContext, checkExercise, runAction } from "../lab/actions.ts";
 import { down, nodeOf, runningPlan, status, up } from "../lab/lifecycle.ts";
-import { DEFAULT_LAB, scopeOf, validLabName } from "../lab/plan.ts";
+import { DEFAULT_LAB, type LabPlan, readPlan, scopeOf, validLabName } from "../lab/plan.ts";
 import { stateDir } from "../paths.ts";
 import { listRecipes, loadRecipe } from "../recipe/load.ts";
 import { renderLoose } from "../recipe/template.ts";
@@ -312,6 +314,36 @@ const commands: Record<string, Command> = {
           for (const a of ex.solve) await runAction(actx, a);
         });
       }
+      return 0;
+    },
+  },
+  graph: {
+    usage: "graph <recipe> [--mermaid] [--out FILE] [--lab NAME]",
+    summary: "a picture of the topology (SVG, or mermaid text); marks what is up when the lab runs",
+    flags: [
+      LAB,
+      { name: "mermaid", help: "print mermaid text instead of SVG" },
+      { name: "out", value: "FILE", help: "write to FILE instead of stdout" },
+    ],
+    async run(p) {
+      const recipe = needRecipe(p, "graph");
+      const r = loadRecipe(recipe);
+      const lab = labOf(p);
+      let plan: LabPlan | undefined;
+      let states: Record<string, string> | undefined;
+      // Mark what is up when an engine answers and the lab runs; otherwise draw the plan.
+      const found = await findEngine();
+      if (found.live) {
+        const engine = new Engine(found.live.endpoint.dockerHost, found.live.kind!, found.live.version ?? "?");
+        const running = (await status(engine, recipe, lab))[0];
+        if (running) {
+          plan = readPlan(lab, recipe);
+          states = Object.fromEntries(running.nodes.map((n) => [n.node, n.state]));
+        }
+      }
+      const text = p.flags.mermaid ? topologyMermaid(r, plan, states) : topologySvg(r, plan, states);
+      if (p.flags.out) writeFileSync(p.flags.out as string, text);
+      else process.stdout.write(text);
       return 0;
     },
   },
