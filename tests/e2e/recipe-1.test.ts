@@ -38,7 +38,7 @@ describe("recipe-1: the lighthouse", () => {
     expect(
       await lab.succeeds("home", "for i in $(seq 50); do grep -q bytes-over-the-lighthouse /tmp/nc.out && exit 0; sleep 0.1; done; exit 1"),
     ).toBe(true);
-    expect((await lab.checkAll()).every((c) => c.ok)).toBe(true);
+    expect((await lab.checkAll()).filter((c) => !c.ok)).toEqual([]);
   });
 
   it("the home LAN is still unreachable from roaming except through the tunnel", async () => {
