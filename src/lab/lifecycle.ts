@@ -108,6 +108,19 @@ async function containerLogTail(engine: Engine, container: string, lines = 15): 
   }
 }
 
+/** What to show when a step on a node fails: its `diagnose` command's output and its log tail. */
+async function diagnosis(engine: Engine, node: LabPlan["nodes"][string] | undefined): Promise<string | undefined> {
+  if (!node) return undefined;
+  const parts: string[] = [];
+  if (node.diagnose) {
+    const r = await engine.sh(node.container, node.diagnose, { timeoutMs: 10_000 }).catch(() => undefined);
+    if (r) parts.push(`${node.key}$ ${node.diagnose}\n${`${r.stdout}${r.stderr}`.trim()}`);
+  }
+  const logs = await containerLogTail(engine, node.container);
+  if (logs) parts.push(`last log lines of ${node.container}:\n${logs}`);
+  return parts.join("\n") || undefined;
+}
+
 /**
  * Start a lab: build what is missing, create networks and containers, place files, start,
  * wait for readiness, run setup. On any failure or Ctrl-C, remove what this start created.
@@ -258,8 +271,7 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
           await runAction(ctx, a);
         } catch (e) {
           if (!(e instanceof UserError) || e.details) throw e;
-          const logs = await containerLogTail(engine, plan.nodes[a.node]?.container ?? "");
-          throw new UserError(e.message, e.exitCode, logs ? `last log lines of ${plan.nodes[a.node]?.container}:\n${logs}` : undefined);
+          throw new UserError(e.message, e.exitCode, await diagnosis(engine, plan.nodes[a.node]));
         }
       });
     }

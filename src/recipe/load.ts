@@ -50,6 +50,7 @@ const nodeFields: Record<string, Shape> = {
   command: S.list(S.str()),
   files: S.list(fileShape),
   ready: S.str(),
+  diagnose: S.str(),
   when: S.str(/^[a-z-]+=[a-z0-9-]+$/, "option=value"),
 };
 
@@ -148,6 +149,7 @@ export function toNode(n: Record<string, unknown>): NodeSpec {
     command: n.command as string[] | undefined,
     files: ((n.files as never[]) ?? []).map(toFile),
     ready: n.ready as string | undefined,
+    diagnose: n.diagnose as string | undefined,
     when: n.when as string | undefined,
   };
 }

@@ -56,6 +56,8 @@ export interface NodeSpec {
   files: FileSpec[];
   /** A shell condition polled after start; the node is ready when it exits 0. */
   ready?: string;
+  /** Run when a step on this node fails; its output goes into the error (e.g. `tailscale status`). */
+  diagnose?: string;
   /** When set, the node exists only if the option has this value, e.g. `control=headscale`. */
   when?: string;
 }
