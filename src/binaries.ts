@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { UserError } from "./errors.ts";
 import { cacheDir } from "./paths.ts";
-import type { Progress } from "./ui/progress.ts";
+import { type Progress, stepper } from "./ui/progress.ts";
 import { versions } from "./versions.ts";
 
 export interface BinarySet {
@@ -70,7 +70,7 @@ export async function ensureBinaries(name: keyof typeof GO_PACKAGES, progress?: 
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   const go = await goVersion();
-  const step = progress ? progress.step.bind(progress) : async <T>(_t: string, f: (n: (s: string) => void) => Promise<T>) => f(() => {});
+  const step = stepper(progress);
   try {
     if (go && versionAtLeast(go, versions.goMinimum)) {
       await step(`go install ${name} ${version} (cold build, a few minutes)`, async (note) => {

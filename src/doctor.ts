@@ -3,7 +3,7 @@ import { execa } from "execa";
 import { cachedBinaries, goVersion } from "./binaries.ts";
 import { describeNoEngine, findEngine } from "./engine/connect.ts";
 import { Engine } from "./engine/engine.ts";
-import { LABEL, PROJECT } from "./engine/labels.ts";
+import { usedSubnets } from "./engine/subnets.ts";
 import { baseImagePresent } from "./images/base-image.ts";
 import { IMAGE_ROLES, type ImageRole, imageRef } from "./images/build.ts";
 import { cidrsOverlap, listRecipes, loadRecipe } from "./recipe/load.ts";
@@ -80,16 +80,9 @@ export async function diagnose(): Promise<Finding[]> {
     });
     const subnets = [...new Set(recipes.flatMap((r) => Object.values(r.networks).map((n) => n.subnet)))];
     const foreign: string[] = [];
-    for (const n of await engine.docker.listNetworks()) {
-      if (n.Labels?.[LABEL.project] === PROJECT) continue;
-      for (const c of n.IPAM?.Config ?? [])
-        for (const s of subnets) if (c.Subnet && cidrsOverlap(c.Subnet, s)) foreign.push(`${s} (engine network ${n.Name})`);
-    }
-    const routes = (await execa("ip", ["-4", "-o", "route"], { reject: false })).stdout ?? "";
-    for (const line of routes.split("\n")) {
-      const m = /^(\d+\.\d+\.\d+\.\d+\/\d+)\s.*dev (\S+)/.exec(line);
-      if (m && !/^(podman|docker|br-|cni-|veth)/.test(m[2]!))
-        for (const s of subnets) if (cidrsOverlap(m[1]!, s)) foreign.push(`${s} (host route on ${m[2]})`);
+    // Our own labs holding them is fine: that is what stop is for. Anyone else is worth a warning.
+    for (const u of await usedSubnets(engine)) {
+      if (!u.ours) for (const s of subnets) if (cidrsOverlap(u.subnet, s)) foreign.push(`${s} (${u.by})`);
     }
     out.push(
       foreign.length

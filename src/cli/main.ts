@@ -5,7 +5,7 @@ import { ensureBinaries } from "../binaries.ts";
 import { diagnose } from "../doctor.ts";
 import { findEngine } from "../engine/connect.ts";
 import { Engine } from "../engine/engine.ts";
-import { ensureEngine, installPackages, isRoot, startPodmanService } from "../engine/setup.ts";
+import { ensureEngine, installPackages, isRoot } from "../engine/setup.ts";
 import { errorMessage, UserError } from "../errors.ts";
 import { topologyMermaid, topologySvg } from "../graph/topology.ts";
 import { ensureImages, IMAGE_ROLES, type ImageRole } from "../images/build.ts";
@@ -255,8 +255,8 @@ const commands: Record<string, Command> = {
       const nodeName = p.positionals[1];
       if (!nodeName) throw new UserError(`shell needs a node: one of ${Object.keys(plan.nodes).join(", ")}.`, 2);
       const node = nodeOf(plan, nodeName);
-      const cli = engine.kind === "podman" ? ["podman"] : ["docker", "-H", engine.dockerHost];
-      const r = spawnSync(cli[0]!, [...cli.slice(1), "exec", "-it", node.container, "bash"], {
+      const [cli, ...args] = engine.cliArgs();
+      const r = spawnSync(cli!, [...args, "exec", "-it", node.container, "bash"], {
         stdio: "inherit",
       });
       return r.status ?? 1;
@@ -463,5 +463,3 @@ export async function main(argv: string[]): Promise<number> {
     process.off("SIGTERM", onSigint);
   }
 }
-
-export { startPodmanService };

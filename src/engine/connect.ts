@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import Docker from "dockerode";
-import { errorMessage, UserError } from "../errors.ts";
+import { errorMessage } from "../errors.ts";
 import { OWN_PODMAN_SOCKET } from "../paths.ts";
 
 export type EngineKind = "podman" | "docker";
@@ -78,5 +78,3 @@ export function describeNoEngine(probes: Probe[]): string {
   if (process.env.DOCKER_HOST) return `DOCKER_HOST=${process.env.DOCKER_HOST} does not exist; unset it or start that engine.`;
   return "No container engine is reachable.";
 }
-
-export { UserError };

@@ -1,6 +1,5 @@
 import { PassThrough } from "node:stream";
 import type Docker from "dockerode";
-import { UserError } from "../errors.ts";
 import { dockerodeFor, type EngineKind } from "./connect.ts";
 import { labelFilter } from "./labels.ts";
 
@@ -30,9 +29,27 @@ export class Engine {
     this.docker = dockerodeFor(dockerHost);
   }
 
-  /** The CLI a person would type on this host for the same engine. */
-  get cli(): string {
-    return this.kind;
+  /** The CLI a person would type on this host for the same engine (podman, or docker -H HOST). */
+  cliArgs(): string[] {
+    return this.kind === "podman" ? ["podman"] : ["docker", "-H", this.dockerHost];
+  }
+
+  /** The last lines a container logged (stdout and stderr), or "" when there are none. */
+  async logTail(container: string, lines = 15): Promise<string> {
+    try {
+      const buf = (await this.docker.getContainer(container).logs({ stdout: true, stderr: true, tail: lines })) as unknown as Buffer;
+      // Logs of a container without a TTY are multiplexed: 8-byte frame headers before each chunk.
+      if (buf[0] !== 1 && buf[0] !== 2) return buf.toString("utf8").trim();
+      const out: string[] = [];
+      for (let i = 0; i + 8 <= buf.length; ) {
+        const len = buf.readUInt32BE(i + 4);
+        out.push(buf.subarray(i + 8, i + 8 + len).toString("utf8"));
+        i += 8 + len;
+      }
+      return out.join("").trim();
+    } catch {
+      return "";
+    }
   }
 
   /** Run a command in a running container and collect its output and exit code. */
@@ -158,9 +175,5 @@ export class Engine {
       if ((e as { statusCode?: number }).statusCode === 404) return "absent";
       throw e;
     }
-  }
-
-  assertKind(kind: EngineKind): void {
-    if (this.kind !== kind) throw new UserError(`This needs ${kind}, but the engine at ${this.dockerHost} is ${this.kind}.`);
   }
 }

@@ -5,7 +5,7 @@ import { createInterface } from "node:readline/promises";
 import { execa } from "execa";
 import { UserError } from "../errors.ts";
 import { OWN_PODMAN_SOCKET, stateDir } from "../paths.ts";
-import type { Progress } from "../ui/progress.ts";
+import { type Progress, stepper } from "../ui/progress.ts";
 import { describeNoEngine, findEngine, type Probe, probe } from "./connect.ts";
 import { Engine } from "./engine.ts";
 
@@ -130,8 +130,7 @@ export async function installPackages(opts: EnsureOptions, packages = SETUP_PACK
     });
     if (r.exitCode !== 0) throw new UserError(`apt-get ${args.join(" ")} failed: ${String(r.all).trim().split("\n").slice(-3).join(" ")}`);
   };
-  const step =
-    opts.progress?.step.bind(opts.progress) ?? (async <T>(_t: string, fn: (n: (s: string) => void) => Promise<T>) => fn(() => {}));
+  const step = stepper(opts.progress);
   await step("apt-get update", () => run(["update", "-q"]));
   await step(`apt-get install ${packages.join(" ")}`, () => run(["install", "-y", "-q", "--no-install-recommends", ...packages]));
 }
@@ -163,8 +162,7 @@ export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
       "podman is installed but no API socket answers; run `sudo ./start.ts setup` to start one (the labs need rootful podman).",
     );
   }
-  const step =
-    opts.progress?.step.bind(opts.progress) ?? (async <T>(_t: string, fn: (n: (s: string) => void) => Promise<T>) => fn(() => {}));
+  const step = stepper(opts.progress);
   const live = await step(`start podman API service on ${OWN_PODMAN_SOCKET}`, () => startPodmanService(opts.progress));
   return new Engine(live.endpoint.dockerHost, live.kind!, live.version ?? "?");
 }

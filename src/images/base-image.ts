@@ -5,7 +5,7 @@ import type { Engine } from "../engine/engine.ts";
 import { LABEL, PROJECT } from "../engine/labels.ts";
 import { UserError } from "../errors.ts";
 import { cacheDir } from "../paths.ts";
-import type { Progress } from "../ui/progress.ts";
+import { type Progress, stepper } from "../ui/progress.ts";
 import { versions } from "../versions.ts";
 
 /** Engines store a short name under different full names; check the forms people use. */
@@ -68,7 +68,7 @@ async function rootfsTarball(_progress?: Progress): Promise<string> {
  */
 export async function ensureBaseImage(engine: Engine, progress?: Progress): Promise<"present" | "pulled" | "debootstrap"> {
   if (await baseImagePresent(engine)) return "present";
-  const step = progress ? progress.step.bind(progress) : async <T>(_t: string, f: (n: (s: string) => void) => Promise<T>) => f(() => {});
+  const step = stepper(progress);
   if (await tryPull(engine)) return "pulled";
   progress?.info(`${versions.debian.baseImage} cannot be pulled here: building it offline from Debian's mirror with debootstrap.`);
   const tar = await step(`debootstrap ${versions.debian.suite} (offline base image)`, () => rootfsTarball(progress));

@@ -7,7 +7,7 @@ import type { Engine } from "../engine/engine.ts";
 import { LABEL, PROJECT } from "../engine/labels.ts";
 import { UserError } from "../errors.ts";
 import { imagesDir } from "../paths.ts";
-import type { Progress } from "../ui/progress.ts";
+import { type Progress, stepper } from "../ui/progress.ts";
 import { versions } from "../versions.ts";
 import { ensureBaseImage } from "./base-image.ts";
 
@@ -93,7 +93,7 @@ export async function ensureImages(
     const spec = IMAGE_ROLES[role];
     const bins: BinarySet[] = [];
     for (const b of spec.binaries) bins.push(await ensureBinaries(b, progress));
-    const step = progress ? progress.step.bind(progress) : async <T>(_t: string, f: (n: (s: string) => void) => Promise<T>) => f(() => {});
+    const step = stepper(progress);
     await step(`build image ${role}`, async (note) => {
       const buildargs: Record<string, string> = {};
       if (spec.parent) buildargs.BASE_IMAGE = imageRef(spec.parent);

@@ -1,15 +1,15 @@
 import { randomBytes } from "node:crypto";
 import type Docker from "dockerode";
-import { execa } from "execa";
 import type { Engine } from "../engine/engine.ts";
-import { LABEL, labLabels, PROJECT } from "../engine/labels.ts";
+import { LABEL, labLabels } from "../engine/labels.ts";
 import { ensureEngine } from "../engine/setup.ts";
+import { usedSubnets } from "../engine/subnets.ts";
 import { UserError } from "../errors.ts";
 import { ensureImages, type ImageRole, imageRef, isImageRole } from "../images/build.ts";
 import { cidrsOverlap, loadRecipe } from "../recipe/load.ts";
 import { renderLoose } from "../recipe/template.ts";
 import type { Recipe } from "../recipe/types.ts";
-import type { Progress } from "../ui/progress.ts";
+import { type Progress, stepper } from "../ui/progress.ts";
 import { genKeyPair } from "../wireguard/keys.ts";
 import { type ActionContext, pollUntil, putFile, renderFile, runAction } from "./actions.ts";
 import { DEFAULT_LAB, deletePlan, type LabPlan, makePlan, readPlan, resolveOptions, savePlan, scopeOf, validLabName } from "./plan.ts";
@@ -31,32 +31,8 @@ export interface UpResult {
   recipe: Recipe;
 }
 
-const noStep = async <T>(_t: string, f: (n: (s: string) => void) => Promise<T>) => f(() => {});
-
 function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new UserError("Interrupted: everything this start created has been removed.", 130);
-}
-
-interface UsedSubnet {
-  subnet: string;
-  by: string;
-}
-
-/** Subnets in use: engine networks (ours named by lab/recipe) and host routes not on engine bridges. */
-async function usedSubnets(engine: Engine): Promise<UsedSubnet[]> {
-  const used: UsedSubnet[] = [];
-  for (const n of await engine.docker.listNetworks()) {
-    const labels = n.Labels ?? {};
-    const by = labels[LABEL.project] === PROJECT ? `lab "${labels[LABEL.lab]}" (${labels[LABEL.recipe]})` : `engine network "${n.Name}"`;
-    for (const c of n.IPAM?.Config ?? []) if (c.Subnet?.includes(".")) used.push({ subnet: c.Subnet, by });
-  }
-  const r = await execa("ip", ["-4", "-o", "route", "show"], { reject: false });
-  for (const line of r.stdout?.split("\n") ?? []) {
-    const m = /^(\d+\.\d+\.\d+\.\d+\/\d+)\s.*dev (\S+)/.exec(line);
-    if (!m || /^(podman|docker|br-|cni-|veth)/.test(m[2]!)) continue;
-    used.push({ subnet: m[1]!, by: `a host route on ${m[2]}` });
-  }
-  return used;
 }
 
 /** Default lab: the workshop's subnets, or a clear error naming who holds them. Other labs: free /24s. */
@@ -92,22 +68,6 @@ export async function labContainers(engine: Engine, lab: string, recipe?: string
   return engine.listContainers({ lab, recipe });
 }
 
-async function containerLogTail(engine: Engine, container: string, lines = 15): Promise<string> {
-  try {
-    const buf = (await engine.docker.getContainer(container).logs({ stdout: true, stderr: true, tail: lines })) as unknown as Buffer;
-    // Non-TTY logs are multiplexed: drop the 8-byte frame headers.
-    const out: string[] = [];
-    for (let i = 0; i + 8 <= buf.length; ) {
-      const len = buf.readUInt32BE(i + 4);
-      out.push(buf.subarray(i + 8, i + 8 + len).toString("utf8"));
-      i += 8 + len;
-    }
-    return out.join("").trim();
-  } catch {
-    return "";
-  }
-}
-
 /** What to show when a step on a node fails: its `diagnose` command's output and its log tail. */
 async function diagnosis(engine: Engine, node: LabPlan["nodes"][string] | undefined): Promise<string | undefined> {
   if (!node) return undefined;
@@ -116,7 +76,7 @@ async function diagnosis(engine: Engine, node: LabPlan["nodes"][string] | undefi
     const r = await engine.sh(node.container, node.diagnose, { timeoutMs: 10_000 }).catch(() => undefined);
     if (r) parts.push(`${node.key}$ ${node.diagnose}\n${`${r.stdout}${r.stderr}`.trim()}`);
   }
-  const logs = await containerLogTail(engine, node.container);
+  const logs = await engine.logTail(node.container);
   if (logs) parts.push(`last log lines of ${node.container}:\n${logs}`);
   return parts.join("\n") || undefined;
 }
@@ -130,7 +90,7 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
   const recipe = loadRecipe(recipeName);
   const options = resolveOptions(recipe, opts.options ?? {});
   const progress = opts.progress;
-  const step = progress ? progress.step.bind(progress) : noStep;
+  const step = stepper(progress);
   const engine = opts.engine ?? (await ensureEngine({ allowSetup: true, yes: opts.yes, progress }));
 
   const existing = await labContainers(engine, lab, recipe.name);
@@ -251,11 +211,10 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
               );
             } catch (e) {
               const state = await engine.containerState(n.container);
-              const logs = await containerLogTail(engine, n.container);
               throw new UserError(
                 `${n.container} did not become ready (container ${state}): ${(e as Error).message}`,
                 1,
-                logs ? `last log lines of ${n.container}:\n${logs}` : undefined,
+                await diagnosis(engine, n),
               );
             }
           }),

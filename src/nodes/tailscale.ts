@@ -83,10 +83,8 @@ export class TailscaleInContainer {
       .filter(Boolean);
   }
 
-  async logTail(lines = 20): Promise<string> {
-    const buf = (await this.engine.docker
-      .getContainer(this.container)
-      .logs({ stdout: true, stderr: true, tail: lines })) as unknown as Buffer;
-    return buf.toString("utf8");
+  /** tailscaled is PID 1 in its image: its log is the container's. */
+  logTail(lines = 20): Promise<string> {
+    return this.engine.logTail(this.container, lines);
   }
 }

@@ -97,3 +97,10 @@ export class Progress {
 }
 
 export const progress = new Progress();
+
+export type Step = <T>(title: string, fn: (note: (text: string) => void) => Promise<T>) => Promise<T>;
+
+/** `progress.step`, or a silent stand-in when a caller passes no progress. */
+export function stepper(progress?: Progress): Step {
+  return progress ? progress.step.bind(progress) : async (_title, fn) => fn(() => {});
+}

@@ -19,8 +19,7 @@ export async function sessionExists(name: string): Promise<boolean> {
 }
 
 function engineExec(engine: Engine, container: string): string {
-  const cli = engine.kind === "podman" ? "podman" : `docker -H ${engine.dockerHost}`;
-  return `${cli} exec -it ${container} bash`;
+  return [...engine.cliArgs(), "exec", "-it", container, "bash"].join(" ");
 }
 
 /**

@@ -1,0 +1,29 @@
+import { execa } from "execa";
+import type { Engine } from "./engine.ts";
+import { LABEL, PROJECT } from "./labels.ts";
+
+export interface UsedSubnet {
+  subnet: string;
+  /** Who holds it, in words: a lab of ours, another engine network, or a host route. */
+  by: string;
+  /** True for networks the harness created (labelled). */
+  ours: boolean;
+}
+
+/** Subnets in use: engine networks (ours named by lab/recipe) and host routes not on engine bridges. */
+export async function usedSubnets(engine: Engine): Promise<UsedSubnet[]> {
+  const used: UsedSubnet[] = [];
+  for (const n of await engine.docker.listNetworks()) {
+    const labels = n.Labels ?? {};
+    const by = labels[LABEL.project] === PROJECT ? `lab "${labels[LABEL.lab]}" (${labels[LABEL.recipe]})` : `engine network "${n.Name}"`;
+    for (const c of n.IPAM?.Config ?? [])
+      if (c.Subnet?.includes(".")) used.push({ subnet: c.Subnet, by, ours: labels[LABEL.project] === PROJECT });
+  }
+  const r = await execa("ip", ["-4", "-o", "route", "show"], { reject: false });
+  for (const line of r.stdout?.split("\n") ?? []) {
+    const m = /^(\d+\.\d+\.\d+\.\d+\/\d+)\s.*dev (\S+)/.exec(line);
+    if (!m || /^(podman|docker|br-|cni-|veth)/.test(m[2]!)) continue;
+    used.push({ subnet: m[1]!, by: `a host route on ${m[2]}`, ours: false });
+  }
+  return used;
+}
