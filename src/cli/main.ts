@@ -132,7 +132,7 @@ const commands: Record<string, Command> = {
       {
         name: "control",
         value: "headscale|builtin",
-        help: "recipe-3: which coordination server runs (default headscale)",
+        help: "recipe-3: which coordination server runs (default headscale; builtin is not built yet)",
       },
       { name: "yes", help: "install the engine without asking if none is found" },
     ],

@@ -211,11 +211,9 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
               );
             } catch (e) {
               const state = await engine.containerState(n.container);
-              throw new UserError(
-                `${n.container} did not become ready (container ${state}): ${(e as Error).message}`,
-                1,
-                await diagnosis(engine, n),
-              );
+              // A container that stopped says more in its log than the failed exec does.
+              const why = state === "running" ? (e as Error).message : `its container ${state === "absent" ? "is gone" : `is ${state}`}`;
+              throw new UserError(`${n.container} did not become ready: ${why}.`, 1, await diagnosis(engine, n));
             }
           }),
         );

@@ -46,9 +46,13 @@ describe.each(controls)("recipe-3 with --control %s: the coordinated mesh", (con
       expect((await lab.check("curl")).ok).toBe(false);
     });
 
-    it("the clients cannot ping each other by MagicDNS name", async () => {
+    it("the clients neither list, ping nor connect to each other by MagicDNS name", async () => {
+      expect(await roaming.statusText()).not.toMatch(/\shome\s/);
+      expect(await home.statusText()).not.toMatch(/\sroaming\s/);
       expect(await roaming.ping("home")).toBe(false);
       expect(await home.ping("roaming")).toBe(false);
+      expect((await roaming.sh("nc -z -w 2 home 8000")).exitCode).not.toBe(0);
+      expect((await home.sh("nc -z -w 2 roaming 8000")).exitCode).not.toBe(0);
     });
   });
 
