@@ -16,7 +16,8 @@ import { stateDir } from "../paths.ts";
 import { listRecipes, loadRecipe } from "../recipe/load.ts";
 import { renderLoose } from "../recipe/template.ts";
 import { Progress } from "../ui/progress.ts";
-import { attach, createSession, hasTmux, killSession, listSessions } from "../workspace/tmux.ts";
+import { chooseMux, closeAllWorkspaces, closeWorkspace, openWorkspace } from "../workspace/mux.ts";
+import { hasTmux } from "../workspace/tmux.ts";
 import { type FlagSpec, parseArgs } from "./args.ts";
 
 const GLOBAL: FlagSpec[] = [
@@ -120,14 +121,17 @@ const commands: Record<string, Command> = {
     },
   },
   start: {
-    usage: "<recipe> [--no-attach] [--lab NAME] [--control headscale|builtin]",
+    usage: "<recipe> [--no-attach] [--mux tmux|zellij] [--lab NAME] [--control headscale|builtin]",
     summary: "start a recipe's lab and open its workspace",
     details:
       "Builds what is missing, creates the networks and containers, runs the recipe's setup and waits\n" +
-      "until it is really up. Then opens a tmux session: a host shell in recipes/<recipe>/, and one pane\n" +
-      "per interactive container. Starting a running lab only re-attaches.",
+      "until it is really up. Then opens the workspace, a tmux session wg3-<recipe>: a host shell in\n" +
+      "recipes/<recipe>/, and one pane per interactive container. Starting a running lab only re-attaches.\n" +
+      "With --no-attach (or without a terminal) the tmux session is still created: tmux attach -t wg3-<recipe>.\n" +
+      "Zellij is used when tmux is missing or with --mux zellij; with neither, the shell commands are printed.",
     flags: [
-      { name: "no-attach", help: "do not open the tmux workspace (CI, scripts)" },
+      { name: "no-attach", help: "do not attach to the workspace (CI, scripts); tmux still creates it" },
+      { name: "mux", value: "tmux|zellij", help: "which terminal multiplexer opens the workspace (default: tmux, else zellij)" },
       LAB,
       {
         name: "control",
@@ -139,6 +143,7 @@ const commands: Record<string, Command> = {
     async run(p, ctx) {
       const recipe = p.positionals[0]!;
       const lab = labOf(p);
+      const mux = await chooseMux(p.flags.mux as string | undefined);
       const t0 = Date.now();
       const r = await up(recipe, {
         lab,
@@ -163,13 +168,8 @@ const commands: Record<string, Command> = {
       ctx.progress.info(
         `\nNext: follow labs/${recipe}.md; ./start.ts check ${recipe}${labText} shows your progress; ./start.ts stop ${recipe}${labText} ends it.`,
       );
-      if (p.flags["no-attach"] || !process.stdout.isTTY || !process.stdin.isTTY) return 0;
-      if (!(await hasTmux())) {
-        ctx.progress.info(`tmux is not installed: open shells with ./start.ts shell ${recipe} <node>${labText}.`);
-        return 0;
-      }
-      const session = await createSession(r.engine, r.plan);
-      attach(session);
+      const attachNow = !p.flags["no-attach"] && Boolean(process.stdout.isTTY && process.stdin.isTTY);
+      await openWorkspace(r.engine, r.plan, { choice: mux, attach: attachNow, say: (l) => ctx.progress.info(l) });
       return 0;
     },
   },
@@ -181,7 +181,7 @@ const commands: Record<string, Command> = {
       const recipe = needRecipe(p, "stop");
       const lab = labOf(p);
       const engine = await engineFor(ctx);
-      const killed = await killSession(lab, recipe);
+      const killed = await closeWorkspace(lab, recipe);
       const r = await ctx.progress.step(`stop ${recipe}${lab === DEFAULT_LAB ? "" : ` (lab ${lab})`}`, () => down(engine, recipe, lab));
       if (!r.removed.containers && !r.removed.networks && !killed) ctx.progress.info(`${recipe} is not running; nothing to stop.`);
       else ctx.progress.info(`removed ${r.removed.containers} containers and ${r.removed.networks} networks.`);
@@ -353,7 +353,7 @@ const commands: Record<string, Command> = {
     flags: [{ name: "all", help: "also remove the images and the cached Go binaries" }],
     async run(p, ctx) {
       const engine = await engineFor(ctx);
-      for (const s of await listSessions()) spawnSync("tmux", ["kill-session", "-t", `=${s}`]);
+      await closeAllWorkspaces();
       const r = await engine.removeLabelled();
       rmSync(join(stateDir(), "labs"), { recursive: true, force: true });
       let images = 0;
@@ -400,7 +400,7 @@ function help(name?: string): string {
     .join("\n");
   return `wg-3-ways: the "WireGuard 3 Ways" workshop as real containers, real WireGuard, real Tailscale and Headscale.
 
-Usage: ./start.ts <recipe> [--no-attach] [--lab NAME] [--control headscale|builtin]
+Usage: ./start.ts <recipe> [--no-attach] [--mux tmux|zellij] [--lab NAME] [--control headscale|builtin]
        ./start.ts <command> [args] [--help]
 
 Recipes:

@@ -1,0 +1,133 @@
+import { join } from "node:path";
+import type { Engine } from "../engine/engine.ts";
+import { UserError } from "../errors.ts";
+import { type LabPlan, labStateDir } from "../lab/plan.ts";
+import { hostBanner, labFlag, shellLine, workspacePanes } from "./panes.ts";
+import { attach, createSession, hasTmux, killSession, killSessionNamed, listSessions, sessionName } from "./tmux.ts";
+import {
+  hasZellij,
+  killZellijSession,
+  runZellij,
+  writeLayout,
+  zellijCommand,
+  zellijLayout,
+  zellijSessionExists,
+  zellijSessions,
+} from "./zellij.ts";
+
+export const MUXES = ["tmux", "zellij"] as const;
+export type Mux = (typeof MUXES)[number];
+
+export interface MuxChoice {
+  mux?: Mux;
+  /** Why there is no workspace, or why the other multiplexer was picked. */
+  note?: string;
+}
+
+/**
+ * Which terminal multiplexer opens the workspace. `--mux` wins when that one is installed;
+ * otherwise tmux, then zellij. Neither: no workspace, and the note says what to do instead.
+ */
+export function pickMux(requested: string | undefined, have: Record<Mux, boolean>): MuxChoice {
+  if (requested !== undefined && !(MUXES as readonly string[]).includes(requested))
+    throw new UserError(`--mux must be tmux or zellij, not "${requested}".`, 2);
+  const install = { tmux: "apt-get install tmux", zellij: "see https://zellij.dev/documentation/installation" };
+  if (requested) {
+    const m = requested as Mux;
+    if (have[m]) return { mux: m };
+    return { note: `--mux ${m}: ${m} is not installed (${install[m]}).` };
+  }
+  if (have.tmux) return { mux: "tmux" };
+  if (have.zellij) return { mux: "zellij", note: "tmux is not installed; using zellij." };
+  return { note: "Neither tmux nor zellij is installed (apt-get install tmux), so there is no workspace." };
+}
+
+export async function chooseMux(requested: string | undefined): Promise<MuxChoice> {
+  if (requested !== undefined) pickMux(requested, { tmux: false, zellij: false }); // a bad value fails before anything runs
+  const [tmux, zellij] = await Promise.all([hasTmux(), hasZellij()]);
+  return pickMux(requested, { tmux, zellij });
+}
+
+/** Plain commands that open each node's shell, for when there is no workspace. */
+export function execHints(engine: Engine, plan: LabPlan): string[] {
+  return workspacePanes(engine.cliArgs(), plan)
+    .filter((p) => p.argv)
+    .map((p) => `  ${shellLine(p.argv!).padEnd(52)} # ${p.title}  (or ./start.ts shell ${plan.recipe} ${p.node}${labFlag(plan)})`);
+}
+
+export const ZELLIJ_KEYS =
+  "Panes: Alt + an arrow key moves, Ctrl-p then f makes one pane full screen, Ctrl-o then d detaches (the lab keeps running).";
+
+export function zellijLayoutFile(plan: LabPlan): string {
+  return join(labStateDir(plan.lab, plan.recipe), "workspace.kdl");
+}
+
+export interface OpenOptions {
+  choice: MuxChoice;
+  /** Hand the terminal to the multiplexer (a person at a TTY, no --no-attach). */
+  attach: boolean;
+  say: (line: string) => void;
+}
+
+/**
+ * Open the lab's workspace. tmux: the session is always created (detached) and attached only
+ * when asked, so `--no-attach` leaves a session to attach to later. zellij: it cannot create a
+ * session without a terminal, so the layout is written and the command to open it printed.
+ */
+export async function openWorkspace(engine: Engine, plan: LabPlan, o: OpenOptions): Promise<void> {
+  const { choice, say } = o;
+  const again = `./start.ts ${plan.recipe}${labFlag(plan)}`;
+  const stop = `./start.ts stop ${plan.recipe}${labFlag(plan)}`;
+  if (choice.note) say(choice.note);
+  if (choice.mux === "tmux") {
+    const s = await createSession(engine, plan);
+    if (!o.attach) {
+      say(`Workspace: tmux session ${s.name}${s.existed ? " (already open)" : ""}. Open it with: tmux attach -t ${s.name}`);
+      return;
+    }
+    attach(s.name);
+    say(`Left the workspace; the lab keeps running. ${again} re-opens it, ${stop} ends the lab.`);
+    return;
+  }
+  if (choice.mux === "zellij") {
+    const name = sessionName(plan.lab, plan.recipe);
+    const file = zellijLayoutFile(plan);
+    const hostArgv = [
+      "sh",
+      "-c",
+      `${hostBanner(plan, ZELLIJ_KEYS)
+        .map((l) => `printf '%s\\n' ${shellLine([l])}`)
+        .join("; ")}; exec "\${SHELL:-/bin/bash}"`,
+    ];
+    writeLayout(file, zellijLayout(plan.recipe, workspacePanes(engine.cliArgs(), plan), hostArgv));
+    const exists = await zellijSessionExists(name);
+    const argv = zellijCommand(name, file, exists);
+    if (!o.attach || process.env.ZELLIJ !== undefined) {
+      if (process.env.ZELLIJ !== undefined && o.attach) say("Already inside zellij, which does not nest sessions.");
+      say(`Workspace: zellij session ${name}. Open it with: ${shellLine(argv)}`);
+      return;
+    }
+    runZellij(argv);
+    say(`Left the workspace; the lab keeps running. ${again} re-opens it, ${stop} ends the lab.`);
+    return;
+  }
+  say("Open a shell in each node with:");
+  for (const l of execHints(engine, plan)) say(l);
+}
+
+/** End the lab's workspace, whichever multiplexer holds it. */
+export async function closeWorkspace(lab: string, recipe: string): Promise<boolean> {
+  const [tmux, zellij] = await Promise.all([hasTmux(), hasZellij()]);
+  const t = tmux ? await killSession(lab, recipe) : false;
+  const z = zellij ? await killZellijSession(sessionName(lab, recipe)) : false;
+  return t || z;
+}
+
+/** End every workspace of this harness (`clean`). */
+export async function closeAllWorkspaces(): Promise<number> {
+  const [tmux, zellij] = await Promise.all([hasTmux(), hasZellij()]);
+  let n = 0;
+  if (tmux) for (const s of await listSessions()) if (await killSessionNamed(s)) n++;
+  if (zellij) for (const s of (await zellijSessions()).filter((x) => x.startsWith("wg3-"))) if (await killZellijSession(s)) n++;
+  return n;
+}
