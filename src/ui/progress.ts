@@ -1,3 +1,5 @@
+import { appendFileSync } from "node:fs";
+
 /**
  * Progress for long steps. On a TTY: a spinner line per step with elapsed time, replaced by
  * ✓/✗ when it ends. Not on a TTY (CI, scripts): one line per finished step, nothing else.
@@ -67,6 +69,9 @@ export class Progress {
   private finish(title: string, started: number, ok: boolean): void {
     const ms = Date.now() - started;
     this.timings.push({ title, ms, ok });
+    // For benchmarks (bench/lab-start.ts): one JSON line per finished step, when asked to.
+    if (process.env.WG3_TIMINGS_FILE)
+      appendFileSync(process.env.WG3_TIMINGS_FILE, `${JSON.stringify({ title, ms, ok, end: Date.now() })}\n`);
     if (this.silent) return;
     this.clearLine();
     const mark = ok ? (this.tty ? "\x1b[32m✓\x1b[0m" : "ok  ") : this.tty ? "\x1b[31m✗\x1b[0m" : "FAIL";
