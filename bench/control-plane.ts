@@ -1,0 +1,177 @@
+import { type LoadResult, repoLoadClient, runLoad } from "./control/loadgen.ts";
+import { cpuSeconds, memory } from "./control/proc.ts";
+import { type ControlServer, startBuiltin, startHeadscale } from "./control/servers.ts";
+import { type Benchmark, checkAborted, list, num } from "./lib/bench.ts";
+import { round } from "./lib/stats.ts";
+import type { Bar } from "./lib/types.ts";
+
+type Row = {
+  server: string;
+  nodes: number;
+  fullMeshS: number | null;
+  registeredS: number | null;
+  cpuS: number | null;
+  rssMiB: number | null;
+  note: string;
+};
+
+async function start(kind: string): Promise<ControlServer | { unavailable: string }> {
+  if (kind === "headscale") return startHeadscale();
+  if (kind === "builtin") return startBuiltin();
+  return { unavailable: `unknown control server "${kind}" (headscale, builtin)` };
+}
+
+/**
+ * Control plane at scale: N simulated nodes (our TypeScript client side of the Tailscale control
+ * protocol) register with a fresh server on loopback and each hold a map stream; time until
+ * every node has a netmap with all N-1 peers; the server's CPU seconds and peak RSS from /proc.
+ */
+export const controlPlane: Benchmark = {
+  name: "control-plane",
+  title: "Control plane at scale: N simulated nodes, Headscale vs builtin",
+  minutes: "estimate 10-20 min for 100, 1000, 5000 nodes on both servers; not measured yet",
+  options: {
+    sizes: { default: "100,1000,5000", help: "numbers of simulated nodes" },
+    servers: { default: "headscale,builtin", help: "control servers to measure" },
+    concurrency: { default: "50", help: "registrations in flight at once" },
+    "mesh-timeout-s": { default: "600", help: "give up on one size after this long" },
+  },
+  async run(ctx) {
+    const t0 = Date.now();
+    const sizes = list(ctx, "sizes").map(Number);
+    const servers = list(ctx, "servers");
+    const client = await repoLoadClient();
+    const notes: string[] = [
+      "Each size runs against a fresh server on 127.0.0.1 (Headscale: the cached pinned binary, plain HTTP, SQLite in a temp directory). The load generator shares the machine's cores with the server.",
+      "CPU seconds: the server's user + system time from the first registration until every node has all peers (/proc/PID/stat); peak RSS: VmHWM of /proc/PID/status.",
+    ];
+    const rows: Row[] = [];
+    const raw: Record<string, unknown>[] = [];
+    if ("unavailable" in client)
+      notes.push(
+        `Load client not available: ${client.unavailable}. Rows below marked "skipped" show only the server's idle start-up cost.`,
+      );
+    for (const kind of servers) {
+      if ("unavailable" in client) {
+        // Without a client, still prove the server side of the scaffolding: start, key, /proc.
+        checkAborted(ctx.signal);
+        const s = await start(kind);
+        if ("unavailable" in s) {
+          rows.push({
+            server: kind,
+            nodes: 0,
+            fullMeshS: null,
+            registeredS: null,
+            cpuS: null,
+            rssMiB: null,
+            note: `skipped: ${s.unavailable}`,
+          });
+          continue;
+        }
+        try {
+          rows.push({
+            server: `${kind} ${s.version}`,
+            nodes: 0,
+            fullMeshS: null,
+            registeredS: null,
+            cpuS: round(cpuSeconds(s.pid), 2),
+            rssMiB: round(memory(s.pid).peakRss / 2 ** 20, 1),
+            note: "skipped: no load client; idle after start-up",
+          });
+        } finally {
+          await s.stop();
+        }
+        continue;
+      }
+      for (const n of sizes) {
+        checkAborted(ctx.signal);
+        const s = await start(kind);
+        if ("unavailable" in s) {
+          rows.push({
+            server: kind,
+            nodes: n,
+            fullMeshS: null,
+            registeredS: null,
+            cpuS: null,
+            rssMiB: null,
+            note: `skipped: ${s.unavailable}`,
+          });
+          break;
+        }
+        let r: LoadResult;
+        try {
+          r = await runLoad(s, client, n, {
+            concurrency: num(ctx, "concurrency"),
+            timeoutMs: num(ctx, "mesh-timeout-s") * 1000,
+            signal: ctx.signal,
+            log: ctx.log,
+          });
+        } catch (e) {
+          throw new Error(`${kind} with ${n} nodes: ${(e as Error).message}\n${s.logTail()}`);
+        } finally {
+          await s.stop();
+        }
+        raw.push({ server: kind, ...r });
+        rows.push({
+          server: `${kind} ${s.version}`,
+          nodes: n,
+          fullMeshS: r.fullMeshS === null ? null : round(r.fullMeshS, 2),
+          registeredS: r.registeredS === null ? null : round(r.registeredS, 2),
+          cpuS: round(r.serverCpuS, 2),
+          rssMiB: round(r.serverPeakRssMiB, 1),
+          note: r.complete ? `load generator CPU ${round(r.loadgenCpuS, 1)} s` : `INCOMPLETE: ${r.error}`,
+        });
+        ctx.log(
+          `${kind} ${n} nodes: full mesh ${r.fullMeshS?.toFixed(1) ?? "never"} s, CPU ${r.serverCpuS.toFixed(1)} s, peak RSS ${Math.round(r.serverPeakRssMiB)} MiB`,
+        );
+      }
+    }
+    const headlines: { label: string; value: string }[] = [];
+    for (const n of sizes) {
+      const hs = rows.find((r) => r.server.startsWith("headscale") && r.nodes === n && r.fullMeshS !== null);
+      const bi = rows.find((r) => r.server.startsWith("builtin") && r.nodes === n && r.fullMeshS !== null);
+      if (hs) headlines.push({ label: `${n} nodes, Headscale: full mesh`, value: `${hs.fullMeshS} s` });
+      if (hs && bi)
+        headlines.push({
+          label: `${n} nodes, builtin / Headscale time to full mesh`,
+          value: String(round(bi.fullMeshS! / hs.fullMeshS!, 2)),
+        });
+    }
+    if (!headlines.length) headlines.push({ label: "measured", value: "not yet (load client missing)" });
+    const measured = rows.filter((r) => r.fullMeshS !== null);
+    const bars: Bar[] = measured.length
+      ? measured.map((r) => ({
+          label: `${r.server.split(" ")[0]} ${r.nodes}`,
+          segments: [{ name: r.server.split(" ")[0]!, value: r.fullMeshS! }],
+          note: `${r.fullMeshS} s, ${r.cpuS} CPU s, ${r.rssMiB} MiB`,
+        }))
+      : rows
+          .filter((r) => r.rssMiB !== null)
+          .map((r) => ({ label: `${r.server} idle`, segments: [{ name: "", value: r.rssMiB! }], note: `${r.rssMiB} MiB (idle)` }));
+    return {
+      name: "control-plane",
+      title: this.title,
+      status:
+        "unavailable" in client || rows.some((r) => r.note.startsWith("skipped") || r.note.startsWith("INCOMPLETE")) ? "partial" : "ok",
+      machine: ctx.machine,
+      params: { sizes, servers, concurrency: num(ctx, "concurrency") },
+      durationS: (Date.now() - t0) / 1000,
+      columns: [
+        { key: "server", label: "server" },
+        { key: "nodes", label: "nodes" },
+        { key: "registeredS", label: "all registered", unit: "s" },
+        { key: "fullMeshS", label: "all have N-1 peers", unit: "s" },
+        { key: "cpuS", label: "server CPU", unit: "s" },
+        { key: "rssMiB", label: "server peak RSS", unit: "MiB" },
+        { key: "note", label: "" },
+      ],
+      rows,
+      headlines,
+      chart: measured.length
+        ? { title: "Time until every simulated node has all N-1 peers", unit: "seconds", bars }
+        : { title: "Control servers idle after start-up (load client not wired yet)", unit: "MiB peak RSS", bars },
+      notes,
+      raw,
+    };
+  },
+};

@@ -1,0 +1,171 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { binaryDir } from "../../src/binaries.ts";
+import { waitFor } from "../../src/lab/handle.ts";
+import { versions } from "../../src/versions.ts";
+
+const run = promisify(execFile);
+
+/** A control server running on this host's loopback, for the load generator. */
+export interface ControlServer {
+  /** "headscale" or "builtin". */
+  kind: string;
+  version: string;
+  /** Base URL clients use (http://127.0.0.1:PORT). */
+  url: string;
+  /** The process to measure (CPU seconds, peak RSS). */
+  pid: number;
+  /** A reusable pre-auth key good for every simulated node. Never print it. */
+  authKey: string;
+  /** Stop the server and remove its temporary state. */
+  stop(): Promise<void>;
+  /** The server's last log lines (for error messages). */
+  logTail(): string;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function tail(file: string, lines = 15): string {
+  try {
+    return readFileSync(file, "utf8").trim().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "";
+  }
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  await gone;
+  clearTimeout(t);
+}
+
+export function headscaleBinary(): string {
+  return join(binaryDir("headscale"), "headscale");
+}
+
+/**
+ * Headscale from the cached pinned binary, on 127.0.0.1 only, plain HTTP (the control protocol
+ * runs over Noise anyway), SQLite and everything else in a temporary directory.
+ */
+export async function startHeadscale(): Promise<ControlServer> {
+  const bin = headscaleBinary();
+  if (!existsSync(bin)) throw new Error(`no cached Headscale at ${bin}: run ./start.ts setup first`);
+  const dir = mkdtempSync(join(tmpdir(), "wg3-bench-headscale-"));
+  const [port, metrics, grpc, stun] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const config = join(dir, "config.yaml");
+  writeFileSync(
+    config,
+    `# Written by bench/control/servers.ts for the control-plane benchmark; removed afterwards.
+server_url: http://127.0.0.1:${port}
+listen_addr: 127.0.0.1:${port}
+metrics_listen_addr: 127.0.0.1:${metrics}
+grpc_listen_addr: 127.0.0.1:${grpc}
+grpc_allow_insecure: false
+disable_check_updates: true
+noise:
+  private_key_path: ${dir}/noise_private.key
+prefixes:
+  v4: 100.64.0.0/10
+  v6: fd7a:115c:a1e0::/48
+  allocation: sequential
+derp:
+  server:
+    enabled: true
+    region_id: 999
+    region_code: "bench"
+    region_name: "bench embedded DERP"
+    verify_clients: true
+    stun_listen_addr: "127.0.0.1:${stun}"
+    private_key_path: ${dir}/derp_server_private.key
+    automatically_add_embedded_derp_region: true
+    ipv4: 127.0.0.1
+  urls: []
+  paths: []
+  auto_update_enabled: false
+database:
+  type: sqlite
+  sqlite:
+    path: ${dir}/db.sqlite
+    write_ahead_log: true
+log:
+  level: warn
+  format: text
+policy:
+  mode: file
+  path: ""
+dns:
+  magic_dns: true
+  base_domain: bench.example.com
+  override_local_dns: false
+  nameservers:
+    global: []
+unix_socket: ${dir}/headscale.sock
+unix_socket_permission: "0770"
+logtail:
+  enabled: false
+`,
+  );
+  const log = join(dir, "headscale.log");
+  const fd = openSync(log, "a");
+  const child = spawn(bin, ["serve", "--config", config], { stdio: ["ignore", fd, fd], env: { ...process.env, NO_COLOR: "1" } });
+  const cli = (args: string[]) => run(bin, [...args, "--config", config], { env: { ...process.env, NO_COLOR: "1" } });
+  const stop = async () => {
+    await stopChild(child);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitFor(
+      `Headscale on 127.0.0.1:${port} to answer /health`,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`headscale exited ${child.exitCode}: ${tail(log)}`);
+        const r = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
+        return r?.ok;
+      },
+      30_000,
+    );
+    await cli(["users", "create", "bench"]);
+    const users = JSON.parse((await cli(["users", "list", "-o", "json"])).stdout) as { id: number; name: string }[];
+    const id = users.find((u) => u.name === "bench")?.id ?? 1;
+    const key = (await cli(["preauthkeys", "create", "-u", String(id), "--reusable", "--expiration", "24h"])).stdout
+      .trim()
+      .split("\n")
+      .pop()!;
+    return {
+      kind: "headscale",
+      version: versions.headscale,
+      url: `http://127.0.0.1:${port}`,
+      pid: child.pid!,
+      authKey: key,
+      stop,
+      logTail: () => tail(log),
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/**
+ * The builtin control server (issue 6, src/control/). Its start-up for the benchmark goes here
+ * once it exists: spawn it on 127.0.0.1 with a temporary state directory, create a user and a
+ * reusable pre-auth key through its admin interface, and return the same ControlServer shape.
+ */
+export async function startBuiltin(): Promise<ControlServer | { unavailable: string }> {
+  return { unavailable: "the builtin control server has no host entry point for the benchmark yet (src/control/ is being written)" };
+}

@@ -1,0 +1,191 @@
+import { LabHandle, waitFor } from "../src/lab/handle.ts";
+import { type BenchContext, type Benchmark, checkAborted, num, warmEngine } from "./lib/bench.ts";
+import { RECIPE3_MESH_CHECKS, waitGreen } from "./lib/labs.ts";
+import { median, round } from "./lib/stats.ts";
+
+const PORT = 5201;
+
+interface Path {
+  pair: string;
+  path: "tunnel" | "plain";
+  /** What the bytes cross, in words. */
+  via: string;
+  mbps: number[];
+}
+
+/** The interface the kernel of `node` would send a packet to `ip` through. */
+async function routeDev(lab: LabHandle, node: string, ip: string): Promise<string> {
+  const r = await lab.sh(node, `ip -o route get ${ip}`);
+  return /\sdev\s(\S+)/.exec(r.stdout)?.[1] ?? `? (${(r.stdout + r.stderr).trim()})`;
+}
+
+/** One TCP iperf3 run from `client` to `target` (iperf3 -s one-off on `server`), in Mbit/s. */
+async function iperf(lab: LabHandle, server: string, client: string, target: string, seconds: number): Promise<number> {
+  await lab.sh(server, `pkill -x iperf3; iperf3 -s -1 -D -p ${PORT}`);
+  await waitFor(`iperf3 listening on ${server}`, async () => lab.succeeds(server, `ss -ltn | grep -q ':${PORT} '`), 10_000);
+  const r = await lab.sh(client, `iperf3 -c ${target} -p ${PORT} -t ${seconds} -J --connect-timeout 3000`);
+  let j: { error?: string; end?: { sum_received?: { bits_per_second?: number } } };
+  try {
+    j = JSON.parse(r.stdout);
+  } catch {
+    throw new Error(`iperf3 ${client} -> ${target} printed no JSON (exit ${r.exitCode}): ${(r.stdout + r.stderr).slice(-400)}`);
+  }
+  const bps = j.end?.sum_received?.bits_per_second;
+  if (j.error || !bps) throw new Error(`iperf3 ${client} -> ${target} failed: ${j.error ?? "no result"}`);
+  return bps / 1e6;
+}
+
+/** Alternate plain and tunnel runs so both see the same machine state. */
+async function measure(ctx: BenchContext, lab: LabHandle, paths: { p: Path; server: string; client: string; target: string }[]) {
+  const runs = num(ctx, "iperf-runs");
+  const secs = num(ctx, "iperf-seconds");
+  for (let i = 0; i < runs; i++)
+    for (const x of paths) {
+      checkAborted(ctx.signal);
+      x.p.mbps.push(round(await iperf(lab, x.server, x.client, x.target, secs), 1));
+      ctx.log(`${x.p.pair} ${x.p.path}: ${x.p.mbps.at(-1)} Mbit/s`);
+    }
+}
+
+/** recipe-0 after solve: peer-1 -> peer-2 over WireGuard (wireguard-go) and over the bridge. */
+async function wireguardPair(ctx: BenchContext): Promise<Path[]> {
+  const lab = await LabHandle.start("recipe-0");
+  try {
+    const wgIp = "172.16.100.2";
+    const bridgeIp = lab.ip("peer-2", "mesh");
+    // Negative control: before the tunnel exists, its address does not answer.
+    if (await lab.succeeds("peer-1", `ping -c1 -W1 ${wgIp}`)) throw new Error(`${wgIp} answers before recipe-0 is solved`);
+    await lab.solve();
+    await waitGreen(lab);
+    const devTunnel = await routeDev(lab, "peer-1", wgIp);
+    const devPlain = await routeDev(lab, "peer-1", bridgeIp);
+    if (devTunnel !== "recipe-0" || devPlain === "recipe-0")
+      throw new Error(`unexpected routes: ${wgIp} via ${devTunnel}, ${bridgeIp} via ${devPlain}`);
+    const tunnel: Path = { pair: "WireGuard peers (recipe-0)", path: "tunnel", via: `wireguard-go ${devTunnel}, ${wgIp}`, mbps: [] };
+    const plain: Path = { pair: "WireGuard peers (recipe-0)", path: "plain", via: `bridge ${devPlain}, ${bridgeIp}`, mbps: [] };
+    const rx = async () => Number((await lab.sh("peer-2", "wg show recipe-0 transfer | awk '{s+=$2} END {print s+0}'")).stdout.trim());
+    const before = await rx();
+    await measure(ctx, lab, [
+      { p: plain, server: "peer-2", client: "peer-1", target: bridgeIp },
+      { p: tunnel, server: "peer-2", client: "peer-1", target: wgIp },
+    ]);
+    // Proof that the tunnel runs crossed WireGuard: peer-2 received at least 1 MB per run on it.
+    if ((await rx()) - before < tunnel.mbps.length * 1e6)
+      throw new Error("the WireGuard transfer counters did not grow with the tunnel runs");
+    return [plain, tunnel];
+  } finally {
+    await lab.stop();
+  }
+}
+
+/**
+ * recipe-3: roaming -> home client over Tailscale (tailscaled's wireguard-go, TUN), and the same
+ * pair over the plain underlay: the home router forwards a TCP port to home (DNAT), so the bytes
+ * cross the same bridges and the same NAT as the Tailscale packets, without the tunnel.
+ */
+async function tailscalePair(ctx: BenchContext): Promise<{ paths: Path[]; how: string }> {
+  const lab = await LabHandle.start("recipe-3");
+  try {
+    await waitGreen(lab, RECIPE3_MESH_CHECKS);
+    const home = lab.tailscale("ts-client-home");
+    const roaming = lab.tailscale("ts-client-roaming");
+    const tsIp = await home.ip();
+    const routerIp = lab.ip("home-router", "roaming");
+    const homeIp = lab.ip("ts-client-home", "home");
+    // Negative control: nothing forwards the port yet, so the plain path is closed.
+    await lab.sh("ts-client-home", `pkill -x iperf3; iperf3 -s -1 -D -p ${PORT}`);
+    if (await lab.succeeds("ts-client-roaming", `nc -z -w 2 ${routerIp} ${PORT}`))
+      throw new Error(`${routerIp}:${PORT} is open before the port forward`);
+    await lab.sh("ts-client-home", "pkill -x iperf3");
+    const fwd = await lab.sh(
+      "home-router",
+      `nft add chain ip nat prerouting '{ type nat hook prerouting priority dstnat; }' && nft add rule ip nat prerouting ip daddr ${routerIp} tcp dport ${PORT} dnat to ${homeIp}:${PORT}`,
+    );
+    if (fwd.exitCode !== 0) throw new Error(`port forward on the home router failed: ${fwd.stderr}`);
+    const devTunnel = await routeDev(lab, "ts-client-roaming", tsIp);
+    const devPlain = await routeDev(lab, "ts-client-roaming", routerIp);
+    if (devTunnel !== "tailscale0" || devPlain === "tailscale0")
+      throw new Error(`unexpected routes: ${tsIp} via ${devTunnel}, ${routerIp} via ${devPlain}`);
+    const how = (await roaming.tsPing(tsIp)).path;
+    const pair = "Tailscale clients (recipe-3)";
+    const tunnel: Path = { pair, path: "tunnel", via: `tailscale0 (${how}), ${tsIp}`, mbps: [] };
+    const plain: Path = { pair, path: "plain", via: `${devPlain} -> home router DNAT -> home, ${routerIp}`, mbps: [] };
+    await measure(ctx, lab, [
+      { p: plain, server: "ts-client-home", client: "ts-client-roaming", target: routerIp },
+      { p: tunnel, server: "ts-client-home", client: "ts-client-roaming", target: tsIp },
+    ]);
+    return { paths: [plain, tunnel], how };
+  } finally {
+    await lab.stop();
+  }
+}
+
+export const dataplane: Benchmark = {
+  name: "dataplane",
+  title: "Data plane: iperf3 through the tunnel vs the plain network",
+  minutes: "~1.5 min with 3 runs of 5 s",
+  options: {
+    "iperf-runs": { default: "3", help: "iperf3 runs per path (median)" },
+    "iperf-seconds": { default: "5", help: "seconds per iperf3 run" },
+  },
+  async run(ctx) {
+    const t0 = Date.now();
+    await warmEngine(ctx);
+    const notes: string[] = [];
+    const paths: Path[] = [];
+    paths.push(...(await wireguardPair(ctx)));
+    checkAborted(ctx.signal);
+    const ts = await tailscalePair(ctx);
+    paths.push(...ts.paths);
+    const rows = paths.map((p) => {
+      const plain = paths.find((q) => q.pair === p.pair && q.path === "plain")!;
+      return {
+        pair: p.pair,
+        path: p.path,
+        via: p.via,
+        mbps: median(p.mbps),
+        runs: p.mbps.join(" / "),
+        ratio: round(median(p.mbps) / median(plain.mbps), 3),
+      };
+    });
+    const ratio = (pair: string) => rows.find((r) => r.pair === pair && r.path === "tunnel")!.ratio;
+    notes.push(
+      "TCP, one stream, `iperf3 -c TARGET -t SECONDS -J`, receiver's rate; median of the runs. Plain and tunnel runs alternate.",
+      "Every process shares the machine's 2 cores: iperf3 on both ends and the userspace WireGuard (wireguard-go, as there is no kernel module here) all compete for CPU, so the tunnel numbers are CPU-bound.",
+      "Each pair's path is proven before measuring: `ip route get` shows the tunnel interface for the tunnel address and not for the plain one; recipe-0's WireGuard transfer counters grow by the tunnel runs; the recipe-3 port forward is closed before it is added (negative control).",
+      `recipe-3's path between the clients was ${ts.how.toUpperCase()} (tailscale ping).`,
+    );
+    return {
+      name: "dataplane",
+      title: this.title,
+      status: "ok",
+      machine: ctx.machine,
+      params: { runs: num(ctx, "iperf-runs"), seconds: num(ctx, "iperf-seconds") },
+      durationS: (Date.now() - t0) / 1000,
+      columns: [
+        { key: "pair", label: "pair" },
+        { key: "path", label: "path" },
+        { key: "via", label: "via" },
+        { key: "mbps", label: "throughput", unit: "Mbit/s" },
+        { key: "ratio", label: "tunnel / plain" },
+        { key: "runs", label: "all runs", unit: "Mbit/s" },
+      ],
+      rows,
+      headlines: [
+        { label: "WireGuard (wireguard-go) / plain bridge", value: String(ratio("WireGuard peers (recipe-0)")) },
+        { label: "Tailscale / plain underlay", value: String(ratio("Tailscale clients (recipe-3)")) },
+      ],
+      chart: {
+        title: "iperf3 TCP throughput, tunnel vs plain (median)",
+        unit: "Mbit/s",
+        bars: rows.map((r) => ({
+          label: `${r.pair.split(" (")[0]} ${r.path}`,
+          segments: [{ name: r.path, value: r.mbps }],
+          note: `${Math.round(r.mbps)} Mbit/s (x${r.ratio})`,
+        })),
+      },
+      notes,
+      raw: paths,
+    };
+  },
+};

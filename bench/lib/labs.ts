@@ -1,0 +1,47 @@
+import { readFileSync } from "node:fs";
+import type { Engine } from "../../src/engine/engine.ts";
+import { type LabHandle, waitFor } from "../../src/lab/handle.ts";
+
+/** Memory a container uses as `docker stats` shows it: usage minus inactive page cache. */
+export async function containerMemory(engine: Engine, id: string): Promise<number> {
+  const s = (await engine.docker.getContainer(id).stats({ stream: false })) as unknown as {
+    memory_stats?: { usage?: number; stats?: Record<string, number> };
+  };
+  const usage = s.memory_stats?.usage ?? 0;
+  const st = s.memory_stats?.stats ?? {};
+  const cache = st.total_inactive_file ?? st.inactive_file ?? 0;
+  return Math.max(0, usage - cache);
+}
+
+/** Sum of engine-reported memory over every container of a lab. */
+export async function labMemory(engine: Engine, lab: string, recipe: string): Promise<{ bytes: number; containers: number }> {
+  const cs = await engine.listContainers({ lab, recipe });
+  const each = await Promise.all(cs.map((c) => containerMemory(engine, c.Id)));
+  return { bytes: each.reduce((a, b) => a + b, 0), containers: cs.length };
+}
+
+export function memInfo(): { totalBytes: number; availableBytes: number } {
+  const text = readFileSync("/proc/meminfo", "utf8");
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0) * 1024;
+  return { totalBytes: kb("MemTotal"), availableBytes: kb("MemAvailable") };
+}
+
+/**
+ * Wait until every listed exercise checks out (all of them when `only` is absent); on timeout
+ * the error names the failing ones with what they saw.
+ */
+export async function waitGreen(lab: LabHandle, only?: string[], timeoutMs = 60_000): Promise<void> {
+  await waitFor(
+    `${lab.recipe.name}${lab.plan.lab === "default" ? "" : ` (lab ${lab.plan.lab})`}: checks ${only?.join(", ") ?? "all"} green`,
+    async () => {
+      const results = await lab.checkAll();
+      const bad = results.filter((r) => !r.ok && (!only || only.includes(r.exercise)));
+      if (bad.length) throw new Error(bad.map((b) => `${b.exercise}: ${b.detail ?? "not yet"}`).join("; "));
+      return true;
+    },
+    timeoutMs,
+  );
+}
+
+/** recipe-3's checks that hold right after start (the capture exercise needs its solve first). */
+export const RECIPE3_MESH_CHECKS = ["nodes-online", "tracepath", "curl", "magicdns"];
