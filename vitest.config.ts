@@ -14,6 +14,15 @@ export default defineConfig({
       },
       {
         test: {
+          // Real tailscaled processes on this host against the builtin control server; no engine.
+          name: "integration",
+          include: ["tests/integration/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        test: {
           name: "e2e",
           include: ["tests/e2e/**/*.test.ts"],
           // Labs share one engine and fixed workshop subnets: run files one at a time.

@@ -1,0 +1,102 @@
+import { readFileSync } from "node:fs";
+import { parse } from "yaml";
+import type { DerpRegion } from "./mapper.ts";
+
+/**
+ * The control server's configuration file. Its keys follow Headscale's config.yaml where the
+ * two overlap (server_url, listen_addr, tls_*_path, prefixes, dns, derp.server, unix_socket),
+ * so a workshop attendee reading either recognises the other.
+ */
+export interface ControlConfig {
+  serverUrl: string;
+  listen: { host: string; port: number; tls?: { cert: string; key: string } };
+  stateDir: string;
+  adminSocket: string;
+  prefixes: { v4: string; v6: string };
+  dns: { baseDomain: string; nameservers: string[] };
+  derp: { enabled: boolean; region: DerpRegion; stunListen?: { host: string; port: number } };
+}
+
+export class ConfigError extends Error {}
+
+export const DEFAULT_CONFIG_PATH = "/etc/wg3-control/config.yaml";
+export const DEFAULT_ADMIN_SOCKET = "/var/run/wg3-control/admin.sock";
+
+function hostPort(s: string, what: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(s);
+  if (!m) throw new ConfigError(`${what}: want HOST:PORT, got ${JSON.stringify(s)}`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+type Raw = Record<string, unknown>;
+const obj = (v: unknown): Raw => (v && typeof v === "object" ? (v as Raw) : {});
+const str = (v: unknown, what: string, dflt?: string): string => {
+  if (v === undefined || v === null || v === "") {
+    if (dflt !== undefined) return dflt;
+    throw new ConfigError(`${what} is required`);
+  }
+  return String(v);
+};
+
+export function parseConfig(text: string, where = "config"): ControlConfig {
+  let raw: Raw;
+  try {
+    raw = obj(parse(text));
+  } catch (e) {
+    throw new ConfigError(`${where}: not valid YAML: ${(e as Error).message}`);
+  }
+  const serverUrl = str(raw.server_url, `${where}: server_url`);
+  let url: URL;
+  try {
+    url = new URL(serverUrl);
+  } catch {
+    throw new ConfigError(`${where}: server_url ${JSON.stringify(serverUrl)} is not a URL`);
+  }
+  const listen = hostPort(str(raw.listen_addr, `${where}: listen_addr`), `${where}: listen_addr`);
+  const cert = raw.tls_cert_path ? String(raw.tls_cert_path) : undefined;
+  const key = raw.tls_key_path ? String(raw.tls_key_path) : undefined;
+  if (Boolean(cert) !== Boolean(key)) throw new ConfigError(`${where}: give both tls_cert_path and tls_key_path, or neither`);
+  const prefixes = obj(raw.prefixes);
+  const dns = obj(raw.dns);
+  const derp = obj(obj(raw.derp).server);
+  const derpEnabled = derp.enabled !== false;
+  const urlPort = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  const region: DerpRegion = {
+    regionId: Number(derp.region_id ?? 999),
+    regionCode: str(derp.region_code, "", "wg3"),
+    regionName: str(derp.region_name, "", "wg-3-ways embedded DERP"),
+    hostName: str(derp.hostname, "", url.hostname),
+    ipv4: derp.ipv4 ? String(derp.ipv4) : /^\d+\.\d+\.\d+\.\d+$/.test(url.hostname) ? url.hostname : undefined,
+    port: Number(derp.port ?? urlPort),
+    stunPort: Number(derp.stun_port ?? (derp.stun_listen_addr ? hostPort(String(derp.stun_listen_addr), "stun").port : 3478)),
+    insecureForTests: derp.insecure_for_tests === true,
+  };
+  const baseDomain = str(dns.base_domain, `${where}: dns.base_domain`);
+  if (baseDomain === url.hostname || url.hostname.endsWith(`.${baseDomain}`))
+    throw new ConfigError(`${where}: dns.base_domain must not contain the server_url host (clients take that domain over)`);
+  return {
+    serverUrl,
+    listen: { ...listen, ...(cert && key ? { tls: { cert, key } } : {}) },
+    stateDir: str(raw.state_dir, "", "/var/lib/wg3-control"),
+    adminSocket: str(raw.unix_socket, "", DEFAULT_ADMIN_SOCKET),
+    prefixes: { v4: str(prefixes.v4, "", "100.64.0.0/10"), v6: str(prefixes.v6, "", "fd7a:115c:a1e0::/48") },
+    dns: { baseDomain, nameservers: Array.isArray(obj(dns.nameservers).global) ? (obj(dns.nameservers).global as string[]) : [] },
+    derp: {
+      enabled: derpEnabled,
+      region,
+      ...(derpEnabled && derp.stun_listen_addr !== ""
+        ? { stunListen: hostPort(String(derp.stun_listen_addr ?? "0.0.0.0:3478"), "stun_listen_addr") }
+        : {}),
+    },
+  };
+}
+
+export function loadConfig(path: string): ControlConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new ConfigError(`cannot read the config file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return parseConfig(text, path);
+}

@@ -1,0 +1,129 @@
+import type { NodeRec } from "./store.ts";
+import { isZeroTime, type Tailnet } from "./tailnet.ts";
+
+/**
+ * tailcfg JSON from the tailnet: the node objects peers see, the full first MapResponse, and
+ * the DERP map and DNS config. Field names and shapes follow tailscale's tailcfg package.
+ */
+
+export interface DerpRegion {
+  regionId: number;
+  regionCode: string;
+  regionName: string;
+  hostName: string;
+  ipv4?: string;
+  port: number;
+  stunPort: number;
+  /** Skip TLS verification of the DERP server (host-level tests with a self-signed cert). */
+  insecureForTests?: boolean;
+}
+
+export interface MapperConfig {
+  baseDomain: string;
+  /** Tailnet name sent as MapResponse.Domain. */
+  domain: string;
+  derp: DerpRegion;
+  nameservers: string[];
+}
+
+/** The legacy DERP home string for clients older than capver 111. */
+const DERP_MAGIC_IP = "127.3.3.40";
+
+export function derpMap(d: DerpRegion): Record<string, unknown> {
+  return {
+    Regions: {
+      [d.regionId]: {
+        RegionID: d.regionId,
+        RegionCode: d.regionCode,
+        RegionName: d.regionName,
+        Nodes: [
+          {
+            Name: `${d.regionId}a`,
+            RegionID: d.regionId,
+            HostName: d.hostName,
+            ...(d.ipv4 ? { IPv4: d.ipv4, IPv6: "none" } : {}),
+            DERPPort: d.port,
+            STUNPort: d.stunPort,
+            ...(d.insecureForTests ? { InsecureForTests: true } : {}),
+          },
+        ],
+      },
+    },
+  };
+}
+
+export function dnsConfig(c: MapperConfig): Record<string, unknown> {
+  return {
+    // Proxied = MagicDNS on: the client answers <name>.<base> itself at 100.100.100.100.
+    Proxied: true,
+    Domains: [c.baseDomain],
+    ...(c.nameservers.length ? { Resolvers: c.nameservers.map((Addr) => ({ Addr })) } : {}),
+    Routes: {},
+  };
+}
+
+function preferredDerp(n: NodeRec): number {
+  const ni = n.hostinfo.NetInfo as { PreferredDERP?: number } | undefined;
+  return typeof ni?.PreferredDERP === "number" ? ni.PreferredDERP : 0;
+}
+
+/** The tailcfg.Node of `n` as every node (itself included) sees it. */
+export function nodeView(t: Tailnet, c: MapperConfig, n: NodeRec): Record<string, unknown> {
+  const addresses = [`${n.ipv4}/32`, `${n.ipv6}/128`];
+  const primary = t.primaryRoutes(n).sort();
+  const online = t.isOnline(n.id);
+  const home = preferredDerp(n);
+  const expired = t.isExpired(n);
+  return {
+    ID: n.id,
+    StableID: n.stableId,
+    Name: `${n.givenName}.${c.baseDomain}.`,
+    User: n.userId,
+    Key: n.nodeKey,
+    ...(isZeroTime(n.expiry) ? {} : { KeyExpiry: n.expiry }),
+    Machine: n.machineKey,
+    ...(n.discoKey ? { DiscoKey: n.discoKey } : {}),
+    Addresses: addresses,
+    // Always explicit: before capver 112 a missing AllowedIPs means "route nothing".
+    AllowedIPs: [...addresses, ...primary],
+    ...(primary.length ? { PrimaryRoutes: primary } : {}),
+    Endpoints: n.endpoints,
+    ...(home ? { DERP: `${DERP_MAGIC_IP}:${home}`, HomeDERP: home } : {}),
+    Hostinfo: n.hostinfo,
+    Created: n.createdAt,
+    Cap: n.cap,
+    Online: online,
+    ...(!online && n.lastSeen ? { LastSeen: n.lastSeen } : {}),
+    MachineAuthorized: true,
+    ...(expired ? { Expired: true } : {}),
+  };
+}
+
+export function userProfiles(t: Tailnet, userIds: Iterable<number>): Record<string, unknown>[] {
+  return [...new Set(userIds)]
+    .sort((a, b) => a - b)
+    .flatMap((id) => {
+      const u = t.user(id);
+      return u ? [{ ID: u.id, LoginName: u.name, DisplayName: u.name }] : [];
+    });
+}
+
+/** Allow-all (tailcfg.FilterAllowAll): every source, every destination and port. */
+export const ALLOW_ALL = [{ SrcIPs: ["*"], DstPorts: [{ IP: "*", Ports: { First: 0, Last: 65535 } }] }];
+
+/** The first message of a map stream: everything, with `Node` for self (the client requires it). */
+export function fullMapResponse(t: Tailnet, c: MapperConfig, self: NodeRec): Record<string, unknown> {
+  const peers = t.nodes().filter((p) => p.id !== self.id);
+  return {
+    Node: nodeView(t, c, self),
+    Peers: peers.map((p) => nodeView(t, c, p)),
+    DERPMap: derpMap(c.derp),
+    DNSConfig: dnsConfig(c),
+    Domain: c.domain,
+    PacketFilter: ALLOW_ALL,
+    UserProfiles: userProfiles(t, [self.userId, ...peers.map((p) => p.userId)]),
+    ControlTime: new Date().toISOString(),
+    CollectServices: false,
+    Debug: { DisableLogTail: true },
+  };
+}

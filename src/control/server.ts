@@ -1,0 +1,506 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import http2 from "node:http2";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import type { Duplex } from "node:stream";
+import { startAdmin } from "./admin.ts";
+import type { ControlConfig } from "./config.ts";
+import { DerpServer } from "./derp.ts";
+import { formatKey, isZeroKey, type KeyPair, keyPairFrom, newKeyPair, parseKey, zeroKey } from "./keys.ts";
+import { derpMap, fullMapResponse, type MapperConfig, nodeView, userProfiles } from "./mapper.ts";
+import { errorFrame, HandshakeError, NoiseConn, respond } from "./noise.ts";
+import { StateStore, writeFileAtomic } from "./store.ts";
+import { startStun } from "./stun.ts";
+import { isZeroTime, Tailnet, TailnetError } from "./tailnet.ts";
+import { mapFrame } from "./zstd.ts";
+
+/** Request bodies inside Noise are capped like Headscale's (1 MiB). */
+export const MAX_BODY = 1 << 20;
+/** The oldest client we accept: capver 102 is tailscale 1.70. */
+export const MIN_CAPVER = 102;
+const KEEPALIVE_MS = () => 50_000 + Math.floor(Math.random() * 9_000);
+const UPGRADE_PROTOCOL = "tailscale-control-protocol";
+
+export type Log = (msg: string) => void;
+
+/** Load a private key from the state dir, or create it (mode 0600) on first start. */
+export function persistentKey(dir: string, file: string): KeyPair {
+  const path = join(dir, file);
+  if (existsSync(path)) return keyPairFrom(parseKey("privkey", readFileSync(path, "utf8").trim()));
+  const kp = newKeyPair();
+  writeFileAtomic(path, `${formatKey("privkey", kp.privateKey)}\n`, 0o600);
+  return kp;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function readBody(req: http2.Http2ServerRequest | IncomingMessage, limit = MAX_BODY): Promise<Buffer> {
+  const declared = Number(req.headers["content-length"] ?? 0);
+  if (declared > limit) throw new HttpError(413, `request body over ${limit} bytes`);
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new HttpError(413, `request body over ${limit} bytes`);
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts);
+}
+
+function parseJson(body: Buffer): Record<string, unknown> {
+  try {
+    const v = JSON.parse(body.toString("utf8"));
+    if (v && typeof v === "object" && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {}
+  throw new HttpError(400, "body is not a JSON object");
+}
+
+/** A live map stream: one per node; a newer stream from the same node ends the older one. */
+interface MapSession {
+  nodeId: number;
+  send(message: unknown): void;
+  end(): void;
+}
+
+interface PendingLogin {
+  id: string;
+  machineKey: string;
+  nodeKey: string;
+  hostinfo: Record<string, unknown>;
+  cap: number;
+  waiters: ((userId: number) => void)[];
+  created: number;
+}
+
+export class ControlServer {
+  readonly tailnet: Tailnet;
+  readonly noiseKey: KeyPair;
+  readonly derp: DerpServer | undefined;
+  private readonly mapper: MapperConfig;
+  private readonly sessions = new Map<number, MapSession>();
+  private readonly pending = new Map<string, PendingLogin>();
+  private readonly sockets = new Set<Duplex>();
+  private listener: http.Server | undefined;
+  private admin: http.Server | undefined;
+  private stun: { port: number; close(): Promise<void> } | undefined;
+  private changedBatch = new Set<number>();
+  private removedBatch = new Set<number>();
+  private flushScheduled = false;
+
+  constructor(
+    readonly config: ControlConfig,
+    private readonly log: Log = (m) => console.log(m),
+  ) {
+    const store = new StateStore(config.stateDir);
+    this.noiseKey = persistentKey(config.stateDir, "noise.key");
+    this.tailnet = new Tailnet(store, { v4Prefix: config.prefixes.v4, v6Prefix: config.prefixes.v6, baseDomain: config.dns.baseDomain });
+    const derpKey = persistentKey(config.stateDir, "derp.key");
+    if (config.derp.enabled) this.derp = new DerpServer({ privateKey: derpKey.privateKey, log: (m) => this.log(`derp: ${m}`) });
+    this.mapper = {
+      baseDomain: config.dns.baseDomain,
+      domain: config.dns.baseDomain,
+      derp: config.derp.region,
+      nameservers: config.dns.nameservers,
+    };
+    this.tailnet.onChange((changed, removed) => {
+      for (const id of changed) this.changedBatch.add(id);
+      for (const id of removed) this.removedBatch.add(id);
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flushChanges());
+      }
+    });
+  }
+
+  async start(): Promise<{ port: number; stunPort?: number }> {
+    const { host, port, tls } = this.config.listen;
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.onHttp(req, res);
+    const server = tls
+      ? https.createServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, handler)
+      : http.createServer(handler);
+    server.requestTimeout = 0;
+    server.headersTimeout = 30_000;
+    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    server.on("connection", (s: Duplex) => {
+      this.sockets.add(s);
+      s.on("close", () => this.sockets.delete(s));
+    });
+    server.on("clientError", (_e, socket: Duplex) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => resolve());
+    });
+    this.listener = server;
+    const bound = (server.address() as AddressInfo).port;
+    if (this.config.derp.enabled && this.config.derp.stunListen) {
+      this.stun = await startStun(this.config.derp.stunListen);
+    }
+    this.admin = await startAdmin(this, this.config.adminSocket);
+    this.log(
+      `listening on ${tls ? "https" : "http"}://${host}:${bound} (server URL ${this.config.serverUrl}); ` +
+        `noise key ${formatKey("mkey", this.noiseKey.publicKey).slice(0, 17)}…; ` +
+        `${this.tailnet.nodes().length} node(s), ${this.tailnet.users().length} user(s) in ${this.config.stateDir}; ` +
+        `admin socket ${this.config.adminSocket}`,
+    );
+    return { port: bound, stunPort: this.stun?.port };
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((r) => (this.admin ? this.admin.close(() => r()) : r()));
+    rmSync(this.config.adminSocket, { force: true });
+    for (const s of this.sessions.values()) s.end();
+    this.sessions.clear();
+    this.derp?.close();
+    await this.stun?.close();
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => (this.listener ? this.listener.close(() => r()) : r()));
+    this.tailnet.flush();
+  }
+
+  // ---- plain HTTP(S): /key, health, DERP probes, the interactive login page ----
+
+  private onHttp(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? "/", "http://x");
+    try {
+      if (this.derp?.handleRequest(req, res)) return;
+      if (req.method === "GET" && url.pathname === "/key") {
+        const v = Number(url.searchParams.get("v"));
+        if (!url.searchParams.has("v") || !Number.isInteger(v)) throw new HttpError(400, "missing or bad ?v=<capability version>");
+        return json(res, 200, { legacyPublicKey: zeroKey("mkey"), publicKey: formatKey("mkey", this.noiseKey.publicKey) });
+      }
+      if (req.method === "GET" && (url.pathname === "/health" || url.pathname === "/healthz")) {
+        return json(res, 200, { status: "pass" });
+      }
+      if (req.method === "GET" && url.pathname === "/derpmap") {
+        return json(res, 200, derpMap(this.mapper.derp));
+      }
+      const reg = /^\/register\/([A-Za-z0-9_-]+)$/.exec(url.pathname);
+      if (req.method === "GET" && reg && this.pending.has(reg[1]!)) {
+        res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+        res.end(
+          `<!doctype html><title>Register node</title><h1>Register this node</h1>` +
+            `<p>On the control server run:</p><pre>headscale nodes register --user USERNAME --key ${reg[1]}</pre>\n`,
+        );
+        return;
+      }
+      throw new HttpError(404, "not found");
+    } catch (e) {
+      const status = e instanceof HttpError ? e.status : 500;
+      if (!res.headersSent) json(res, status, { error: (e as Error).message });
+      else res.destroy();
+    }
+  }
+
+  // ---- POST /ts2021: HTTP upgrade, Noise IK handshake, then HTTP/2 inside Noise ----
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on("error", () => socket.destroy());
+    if (this.derp?.handleUpgrade(req, socket, head)) return;
+    const url = new URL(req.url ?? "/", "http://x");
+    const refuse = (status: number, why: string) => {
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${why}\n`);
+    };
+    if (url.pathname !== "/ts2021") return refuse(404, "not found");
+    if (String(req.headers.upgrade ?? "").toLowerCase() !== UPGRADE_PROTOCOL) return refuse(400, "unsupported upgrade protocol");
+    const b64 = String(req.headers["x-tailscale-handshake"] ?? "");
+    const init = Buffer.from(b64, "base64");
+    if (!b64 || init.length === 0) return refuse(400, "missing X-Tailscale-Handshake");
+
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${UPGRADE_PROTOCOL}\r\nConnection: upgrade\r\n\r\n`);
+    let hs: ReturnType<typeof respond>;
+    try {
+      hs = respond(this.noiseKey, init);
+      if (hs.result.version < MIN_CAPVER) throw new HandshakeError(`unsupported client version ${hs.result.version}`);
+    } catch (e) {
+      this.log(`ts2021 from ${req.socket.remoteAddress}: ${(e as Error).message}`);
+      socket.end(errorFrame(e instanceof HandshakeError ? e.message : "handshake failed"));
+      return;
+    }
+    socket.write(hs.response);
+    if ("setTimeout" in socket) (socket as { setTimeout(n: number): void }).setTimeout(0);
+    const machineKey = formatKey("mkey", hs.result.machineKey);
+    const conn = new NoiseConn(socket, hs.result, { machineKey: hs.result.machineKey, version: hs.result.version }, head);
+    conn.on("error", () => {});
+    const h2 = http2.createServer({ settings: { maxConcurrentStreams: 1000 } });
+    h2.setTimeout(0);
+    h2.on("request", (r: http2.Http2ServerRequest, w: http2.Http2ServerResponse) => {
+      this.onNoiseRequest(machineKey, r, w).catch((e) => {
+        const status = e instanceof HttpError ? e.status : 500;
+        if (status === 500) this.log(`error on ${r.url}: ${(e as Error).stack ?? e}`);
+        if (!w.headersSent) {
+          w.writeHead(status, { "content-type": "text/plain" });
+          w.end(`${(e as Error).message}\n`);
+        } else w.stream.close();
+      });
+    });
+    h2.on("sessionError", () => conn.destroy());
+    h2.emit("connection", conn);
+  }
+
+  private async onNoiseRequest(machineKey: string, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): Promise<void> {
+    const path = new URL(req.url, "http://x").pathname;
+    if (req.method !== "POST") throw new HttpError(405, "method not allowed");
+    if (path === "/machine/register") {
+      const body = parseJson(await readBody(req));
+      const out = await this.register(machineKey, body, req);
+      if (!out) return; // the client went away while waiting for approval
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify(out));
+      return;
+    }
+    if (path === "/machine/map") return this.map(machineKey, parseJson(await readBody(req)), req, res);
+    throw new HttpError(404, `${path} is not implemented`);
+  }
+
+  // ---- /machine/register ----
+
+  private registerResponse(userId: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+    const u = this.tailnet.user(userId);
+    return {
+      User: { ID: userId, DisplayName: u?.name ?? "" },
+      Login: { ID: userId, Provider: "", LoginName: u?.name ?? "", DisplayName: u?.name ?? "" },
+      NodeKeyExpired: false,
+      MachineAuthorized: true,
+      AuthURL: "",
+      ...extra,
+    };
+  }
+
+  private async register(
+    machineKey: string,
+    r: Record<string, unknown>,
+    req: http2.Http2ServerRequest,
+  ): Promise<Record<string, unknown> | undefined> {
+    let nodeKey: string;
+    try {
+      nodeKey = formatKey("nodekey", parseKey("nodekey", r.NodeKey));
+      if (isZeroKey(parseKey("nodekey", r.NodeKey))) throw new Error("zero node key");
+    } catch (e) {
+      throw new HttpError(400, `bad NodeKey: ${(e as Error).message}`);
+    }
+    const oldNodeKey = typeof r.OldNodeKey === "string" && !/^nodekey:0{64}$/.test(r.OldNodeKey) ? r.OldNodeKey : undefined;
+    const hostinfo = (r.Hostinfo && typeof r.Hostinfo === "object" ? r.Hostinfo : {}) as Record<string, unknown>;
+    const cap = Number(r.Version) || 0;
+    const auth = (r.Auth ?? undefined) as { AuthKey?: string } | undefined;
+    const expiry = typeof r.Expiry === "string" ? r.Expiry : undefined;
+
+    // A node key is bound to the machine that registered it.
+    const byKey = this.tailnet.byNodeKey(nodeKey);
+    if (byKey && byKey.machineKey !== machineKey) {
+      this.log(`register: refused node key of node ${byKey.id} presented by another machine key`);
+      return { Error: "node key belongs to another machine" };
+    }
+    const existing = this.tailnet.byMachineKey(machineKey);
+
+    // A past expiry is a logout.
+    if (expiry && !isZeroTime(expiry) && new Date(expiry) <= new Date()) {
+      if (existing) {
+        this.tailnet.expire(existing.id);
+        await this.tailnet.committed();
+        this.log(`node ${existing.id} ${existing.givenName} logged out`);
+        return this.registerResponse(existing.userId, { NodeKeyExpired: true, MachineAuthorized: false });
+      }
+      return { NodeKeyExpired: true };
+    }
+
+    if (auth?.AuthKey) {
+      try {
+        const n = this.tailnet.registerWithKey({ machineKey, nodeKey, authKey: auth.AuthKey, hostinfo, cap });
+        await this.tailnet.committed();
+        this.log(`node ${n.id} ${n.givenName} (${n.ipv4}) registered with a pre-auth key for user ${this.tailnet.user(n.userId)?.name}`);
+        return this.registerResponse(n.userId);
+      } catch (e) {
+        if (!(e instanceof TailnetError)) throw e;
+        this.log(`register refused: ${e.message}`);
+        return { Error: e.message };
+      }
+    }
+
+    if (existing && !this.tailnet.isExpired(existing)) {
+      if (existing.nodeKey === nodeKey) return this.registerResponse(existing.userId); // a restart
+      if (oldNodeKey && existing.nodeKey === oldNodeKey) {
+        this.tailnet.rotateNodeKey(existing, nodeKey);
+        await this.tailnet.committed();
+        return this.registerResponse(existing.userId);
+      }
+    }
+
+    // Interactive login: hand out a URL; the follow-up request waits for an admin's approval.
+    const followup = typeof r.Followup === "string" ? r.Followup : "";
+    if (followup) {
+      const id = followup.split("/register/")[1] ?? "";
+      const p = this.pending.get(id);
+      if (!p || p.machineKey !== machineKey) return { Error: "unknown or expired login URL; run tailscale up again" };
+      const userId = await new Promise<number | undefined>((resolve) => {
+        p.waiters.push(resolve);
+        req.on("close", () => resolve(undefined));
+      });
+      if (userId === undefined) return undefined;
+      return this.registerResponse(userId);
+    }
+    const id = randomBytes(12).toString("base64url");
+    this.pending.set(id, { id, machineKey, nodeKey, hostinfo, cap, waiters: [], created: Date.now() });
+    for (const [k, p] of this.pending) if (Date.now() - p.created > 3_600_000) this.pending.delete(k);
+    const url = `${this.config.serverUrl.replace(/\/$/, "")}/register/${id}`;
+    this.log(`interactive login pending: headscale nodes register --user USERNAME --key ${id}`);
+    return { AuthURL: url, MachineAuthorized: false };
+  }
+
+  /** `nodes register --user U --key ID`: approve a pending interactive login. */
+  async approveLogin(id: string, userRef: string): Promise<number> {
+    const p = this.pending.get(id);
+    if (!p) throw new TailnetError(`no pending login with key ${id}`);
+    const user = this.tailnet.findUser(userRef);
+    const n = this.tailnet.registerByAdmin({
+      machineKey: p.machineKey,
+      nodeKey: p.nodeKey,
+      hostinfo: p.hostinfo,
+      cap: p.cap,
+      userId: user.id,
+    });
+    await this.tailnet.committed();
+    this.pending.delete(id);
+    for (const w of p.waiters) w(user.id);
+    this.log(`node ${n.id} ${n.givenName} (${n.ipv4}) registered by an admin for user ${user.name}`);
+    return n.id;
+  }
+
+  // ---- /machine/map ----
+
+  private async map(
+    machineKey: string,
+    r: Record<string, unknown>,
+    req: http2.Http2ServerRequest,
+    res: http2.Http2ServerResponse,
+  ): Promise<void> {
+    const nodeKey = typeof r.NodeKey === "string" ? r.NodeKey : "";
+    const node = this.tailnet.byNodeKey(nodeKey);
+    if (!node) throw new HttpError(404, "node not found; register first");
+    if (node.machineKey !== machineKey) {
+      this.log(`map: refused node ${node.id}: the Noise machine key does not match the node's`);
+      throw new HttpError(403, "machine key does not match the node");
+    }
+    const cap = Number(r.Version) || node.cap;
+    if (cap < MIN_CAPVER) throw new HttpError(400, `unsupported client version ${cap}`);
+    this.tailnet.updateFromMapRequest(node, {
+      discoKey: typeof r.DiscoKey === "string" && !/^discokey:0{64}$/.test(r.DiscoKey) ? r.DiscoKey : undefined,
+      endpoints: Array.isArray(r.Endpoints) ? (r.Endpoints as string[]) : undefined,
+      hostinfo: r.Hostinfo && typeof r.Hostinfo === "object" ? (r.Hostinfo as Record<string, unknown>) : undefined,
+      cap,
+    });
+    const compress = r.Compress === "zstd";
+    const frame = (m: unknown) => (compress ? mapFrame(m) : lengthPrefixed(Buffer.from(JSON.stringify(m))));
+
+    if (!r.Stream) {
+      if (r.OmitPeers) {
+        // A "lite" update: the state is stored above; the client only reads the status.
+        res.writeHead(200);
+        res.end();
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/octet-stream" });
+      res.end(frame(fullMapResponse(this.tailnet, this.mapper, node)));
+      return;
+    }
+
+    res.writeHead(200, { "content-type": "application/octet-stream" });
+    let keepalive: NodeJS.Timeout | undefined;
+    let ended = false;
+    const session: MapSession = {
+      nodeId: node.id,
+      send: (m) => {
+        if (!ended) res.write(frame(m));
+      },
+      end: () => {
+        if (ended) return;
+        ended = true;
+        clearTimeout(keepalive);
+        res.end();
+      },
+    };
+    const arm = () => {
+      keepalive = setTimeout(() => {
+        session.send({ KeepAlive: true });
+        arm();
+      }, KEEPALIVE_MS());
+    };
+    this.sessions.get(node.id)?.end();
+    this.sessions.set(node.id, session);
+    session.send(fullMapResponse(this.tailnet, this.mapper, node));
+    arm();
+    this.tailnet.setOnline(node.id, true);
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        ended = true;
+        clearTimeout(keepalive);
+        if (this.sessions.get(node.id) === session) {
+          this.sessions.delete(node.id);
+          this.tailnet.setOnline(node.id, false);
+        }
+        resolve();
+      };
+      res.on("close", done);
+      req.on("close", done);
+    });
+  }
+
+  /** Send what changed to every map stream, once per batch of changes. */
+  private flushChanges(): void {
+    this.flushScheduled = false;
+    const changed = [...this.changedBatch];
+    const removed = [...this.removedBatch];
+    this.changedBatch.clear();
+    this.removedBatch.clear();
+    const views = new Map<number, Record<string, unknown>>();
+    const users: number[] = [];
+    for (const id of changed) {
+      const n = this.tailnet.node(id);
+      if (!n) continue;
+      views.set(id, nodeView(this.tailnet, this.mapper, n));
+      users.push(n.userId);
+    }
+    const profiles = userProfiles(this.tailnet, users);
+    for (const s of this.sessions.values()) {
+      const peers = [...views].filter(([id]) => id !== s.nodeId).map(([, v]) => v);
+      const self = views.get(s.nodeId);
+      const gone = removed.filter((id) => id !== s.nodeId);
+      if (removed.includes(s.nodeId)) {
+        s.end(); // this node was deleted
+        continue;
+      }
+      if (!peers.length && !self && !gone.length) continue;
+      s.send({
+        ...(self ? { Node: self } : {}),
+        ...(peers.length ? { PeersChanged: peers, UserProfiles: profiles } : {}),
+        ...(gone.length ? { PeersRemoved: gone } : {}),
+        ControlTime: new Date().toISOString(),
+      });
+    }
+  }
+
+  /** For the admin API: is there a live map stream for this node? */
+  isOnline(id: number): boolean {
+    return this.tailnet.isOnline(id);
+  }
+}
+
+function lengthPrefixed(b: Buffer): Buffer {
+  const h = Buffer.alloc(4);
+  h.writeUInt32LE(b.length, 0);
+  return Buffer.concat([h, b]);
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(`${JSON.stringify(body)}\n`);
+}

@@ -1,0 +1,435 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { NodeRec, PreAuthKeyRec, State, StateStore, UserRec } from "./store.ts";
+
+/**
+ * The tailnet: users, pre-auth keys, nodes with their addresses, names and routes, and who is
+ * online. Pure bookkeeping; the HTTP layer (server.ts) turns it into protocol messages. Every
+ * mutation goes through `changed()`, which persists (group commit) and tells listeners which
+ * nodes' views changed, so each map stream can send just those.
+ */
+
+export class TailnetError extends Error {}
+
+export interface TailnetOptions {
+  v4Prefix: string;
+  v6Prefix: string;
+  baseDomain: string;
+  now?: () => Date;
+}
+
+export type ChangeListener = (changed: Set<number>, removed: Set<number>) => void;
+
+const ZERO_TIME = "0001-01-01T00:00:00Z";
+export const isZeroTime = (t: string | undefined): boolean => !t || t.startsWith("0001-01-01");
+
+/** A DNS label from a hostname, as MagicDNS shows it: lowercase a-z 0-9 and dashes, <= 63. */
+export function dnsLabel(hostname: string): string {
+  const l = hostname
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 63)
+    .replace(/-+$/, "");
+  return l || "node";
+}
+
+function ipv4ToInt(ip: string): number {
+  return ip.split(".").reduce((a, o) => a * 256 + Number(o), 0);
+}
+function intToIpv4(n: number): string {
+  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".");
+}
+
+/** Sequential allocation, as Headscale's `allocation: sequential`: the n-th host of each prefix. */
+export function nthAddresses(v4Prefix: string, v6Prefix: string, n: number): { ipv4: string; ipv6: string } {
+  const [v4net, v4bits] = v4Prefix.split("/");
+  const size = 2 ** (32 - Number(v4bits));
+  if (n <= 0 || n >= size - 1) throw new TailnetError(`the address pool ${v4Prefix} is exhausted`);
+  const ipv4 = intToIpv4(ipv4ToInt(v4net!) + n);
+  const v6base = v6Prefix.split("/")[0]!.replace(/::$/, "");
+  return { ipv4, ipv6: `${v6base}::${n.toString(16)}` };
+}
+
+export const hashKey = (key: string): string => createHash("sha256").update(key).digest("hex");
+
+export class Tailnet {
+  private state: State;
+  private listeners = new Set<ChangeListener>();
+  private online = new Set<number>();
+  private primaries = new Map<string, number>();
+  private saveTimer: NodeJS.Immediate | undefined;
+  private saveWaiters: (() => void)[] = [];
+  private readonly now: () => Date;
+
+  constructor(
+    private readonly store: StateStore,
+    readonly opts: TailnetOptions,
+  ) {
+    this.state = store.load();
+    this.now = opts.now ?? (() => new Date());
+    this.electPrimaries();
+  }
+
+  // ---- change propagation and persistence ----
+
+  onChange(l: ChangeListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  /** Persist soon (several changes in one tick share one write) and notify listeners now. */
+  private changed(nodes: Iterable<number> = [], removed: Iterable<number> = [], persist = true): void {
+    const c = new Set(nodes);
+    for (const id of this.electPrimaries()) c.add(id);
+    const r = new Set(removed);
+    if (persist) this.scheduleSave();
+    if (c.size || r.size) for (const l of this.listeners) l(c, r);
+  }
+
+  private scheduleSave(): void {
+    this.saveTimer ??= setImmediate(() => this.flush());
+  }
+
+  /** Write the state now; waiters of `committed()` resolve after this. */
+  flush(): void {
+    if (this.saveTimer) clearImmediate(this.saveTimer);
+    this.saveTimer = undefined;
+    this.store.save(this.state);
+    const w = this.saveWaiters;
+    this.saveWaiters = [];
+    for (const f of w) f();
+  }
+
+  /** Resolves once every change made so far is on disk. */
+  committed(): Promise<void> {
+    if (!this.saveTimer) return Promise.resolve();
+    return new Promise((r) => this.saveWaiters.push(r));
+  }
+
+  // ---- users ----
+
+  users(): UserRec[] {
+    return this.state.users;
+  }
+
+  user(id: number): UserRec | undefined {
+    return this.state.users.find((u) => u.id === id);
+  }
+
+  /** A user by numeric ID or by name, as `-u` accepts either. */
+  findUser(ref: string | number): UserRec {
+    const s = String(ref);
+    const u = /^\d+$/.test(s) ? this.user(Number(s)) : this.state.users.find((x) => x.name === s);
+    if (!u) throw new TailnetError(`user ${s} not found`);
+    return u;
+  }
+
+  createUser(name: string): UserRec {
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,62}$/.test(name))
+      throw new TailnetError(`invalid user name ${JSON.stringify(name)}: use letters, digits, . _ @ -`);
+    if (this.state.users.some((u) => u.name === name)) throw new TailnetError(`user ${name} already exists`);
+    const u = { id: this.state.nextUserId++, name, createdAt: this.now().toISOString() };
+    this.state.users.push(u);
+    this.changed();
+    return u;
+  }
+
+  // ---- pre-auth keys ----
+
+  createPreAuthKey(
+    userRef: string | number,
+    o: { reusable?: boolean; ephemeral?: boolean; expiresInMs?: number },
+  ): { key: string; rec: PreAuthKeyRec } {
+    const user = this.findUser(userRef);
+    // Plain hex: never `tskey-client-` (the client treats that as OAuth) nor `--TL` (tailnet lock).
+    const key = `wg3key-${randomBytes(24).toString("hex")}`;
+    const now = this.now();
+    const rec: PreAuthKeyRec = {
+      id: this.state.nextKeyId++,
+      userId: user.id,
+      hash: hashKey(key),
+      prefix: key.slice(0, 14),
+      reusable: Boolean(o.reusable),
+      ephemeral: Boolean(o.ephemeral),
+      used: false,
+      expiration: new Date(now.getTime() + (o.expiresInMs ?? 3_600_000)).toISOString(),
+      createdAt: now.toISOString(),
+    };
+    this.state.preAuthKeys.push(rec);
+    this.changed();
+    return { key, rec };
+  }
+
+  preAuthKeys(): PreAuthKeyRec[] {
+    return this.state.preAuthKeys;
+  }
+
+  expirePreAuthKey(prefixOrId: string): PreAuthKeyRec {
+    const k = this.state.preAuthKeys.find((p) => String(p.id) === prefixOrId || prefixOrId.startsWith(p.prefix));
+    if (!k) throw new TailnetError(`pre-auth key ${prefixOrId} not found`);
+    k.expiration = this.now().toISOString();
+    this.changed();
+    return k;
+  }
+
+  /** The key's record if it may register a node now; otherwise a TailnetError saying why. */
+  private validKey(key: string): PreAuthKeyRec {
+    const h = Buffer.from(hashKey(key), "hex");
+    const rec = this.state.preAuthKeys.find((p) => timingSafeEqual(Buffer.from(p.hash, "hex"), h));
+    if (!rec) throw new TailnetError("invalid pre auth key");
+    if (new Date(rec.expiration) <= this.now()) throw new TailnetError("pre auth key expired");
+    if (rec.used && !rec.reusable) throw new TailnetError("pre auth key already used");
+    return rec;
+  }
+
+  // ---- nodes ----
+
+  nodes(): NodeRec[] {
+    return this.state.nodes;
+  }
+
+  node(id: number): NodeRec | undefined {
+    return this.state.nodes.find((n) => n.id === id);
+  }
+
+  mustNode(id: number): NodeRec {
+    const n = this.node(id);
+    if (!n) throw new TailnetError(`node ${id} not found`);
+    return n;
+  }
+
+  byMachineKey(mkey: string): NodeRec | undefined {
+    return this.state.nodes.find((n) => n.machineKey === mkey);
+  }
+
+  byNodeKey(nodeKey: string): NodeRec | undefined {
+    return this.state.nodes.find((n) => n.nodeKey === nodeKey);
+  }
+
+  isExpired(n: NodeRec): boolean {
+    return !isZeroTime(n.expiry) && new Date(n.expiry!) <= this.now();
+  }
+
+  isOnline(id: number): boolean {
+    return this.online.has(id);
+  }
+
+  private uniqueName(hostname: string, exceptId?: number): string {
+    const base = dnsLabel(hostname);
+    const taken = (name: string) => this.state.nodes.some((n) => n.givenName === name && n.id !== exceptId);
+    if (!taken(base)) return base;
+    for (let i = 1; ; i++) if (!taken(`${base}-${i}`)) return `${base}-${i}`;
+  }
+
+  /** Register a node with a pre-auth key, or re-authenticate an existing one (same machine). */
+  registerWithKey(a: { machineKey: string; nodeKey: string; authKey: string; hostinfo: Record<string, unknown>; cap: number }): NodeRec {
+    const key = this.validKey(a.authKey);
+    const node = this.upsertNode({ ...a, userId: key.userId, ephemeral: key.ephemeral, method: "authkey", keyId: key.id });
+    key.used = true;
+    this.changed([node.id]);
+    return node;
+  }
+
+  /** Register after an admin approved an interactive login (`nodes register --user U --key K`). */
+  registerByAdmin(a: { machineKey: string; nodeKey: string; hostinfo: Record<string, unknown>; cap: number; userId: number }): NodeRec {
+    const node = this.upsertNode({ ...a, ephemeral: false, method: "cli" });
+    this.changed([node.id]);
+    return node;
+  }
+
+  private upsertNode(a: {
+    machineKey: string;
+    nodeKey: string;
+    hostinfo: Record<string, unknown>;
+    cap: number;
+    userId: number;
+    ephemeral: boolean;
+    method: NodeRec["registerMethod"];
+    keyId?: number;
+  }): NodeRec {
+    const hostname = String(a.hostinfo.Hostname ?? "node");
+    const existing = this.byMachineKey(a.machineKey);
+    if (existing) {
+      // Same machine logging in again (after logout, expiry, or with a new node key): keep its
+      // ID, addresses and name.
+      existing.nodeKey = a.nodeKey;
+      existing.userId = a.userId;
+      existing.hostinfo = a.hostinfo;
+      existing.expiry = undefined;
+      existing.cap = a.cap;
+      existing.registerMethod = a.method;
+      existing.preAuthKeyId = a.keyId;
+      return existing;
+    }
+    const other = this.byNodeKey(a.nodeKey);
+    if (other) throw new TailnetError("node key already registered to another machine");
+    const id = this.state.nextNodeId++;
+    const addrs = nthAddresses(this.opts.v4Prefix, this.opts.v6Prefix, this.nextHostNumber());
+    const n: NodeRec = {
+      id,
+      stableId: `n${id.toString(16).padStart(6, "0")}${randomBytes(4).toString("hex")}`,
+      userId: a.userId,
+      machineKey: a.machineKey,
+      nodeKey: a.nodeKey,
+      ...addrs,
+      givenName: this.uniqueName(hostname),
+      hostinfo: a.hostinfo,
+      endpoints: [],
+      approvedRoutes: [],
+      createdAt: this.now().toISOString(),
+      ephemeral: a.ephemeral,
+      registerMethod: a.method,
+      preAuthKeyId: a.keyId,
+      cap: a.cap,
+    };
+    this.state.nodes.push(n);
+    return n;
+  }
+
+  /** The lowest host number not in use, so a wiped tailnet hands out .1, .2, ... again. */
+  private nextHostNumber(): number {
+    const used = new Set(this.state.nodes.map((n) => ipv4ToInt(n.ipv4) - ipv4ToInt(this.opts.v4Prefix.split("/")[0]!)));
+    let i = 1;
+    while (used.has(i)) i++;
+    return i;
+  }
+
+  /** Move a node to a new node key (the client rotated it, sending OldNodeKey). */
+  rotateNodeKey(n: NodeRec, nodeKey: string): void {
+    n.nodeKey = nodeKey;
+    this.changed([n.id]);
+  }
+
+  /** Logout or `nodes expire`: the key expires now; ephemeral nodes go away instead. */
+  expire(id: number): NodeRec {
+    const n = this.mustNode(id);
+    if (n.ephemeral) {
+      this.delete(id);
+      return n;
+    }
+    n.expiry = this.now().toISOString();
+    this.changed([id]);
+    return n;
+  }
+
+  delete(id: number): NodeRec {
+    const n = this.mustNode(id);
+    this.state.nodes = this.state.nodes.filter((x) => x.id !== id);
+    this.online.delete(id);
+    this.changed([], [id]);
+    return n;
+  }
+
+  rename(id: number, name: string): NodeRec {
+    const n = this.mustNode(id);
+    const label = dnsLabel(name);
+    if (label !== name) throw new TailnetError(`invalid name ${JSON.stringify(name)}: use lowercase letters, digits and dashes`);
+    if (this.state.nodes.some((x) => x.givenName === name && x.id !== id)) throw new TailnetError(`name ${name} is taken`);
+    n.givenName = name;
+    this.changed([id]);
+    return n;
+  }
+
+  /** What a map request reports: disco key, endpoints, host info (non-empty values only), capver. */
+  updateFromMapRequest(n: NodeRec, r: { discoKey?: string; endpoints?: string[]; hostinfo?: Record<string, unknown>; cap?: number }): void {
+    let dirty = false;
+    let persist = false;
+    if (r.discoKey && r.discoKey !== n.discoKey) {
+      n.discoKey = r.discoKey;
+      dirty = true;
+    }
+    if (r.endpoints?.length && JSON.stringify(r.endpoints) !== JSON.stringify(n.endpoints)) {
+      n.endpoints = r.endpoints;
+      dirty = true;
+    }
+    if (r.hostinfo && Object.keys(r.hostinfo).length && JSON.stringify(r.hostinfo) !== JSON.stringify(n.hostinfo)) {
+      const routesBefore = JSON.stringify(this.announcedRoutes(n));
+      n.hostinfo = r.hostinfo;
+      dirty = true;
+      persist = persist || JSON.stringify(this.announcedRoutes(n)) !== routesBefore;
+    }
+    if (r.cap && r.cap !== n.cap) {
+      n.cap = r.cap;
+      dirty = true;
+    }
+    // Endpoints and disco keys change on every client start: tell peers, but they are not
+    // worth a disk write (the client reports them again after a restart).
+    if (dirty) this.changed([n.id], [], persist);
+  }
+
+  setOnline(id: number, online: boolean): void {
+    const n = this.node(id);
+    if (!n || this.online.has(id) === online) return;
+    if (online) this.online.add(id);
+    else {
+      this.online.delete(id);
+      n.lastSeen = this.now().toISOString();
+    }
+    this.changed([id], [], false);
+  }
+
+  // ---- routes ----
+
+  /** Routes the node announces (Hostinfo.RoutableIPs), without exit routes. */
+  announcedRoutes(n: NodeRec): string[] {
+    const r = n.hostinfo.RoutableIPs;
+    return Array.isArray(r) ? (r as string[]).filter((p) => p !== "0.0.0.0/0" && p !== "::/0") : [];
+  }
+
+  /** Announced and approved: what the node may serve. */
+  servableRoutes(n: NodeRec): string[] {
+    return this.announcedRoutes(n).filter((p) => n.approvedRoutes.includes(p));
+  }
+
+  /** Prefixes this node currently serves as the primary router. */
+  primaryRoutes(n: NodeRec): string[] {
+    return [...this.primaries].filter(([, id]) => id === n.id).map(([p]) => p);
+  }
+
+  approveRoutes(id: number, routes: string[]): NodeRec {
+    const n = this.mustNode(id);
+    for (const r of routes)
+      if (!isPrefix(r)) throw new TailnetError(`invalid route ${JSON.stringify(r)}: want a prefix like 192.168.99.0/24`);
+    n.approvedRoutes = [...new Set(routes)].sort();
+    this.changed([id]);
+    return n;
+  }
+
+  /**
+   * One primary per prefix: keep the current primary while it is online and still serves the
+   * prefix, otherwise the online node with the lowest ID. Returns the nodes whose primaries changed.
+   */
+  private electPrimaries(): Set<number> {
+    const touched = new Set<number>();
+    const candidates = new Map<string, number[]>();
+    for (const n of this.state.nodes) {
+      if (!this.online.has(n.id) || this.isExpired(n)) continue;
+      for (const p of this.servableRoutes(n)) candidates.set(p, [...(candidates.get(p) ?? []), n.id]);
+    }
+    const next = new Map<string, number>();
+    for (const [p, ids] of candidates) {
+      const cur = this.primaries.get(p);
+      next.set(p, cur !== undefined && ids.includes(cur) ? cur : Math.min(...ids));
+    }
+    for (const p of new Set([...this.primaries.keys(), ...next.keys()])) {
+      const a = this.primaries.get(p);
+      const b = next.get(p);
+      if (a !== b) {
+        if (a !== undefined) touched.add(a);
+        if (b !== undefined) touched.add(b);
+      }
+    }
+    this.primaries = next;
+    return touched;
+  }
+}
+
+export function isPrefix(p: string): boolean {
+  const m = /^(.+)\/(\d{1,3})$/.exec(p);
+  if (!m) return false;
+  const bits = Number(m[2]);
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(m[1]!)) return bits <= 32 && m[1]!.split(".").every((o) => Number(o) <= 255);
+  return m[1]!.includes(":") && bits <= 128;
+}
+
+export { ZERO_TIME };

@@ -1,0 +1,157 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
+import { cachedBinaries } from "../../src/binaries.ts";
+import { parseConfig } from "../../src/control/config.ts";
+import { ControlServer } from "../../src/control/server.ts";
+import { waitFor } from "../../src/lab/handle.ts";
+import { makeLabTls } from "../../src/lab/tls.ts";
+
+/**
+ * Host-level fixtures for the builtin control server: the server in this process on loopback,
+ * and real tailscaled processes (userspace networking, own state dirs and sockets), no
+ * containers. Used by tests/integration/*.test.ts.
+ */
+
+export function tailscaleBins(): { tailscale: string; tailscaled: string } | undefined {
+  const b = cachedBinaries("tailscale");
+  return b ? { tailscale: join(b.dir, "tailscale"), tailscaled: join(b.dir, "tailscaled") } : undefined;
+}
+
+/** A free TCP port on loopback (the server must know its URL before it starts). */
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/**
+ * The builtin control server on 127.0.0.1 over TLS (a fresh lab CA), serving control and
+ * DERP on one port, STUN on another. Clients trust the CA through SSL_CERT_FILE.
+ */
+export class HostControl {
+  server!: ControlServer;
+  readonly logs: string[] = [];
+  caFile = "";
+  constructor(
+    readonly dir: string,
+    public port = 0,
+    public stunPort = 0,
+  ) {}
+
+  get socket(): string {
+    return join(this.dir, "admin.sock");
+  }
+
+  async start(): Promise<this> {
+    mkdirSync(this.dir, { recursive: true });
+    if (!this.caFile) {
+      const t = await makeLabTls("control", ["127.0.0.1"], ["localhost"]);
+      writeFileSync(join(this.dir, "ca.pem"), t.caCert);
+      writeFileSync(join(this.dir, "cert.pem"), t.cert);
+      writeFileSync(join(this.dir, "key.pem"), t.key, { mode: 0o600 });
+      this.caFile = join(this.dir, "ca.pem");
+    }
+    this.port ||= await freePort();
+    this.stunPort ||= await freePort();
+    const config = parseConfig(
+      [
+        `server_url: https://127.0.0.1:${this.port}`,
+        `listen_addr: 127.0.0.1:${this.port}`,
+        `tls_cert_path: ${join(this.dir, "cert.pem")}`,
+        `tls_key_path: ${join(this.dir, "key.pem")}`,
+        `state_dir: ${join(this.dir, "state")}`,
+        `unix_socket: ${this.socket}`,
+        "dns: { base_domain: tailnet.test }",
+        `derp: { server: { enabled: true, region_id: 999, region_code: wg3, ipv4: 127.0.0.1, stun_listen_addr: "127.0.0.1:${this.stunPort}" } }`,
+      ].join("\n"),
+    );
+    this.server = new ControlServer(config, (m) => this.logs.push(m));
+    await this.server.start();
+    return this;
+  }
+
+  get url(): string {
+    return `https://127.0.0.1:${this.port}`;
+  }
+
+  async stop(): Promise<void> {
+    await this.server?.close();
+  }
+}
+
+export class HostTailscaled {
+  proc: ChildProcess | undefined;
+  readonly log: string[] = [];
+  constructor(
+    readonly name: string,
+    readonly dir: string,
+    readonly bins: { tailscale: string; tailscaled: string },
+    readonly env: Record<string, string> = {},
+  ) {
+    mkdirSync(dir, { recursive: true });
+  }
+
+  get socket(): string {
+    return join(this.dir, "tailscaled.sock");
+  }
+
+  async start(): Promise<void> {
+    this.proc = spawn(
+      this.bins.tailscaled,
+      [
+        "--tun=userspace-networking",
+        `--state=${join(this.dir, "tailscaled.state")}`,
+        `--statedir=${this.dir}`,
+        `--socket=${this.socket}`,
+        "--port=0",
+        "--no-logs-no-support",
+      ],
+      { env: { ...process.env, TS_LOGS_DIR: this.dir, ...this.env }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    for (const s of [this.proc.stdout!, this.proc.stderr!]) s.on("data", (d: Buffer) => this.log.push(d.toString()));
+    await waitFor(
+      `${this.name}'s tailscaled socket`,
+      async () => (await this.cli(["status", "--json"])).stdout.includes("BackendState"),
+      30_000,
+    );
+  }
+
+  cli(args: string[], timeout = 60_000) {
+    return execa(this.bins.tailscale, [`--socket=${this.socket}`, ...args], { reject: false, timeout, all: true });
+  }
+
+  async status(): Promise<{
+    BackendState: string;
+    Self: { TailscaleIPs: string[]; DNSName: string };
+    Peer?: Record<string, { DNSName: string; HostName: string; Online: boolean; TailscaleIPs: string[] }>;
+  }> {
+    return JSON.parse((await this.cli(["status", "--json"])).stdout);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.proc || this.proc.exitCode !== null) return;
+    const exited = new Promise((r) => this.proc!.once("exit", r));
+    this.proc.kill("SIGTERM");
+    await exited;
+  }
+
+  tail(n = 30): string {
+    return this.log.join("").split("\n").slice(-n).join("\n");
+  }
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function cleanup(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export { writeFileSync };
