@@ -136,7 +136,7 @@ const commands: Record<string, Command> = {
       {
         name: "control",
         value: "headscale|builtin",
-        help: "recipe-3: which coordination server runs (default headscale; builtin is not built yet)",
+        help: "recipe-3: which coordination server runs: Headscale (default), or builtin, this repo's own TypeScript control server (src/control/)",
       },
       { name: "yes", help: "install the engine without asking if none is found" },
     ],
@@ -284,6 +284,10 @@ const commands: Record<string, Command> = {
         }
       }
       out(failed ? `\n${failed} of ${r.exercises.length} not done yet.` : `\nAll ${r.exercises.length} exercises pass.`);
+      const labText = labOf(p) === DEFAULT_LAB ? "" : ` --lab ${labOf(p)}`;
+      const next = listRecipes()[listRecipes().indexOf(recipe) + 1];
+      if (failed) out(`Stuck? ./start.ts solve ${recipe} <exercise>${labText} applies the reference solution of one.`);
+      else out(`Next: ./start.ts stop ${recipe}${labText}${next ? `, then ./start.ts ${next} (labs/${next}.md)` : ""}.`);
       return failed ? 1 : 0;
     },
   },

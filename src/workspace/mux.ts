@@ -55,8 +55,7 @@ export function execHints(engine: Engine, plan: LabPlan): string[] {
     .map((p) => `  ${shellLine(p.argv!).padEnd(52)} # ${p.title}  (or ./start.ts shell ${plan.recipe} ${p.node}${labFlag(plan)})`);
 }
 
-export const ZELLIJ_KEYS =
-  "Panes: Alt + an arrow key moves, Ctrl-p then f makes one pane full screen, Ctrl-o then d detaches (the lab keeps running).";
+export const ZELLIJ_KEYS = "Alt + arrow: move   Ctrl-p f: full screen   Ctrl-o d: detach (the lab runs on)";
 
 export function zellijLayoutFile(plan: LabPlan): string {
   return join(labStateDir(plan.lab, plan.recipe), "workspace.kdl");
@@ -81,12 +80,14 @@ export async function openWorkspace(engine: Engine, plan: LabPlan, o: OpenOption
   if (choice.note) say(choice.note);
   if (choice.mux === "tmux") {
     const s = await createSession(engine, plan);
+    if (s.reopened.length) say(`Re-opened the closed pane${s.reopened.length > 1 ? "s" : ""}: ${s.reopened.join(", ")}.`);
     if (!o.attach) {
       say(`Workspace: tmux session ${s.name}${s.existed ? " (already open)" : ""}. Open it with: tmux attach -t ${s.name}`);
       return;
     }
     attach(s.name);
-    say(`Left the workspace; the lab keeps running. ${again} re-opens it, ${stop} ends the lab.`);
+    if (process.env.TMUX) say(`Switched this tmux client to ${s.name}; Ctrl-b ( switches back.`);
+    else say(`Left the workspace; the lab keeps running. ${again} re-opens it, ${stop} ends the lab.`);
     return;
   }
   if (choice.mux === "zellij") {

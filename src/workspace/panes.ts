@@ -45,9 +45,10 @@ export function hostBanner(plan: LabPlan, keys: string): string[] {
   const here = relative(ROOT, join(recipesDir, plan.recipe));
   const st = relative(join(recipesDir, plan.recipe), join(ROOT, "start.ts"));
   const lab = labFlag(plan);
+  const solution = existsSync(join(ROOT, here, "solution")) ? " and solution/" : "";
   return [
-    `Host shell in ${here}/ (this recipe's config templates${existsSync(join(ROOT, here, "solution")) ? "; solution/ holds the reference configs" : ""}).`,
-    `Guide: labs/${plan.recipe}.md.  From here: ${st} check ${plan.recipe}${lab} | ${st} stop ${plan.recipe}${lab}`,
+    `This pane is your host, in ${here}/ (the config templates${solution}).`,
+    `Guide: labs/${plan.recipe}.md   Progress: ${st} check ${plan.recipe}${lab}`,
     keys,
   ];
 }

@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { execa } from "execa";
 import type { Engine } from "../engine/engine.ts";
 import type { LabPlan } from "../lab/plan.ts";
-import { hostBanner, shellLine, workspacePanes } from "./panes.ts";
+import { hostBanner, type PaneSpec, shellLine, workspacePanes } from "./panes.ts";
 
 /** tmux session name of a lab: one per lab and recipe. */
 export function sessionName(lab: string, recipe: string): string {
@@ -17,7 +17,7 @@ export async function sessionExists(name: string): Promise<boolean> {
   return (await execa("tmux", ["has-session", "-t", `=${name}`], { reject: false })).exitCode === 0;
 }
 
-export const TMUX_KEYS = "Panes: Ctrl-b then an arrow key moves, Ctrl-b z zooms one pane, Ctrl-b d detaches (the lab keeps running).";
+export const TMUX_KEYS = "Ctrl-b + arrow: move   Ctrl-b z: zoom   Ctrl-b d: detach (the lab runs on)";
 
 /** What the host pane runs: a short banner, then the person's own shell. */
 export function hostCommand(plan: LabPlan, keys: string): string {
@@ -25,15 +25,33 @@ export function hostCommand(plan: LabPlan, keys: string): string {
   return `${banner.join("; ")}; exec "\${SHELL:-/bin/bash}"`;
 }
 
+async function addPane(name: string, p: PaneSpec): Promise<void> {
+  const r = await execa("tmux", ["split-window", "-t", `=${name}:0`, "-c", p.cwd, "-P", "-F", "#{pane_id}", shellLine(p.argv!)]);
+  await execa("tmux", ["select-pane", "-t", r.stdout.trim(), "-T", p.title]);
+  await execa("tmux", ["select-layout", "-t", `=${name}:0`, "tiled"]);
+}
+
+/** Titles of the panes of the session's first window. */
+export async function paneTitles(name: string): Promise<string[]> {
+  const r = await execa("tmux", ["list-panes", "-t", `=${name}:0`, "-F", "#{pane_title}"], { reject: false });
+  return r.exitCode === 0 ? r.stdout.split("\n") : [];
+}
+
 /**
  * The attendee's workspace, created detached: a host shell in the recipe's folder first, then
  * one pane per interactive node running an interactive shell in that container, each titled
- * by role. Returns the session name and whether it already existed (then it is left as is).
+ * by role. An existing session is kept; a node pane closed with `exit` is opened again.
+ * Returns the session name and whether it already existed.
  */
-export async function createSession(engine: Engine, plan: LabPlan): Promise<{ name: string; existed: boolean }> {
+export async function createSession(engine: Engine, plan: LabPlan): Promise<{ name: string; existed: boolean; reopened: string[] }> {
   const name = sessionName(plan.lab, plan.recipe);
-  if (await sessionExists(name)) return { name, existed: true };
   const [host, ...nodes] = workspacePanes(engine.cliArgs(), plan);
+  if (await sessionExists(name)) {
+    const open = await paneTitles(name);
+    const missing = nodes.filter((p) => !open.includes(p.title));
+    for (const p of missing) await addPane(name, p);
+    return { name, existed: true, reopened: missing.map((p) => p.title) };
+  }
   const env = engine.kind === "docker" ? ["-e", `DOCKER_HOST=${engine.dockerHost}`] : [];
   await execa("tmux", [
     "new-session",
@@ -51,19 +69,23 @@ export async function createSession(engine: Engine, plan: LabPlan): Promise<{ na
     ...env,
     hostCommand(plan, TMUX_KEYS),
   ]);
-  await execa("tmux", ["set-option", "-t", name, "pane-border-status", "top"]);
-  await execa("tmux", ["set-option", "-t", name, "pane-border-format", " #{pane_index}: #{pane_title} "]);
-  await execa("tmux", ["select-pane", "-t", `${name}:0.0`, "-T", host!.title]);
-  for (const p of nodes) {
-    const r = await execa("tmux", ["split-window", "-t", `${name}:0`, "-c", p.cwd, "-P", "-F", "#{pane_id}", shellLine(p.argv!)]);
-    await execa("tmux", ["select-pane", "-t", r.stdout.trim(), "-T", p.title]);
-    await execa("tmux", ["select-layout", "-t", `${name}:0`, "tiled"]);
-  }
-  await execa("tmux", ["select-pane", "-t", `${name}:0.0`]);
-  return { name, existed: false };
+  for (const [opt, value] of [
+    ["pane-border-status", "top"],
+    ["pane-border-format", " #{pane_index}: #{pane_title} "],
+    // The whole session name in the status line (tmux's default cuts it at 10 characters).
+    ["status-left-length", "40"],
+  ])
+    await execa("tmux", ["set-option", "-t", `=${name}:`, opt!, value!]);
+  await execa("tmux", ["select-pane", "-t", `=${name}:0.0`, "-T", host!.title]);
+  for (const p of nodes) await addPane(name, p);
+  await execa("tmux", ["select-pane", "-t", `=${name}:0.0`]);
+  return { name, existed: false, reopened: [] };
 }
 
-/** Hand the terminal to tmux (blocks until the user detaches or the session ends). */
+/**
+ * Hand the terminal to tmux (blocks until the user detaches or the session ends). Inside tmux
+ * already, switch this client to the session instead (returns at once).
+ */
 export function attach(name: string): number {
   const inTmux = Boolean(process.env.TMUX);
   const r = spawnSync("tmux", inTmux ? ["switch-client", "-t", `=${name}`] : ["attach-session", "-t", `=${name}`], {
