@@ -16,7 +16,7 @@ import { stateDir } from "../paths.ts";
 import { listRecipes, loadRecipe } from "../recipe/load.ts";
 import { renderLoose } from "../recipe/template.ts";
 import { Progress } from "../ui/progress.ts";
-import { chooseMux, closeAllWorkspaces, closeWorkspace, openWorkspace } from "../workspace/mux.ts";
+import { chooseMux, closeAllWorkspaces, closeWorkspace, openWorkspace, workspaceOpen } from "../workspace/mux.ts";
 import { hasTmux } from "../workspace/tmux.ts";
 import { type FlagSpec, parseArgs } from "./args.ts";
 
@@ -181,10 +181,12 @@ const commands: Record<string, Command> = {
       const recipe = needRecipe(p, "stop");
       const lab = labOf(p);
       const engine = await engineFor(ctx);
-      const killed = await closeWorkspace(lab, recipe);
+      const open = await workspaceOpen(lab, recipe);
       const r = await ctx.progress.step(`stop ${recipe}${lab === DEFAULT_LAB ? "" : ` (lab ${lab})`}`, () => down(engine, recipe, lab));
-      if (!r.removed.containers && !r.removed.networks && !killed) ctx.progress.info(`${recipe} is not running; nothing to stop.`);
+      if (!r.removed.containers && !r.removed.networks && !open) ctx.progress.info(`${recipe} is not running; nothing to stop.`);
       else ctx.progress.info(`removed ${r.removed.containers} containers and ${r.removed.networks} networks.`);
+      // Last: typed in the workspace's host pane, this ends the very shell running it.
+      await closeWorkspace(lab, recipe);
       return 0;
     },
   },

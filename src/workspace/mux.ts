@@ -3,7 +3,7 @@ import type { Engine } from "../engine/engine.ts";
 import { UserError } from "../errors.ts";
 import { type LabPlan, labStateDir } from "../lab/plan.ts";
 import { hostBanner, labFlag, shellLine, workspacePanes } from "./panes.ts";
-import { attach, createSession, hasTmux, killSession, killSessionNamed, listSessions, sessionName } from "./tmux.ts";
+import { attach, createSession, hasTmux, killSession, killSessionNamed, listSessions, sessionExists, sessionName } from "./tmux.ts";
 import {
   hasZellij,
   killZellijSession,
@@ -52,7 +52,7 @@ export async function chooseMux(requested: string | undefined): Promise<MuxChoic
 export function execHints(engine: Engine, plan: LabPlan): string[] {
   return workspacePanes(engine.cliArgs(), plan)
     .filter((p) => p.argv)
-    .map((p) => `  ${shellLine(p.argv!).padEnd(52)} # ${p.title}  (or ./start.ts shell ${plan.recipe} ${p.node}${labFlag(plan)})`);
+    .map((p) => `  ${shellLine(p.argv!).padEnd(48)} # ${p.title}`);
 }
 
 export const ZELLIJ_KEYS = "Alt + arrow: move   Ctrl-p f: full screen   Ctrl-o d: detach (the lab runs on)";
@@ -87,7 +87,8 @@ export async function openWorkspace(engine: Engine, plan: LabPlan, o: OpenOption
     }
     attach(s.name);
     if (process.env.TMUX) say(`Switched this tmux client to ${s.name}; Ctrl-b ( switches back.`);
-    else say(`Left the workspace; the lab keeps running. ${again} re-opens it, ${stop} ends the lab.`);
+    else if (await sessionExists(s.name)) say(`Left the workspace; the lab keeps running. ${again} re-opens it, ${stop} ends the lab.`);
+    else say(`The workspace ${s.name} ended. ./start.ts status ${plan.recipe}${labFlag(plan)} tells whether the lab still runs.`);
     return;
   }
   if (choice.mux === "zellij") {
@@ -109,11 +110,20 @@ export async function openWorkspace(engine: Engine, plan: LabPlan, o: OpenOption
       return;
     }
     runZellij(argv);
-    say(`Left the workspace; the lab keeps running. ${again} re-opens it, ${stop} ends the lab.`);
+    if (await zellijSessionExists(name)) say(`Left the workspace; the lab keeps running. ${again} re-opens it, ${stop} ends the lab.`);
+    else say(`The workspace ${name} ended. ./start.ts status ${plan.recipe}${labFlag(plan)} tells whether the lab still runs.`);
     return;
   }
-  say("Open a shell in each node with:");
+  say("Open a shell in each node, one terminal each:");
   for (const l of execHints(engine, plan)) say(l);
+  say(`(or ./start.ts shell ${plan.recipe} <node>${labFlag(plan)})`);
+}
+
+/** Is the lab's workspace open, in either multiplexer? */
+export async function workspaceOpen(lab: string, recipe: string): Promise<boolean> {
+  const [tmux, zellij] = await Promise.all([hasTmux(), hasZellij()]);
+  const name = sessionName(lab, recipe);
+  return (tmux && (await sessionExists(name))) || (zellij && (await zellijSessionExists(name)));
 }
 
 /** End the lab's workspace, whichever multiplexer holds it. */

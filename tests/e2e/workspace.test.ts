@@ -8,6 +8,7 @@ import { hostname as hostHostname } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureEngine } from "../../src/engine/setup.ts";
 import { waitFor } from "../../src/lab/handle.ts";
 import { makePlan, resolveOptions } from "../../src/lab/plan.ts";
 import { ROOT, recipesDir } from "../../src/paths.ts";
@@ -179,11 +180,17 @@ describe("the attendee's workspace, through ./start.ts (recipe-0)", () => {
     expect(done.exitCode).toBe(0);
   });
 
-  it("stop ends the lab and the session; graph marks nothing again", async () => {
-    const r = await cli("stop", RECIPE);
-    expect(r.exitCode, r.stderr).toBe(0);
-    expect(await sessionExists()).toBe(false);
+  it("stop, typed in the host pane as its banner says, ends the lab and then the session it runs in", async () => {
+    const host = (await panes())[0]!;
+    expect((await cli("status", RECIPE)).stdout).toMatch(/running/);
+    await tmux("send-keys", "-t", host.id, "-l", "../../start.ts stop recipe-0");
+    await tmux("send-keys", "-t", host.id, "Enter");
+    await waitFor("the session to end", async () => !(await sessionExists()), 60_000);
+    // The session went last: the lab is gone too, not left half-stopped by the pane's hangup.
     expect((await cli("status", RECIPE)).stdout).toMatch(/recipe-0 is not running/);
     expect(await graph()).not.toContain("data-state=");
+    const engine = await ensureEngine({});
+    expect(await engine.listContainers({ recipe: RECIPE })).toEqual([]);
+    expect(await engine.listNetworks({ recipe: RECIPE })).toEqual([]);
   });
 });
