@@ -32,6 +32,20 @@ export default defineConfig({
           globalSetup: ["tests/e2e/global-setup.ts"],
         },
       },
+      {
+        test: {
+          // Reliability drills (tests/drills/lib.ts): `npm test` runs the short ones; the long
+          // ones need WG3_DRILLS=all (`npm run test:drills`). They run after the other projects,
+          // one file at a time, since they share the engine and the workshop subnets with e2e.
+          name: "drills",
+          include: ["tests/drills/**/*.test.ts"],
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+          testTimeout: 900_000,
+          hookTimeout: 900_000,
+          globalSetup: ["tests/e2e/global-setup.ts"],
+        },
+      },
     ],
   },
 });

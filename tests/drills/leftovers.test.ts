@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Engine } from "../../src/engine/engine.ts";
+import { ALL, cli, engine, type Leftovers, NOTHING, ours, report } from "./lib.ts";
+
+/** Same PRNG as the benchmarks: a printed seed replays the same interruption moments. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const RECIPE = "recipe-1";
+const CYCLES = ALL ? 20 : 3;
+const INTERRUPTS = 10;
+
+describe("no leftovers: start/stop cycles and Ctrl-C during starts, through the real CLI", () => {
+  let e: Engine;
+  let before: Leftovers;
+  const startMs: number[] = [];
+
+  beforeAll(async () => {
+    e = await engine();
+    // A lab someone left running would make every assertion below meaningless: say so.
+    expect(await ours(e, { recipe: RECIPE }), `${RECIPE} must not be running before the drill`).toEqual(NOTHING);
+    before = await ours(e);
+  });
+  afterAll(async () => {
+    await cli(["stop", RECIPE]);
+  });
+
+  it(`${CYCLES} start/stop cycles of ${RECIPE} leave no container, network, volume, tmux session or state`, async () => {
+    for (let i = 0; i < CYCLES; i++) {
+      const up = await cli([RECIPE, "--no-attach"]);
+      expect(up.code, up.stderr).toBe(0);
+      startMs.push(up.ms);
+      // Positive control: the lab really was there (so "nothing afterwards" means something).
+      const running = await ours(e, { recipe: RECIPE });
+      expect(running.containers).toHaveLength(4);
+      expect(running.networks).toHaveLength(2);
+      expect(running.planDirs).toHaveLength(1);
+      const down = await cli(["stop", RECIPE]);
+      expect(down.code, down.stderr).toBe(0);
+      expect(await ours(e, { recipe: RECIPE }), `after cycle ${i + 1}`).toEqual(NOTHING);
+    }
+    expect(await ours(e)).toEqual(before);
+    report(`${CYCLES} start/stop cycles of ${RECIPE}: nothing left; start took ${startMs.map((m) => (m / 1000).toFixed(1)).join(", ")} s`);
+  });
+
+  it.runIf(ALL)(`${INTERRUPTS} starts of ${RECIPE} interrupted by SIGINT at random moments leave nothing behind`, async () => {
+    const seed = Number(process.env.WG3_DRILL_SEED ?? Date.now() % 1_000_000);
+    const random = seeded(seed);
+    const typical = [...startMs].sort((a, b) => a - b)[Math.floor(startMs.length / 2)] ?? 3000;
+    const outcomes: string[] = [];
+    let interrupted = 0;
+    for (let i = 0; i < INTERRUPTS; i++) {
+      // Anywhere from process start-up to the end of a typical start.
+      const at = Math.round(random() * typical);
+      const r = await cli([RECIPE, "--no-attach"], { interruptAfterMs: at });
+      if (r.code === 0) {
+        outcomes.push(`${at}ms: finished first`);
+        expect((await cli(["stop", RECIPE])).code).toBe(0);
+      } else {
+        interrupted++;
+        // Our handler exits 130; before it is installed (Node still loading), SIGINT kills the process.
+        expect(r.code === 130 || r.signal === "SIGINT", `exit ${r.code} ${r.signal}: ${r.stderr}`).toBe(true);
+        outcomes.push(`${at}ms: ${r.code === 130 ? "cleaned up, exit 130" : "killed while loading"}`);
+      }
+      // No waiting: the interrupted command itself must have removed what it created.
+      expect(await ours(e, { recipe: RECIPE }), `after interruption at ${at} ms (seed ${seed}): ${r.stderr}`).toEqual(NOTHING);
+    }
+    expect(await ours(e)).toEqual(before);
+    report(`SIGINT drill (seed ${seed}, typical start ${Math.round(typical)} ms): ${outcomes.join("; ")}`);
+    // Enough of them must really have interrupted a start, or the drill proved nothing.
+    expect(interrupted).toBeGreaterThanOrEqual(INTERRUPTS / 2);
+  });
+});
