@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import type { Engine } from "../engine/engine.ts";
 import { UserError } from "../errors.ts";
+import { status } from "../lab/lifecycle.ts";
 import { type LabPlan, labStateDir } from "../lab/plan.ts";
 import { hostBanner, labFlag, shellLine, workspacePanes } from "./panes.ts";
 import { attach, createSession, hasTmux, killSession, killSessionNamed, listSessions, sessionExists, sessionName } from "./tmux.ts";
@@ -88,7 +89,7 @@ export async function openWorkspace(engine: Engine, plan: LabPlan, o: OpenOption
     attach(s.name);
     if (process.env.TMUX) say(`Switched this tmux client to ${s.name}; Ctrl-b ( switches back.`);
     else if (await sessionExists(s.name)) say(`Left the workspace; the lab keeps running. ${again} re-opens it, ${stop} ends the lab.`);
-    else say(`The workspace ${s.name} ended. ./start.ts status ${plan.recipe}${labFlag(plan)} tells whether the lab still runs.`);
+    else say(await afterEnd(engine, plan, again, stop));
     return;
   }
   if (choice.mux === "zellij") {
@@ -111,7 +112,7 @@ export async function openWorkspace(engine: Engine, plan: LabPlan, o: OpenOption
     }
     runZellij(argv);
     if (await zellijSessionExists(name)) say(`Left the workspace; the lab keeps running. ${again} re-opens it, ${stop} ends the lab.`);
-    else say(`The workspace ${name} ended. ./start.ts status ${plan.recipe}${labFlag(plan)} tells whether the lab still runs.`);
+    else say(await afterEnd(engine, plan, again, stop));
     return;
   }
   say("Open a shell in each node, one terminal each:");
@@ -124,6 +125,14 @@ export async function workspaceOpen(lab: string, recipe: string): Promise<boolea
   const [tmux, zellij] = await Promise.all([hasTmux(), hasZellij()]);
   const name = sessionName(lab, recipe);
   return (tmux && (await sessionExists(name))) || (zellij && (await zellijSessionExists(name)));
+}
+
+/** What to say when the workspace session is gone: was the lab stopped with it? */
+async function afterEnd(engine: Engine, plan: LabPlan, again: string, stop: string): Promise<string> {
+  const running = (await status(engine, plan.recipe, plan.lab).catch(() => []))[0];
+  return running
+    ? `The workspace closed; the lab still runs. ${again} opens a new one, ${stop} ends the lab.`
+    : `The workspace closed and ${plan.recipe} is stopped.`;
 }
 
 /** End the lab's workspace, whichever multiplexer holds it. */
