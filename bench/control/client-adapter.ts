@@ -1,22 +1,53 @@
-import type { LoadClient } from "./loadgen.ts";
+import { ControlClient } from "../../src/control/client.ts";
+import { formatKey, newKeyPair } from "../../src/control/keys.ts";
+import type { LoadClient, SimulatedNode } from "./loadgen.ts";
+
+interface MapNode {
+  ID?: number | string;
+}
 
 /**
- * The one place that knows src/control/client.ts's API. Wire it here when that module lands:
- *
- *   startNode({ serverUrl, authKey, hostname, onPeers, signal }):
- *     1. GET  {serverUrl}/key?v=<capver>           -> the server's Noise public key
- *     2. POST {serverUrl}/ts2021 (Upgrade)          -> Noise IK, HTTP/2 over the Noise stream
- *     3. POST /machine/register { NodeKey, Auth: { AuthKey }, Hostinfo: { Hostname } }
- *     4. POST /machine/map { Stream: true, ... }    -> length-prefixed zstd frames; keep the
- *        peer set from the full netmap and apply PeersChanged / PeersRemoved, then call
- *        onPeers(peerSet.size) after each frame (keep-alives included is fine)
- *     close(): end the stream and the connection.
- *
- * A module that already exports `createLoadClient(): LoadClient` is used as is.
+ * The load generator's view of src/control/client.ts (issue 6's client side of the protocol,
+ * built on the server's own Noise, key and framing code): one simulated node = one Noise
+ * connection, one registration with the pre-auth key, one streaming map request. The peer
+ * set follows the full netmap (Peers) and the deltas (PeersChanged, PeersRemoved).
  */
-export function adaptClient(mod: Record<string, unknown>): LoadClient | { unavailable: string } {
-  if (typeof mod.createLoadClient === "function") return (mod.createLoadClient as () => LoadClient)();
+export function adaptClient(_mod: Record<string, unknown>): LoadClient {
   return {
-    unavailable: `src/control/client.ts exists (exports: ${Object.keys(mod).join(", ") || "none"}) but bench/control/client-adapter.ts does not wire it yet`,
+    async startNode({ serverUrl, authKey, hostname, onPeers, signal }): Promise<SimulatedNode> {
+      const client = await ControlClient.connect({ url: serverUrl });
+      try {
+        const nodeKey = formatKey("nodekey", newKeyPair().publicKey);
+        const reg = (await client.register({ nodeKey, authKey, hostname })) as {
+          MachineAuthorized?: boolean;
+          Error?: string;
+          AuthURL?: string;
+        };
+        if (reg.Error || !reg.MachineAuthorized)
+          throw new Error(
+            `${hostname} not authorized: ${reg.Error || (reg.AuthURL ? "the server wants interactive login" : JSON.stringify(reg).slice(0, 200))}`,
+          );
+        const peers = new Set<string>();
+        const map = await client.mapStream({ nodeKey, hostname }, (m) => {
+          if (Array.isArray(m.Peers)) {
+            peers.clear();
+            for (const p of m.Peers as MapNode[]) peers.add(String(p.ID));
+          }
+          for (const p of (m.PeersChanged as MapNode[] | undefined) ?? []) peers.add(String(p.ID));
+          for (const id of (m.PeersRemoved as (number | string)[] | undefined) ?? []) peers.delete(String(id));
+          onPeers(peers.size);
+        });
+        if (map.status !== 200) throw new Error(`${hostname}: map request answered ${map.status}`);
+        const close = async () => {
+          map.close();
+          client.close();
+        };
+        signal.addEventListener("abort", () => void close(), { once: true });
+        return { close };
+      } catch (e) {
+        client.close();
+        throw e;
+      }
+    },
   };
 }

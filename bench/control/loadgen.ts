@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -37,6 +38,7 @@ export const CLIENT_MODULE = join(ROOT, "src", "control", "client.ts");
 export async function repoLoadClient(): Promise<LoadClient | { unavailable: string }> {
   if (!existsSync(CLIENT_MODULE)) return { unavailable: "src/control/client.ts does not exist yet (issue 6)" };
   const mod: Record<string, unknown> = await import(pathToFileURL(CLIENT_MODULE).href);
+  // Imported only now, so that the benchmark still runs (and says why) without the client.
   const { adaptClient } = await import("./client-adapter.ts");
   return adaptClient(mod);
 }
@@ -71,6 +73,8 @@ export async function runLoad(
   let fullAt: number | undefined;
   const nodes: SimulatedNode[] = [];
   const abort = new AbortController();
+  // Every simulated node listens on this one signal.
+  setMaxListeners(0, abort.signal);
   const onOuterAbort = () => abort.abort();
   opts.signal.addEventListener("abort", onOuterAbort, { once: true });
   const cpu0 = cpuSeconds(server.pid);

@@ -6,7 +6,11 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { binaryDir } from "../../src/binaries.ts";
 import { waitFor } from "../../src/lab/handle.ts";
+import { ROOT } from "../../src/paths.ts";
 import { versions } from "../../src/versions.ts";
+
+/** The capability version the repository's client speaks (src/control/client.ts). */
+const CLIENT_CAPVER = 138;
 
 const run = promisify(execFile);
 
@@ -162,10 +166,68 @@ logtail:
 }
 
 /**
- * The builtin control server (issue 6, src/control/). Its start-up for the benchmark goes here
- * once it exists: spawn it on 127.0.0.1 with a temporary state directory, create a user and a
- * reusable pre-auth key through its admin interface, and return the same ControlServer shape.
+ * The builtin control server (src/control/main.ts, issue 6) as its own process under tsx, on
+ * 127.0.0.1, plain HTTP, state and admin socket in a temporary directory; user and key through
+ * its headscale-compatible CLI.
  */
 export async function startBuiltin(): Promise<ControlServer | { unavailable: string }> {
-  return { unavailable: "the builtin control server has no host entry point for the benchmark yet (src/control/ is being written)" };
+  const entry = join(ROOT, "src", "control", "main.ts");
+  if (!existsSync(entry)) return { unavailable: "src/control/main.ts does not exist yet (issue 6)" };
+  const loader = join(ROOT, "node_modules", "tsx", "dist", "loader.mjs");
+  const node = (args: string[]) => [process.execPath, ["--no-warnings", "--import", loader, entry, ...args]] as const;
+  const dir = mkdtempSync(join(tmpdir(), "wg3-bench-builtin-"));
+  const [port, stun] = [await freePort(), await freePort()];
+  const config = join(dir, "config.yaml");
+  writeFileSync(
+    config,
+    `# Written by bench/control/servers.ts for the control-plane benchmark; removed afterwards.
+server_url: http://127.0.0.1:${port}
+listen_addr: 127.0.0.1:${port}
+state_dir: ${dir}/state
+unix_socket: ${dir}/admin.sock
+prefixes:
+  v4: 100.64.0.0/10
+  v6: fd7a:115c:a1e0::/48
+dns:
+  base_domain: bench.example.com
+derp:
+  server:
+    enabled: true
+    region_id: 999
+    stun_listen_addr: 127.0.0.1:${stun}
+    ipv4: 127.0.0.1
+`,
+  );
+  const log = join(dir, "control.log");
+  const fd = openSync(log, "a");
+  const [bin, args] = node(["serve", "--config", config]);
+  const child = spawn(bin, [...args], { stdio: ["ignore", fd, fd], cwd: ROOT });
+  const cli = async (words: string[]) => {
+    const [b, a] = node(["cli", ...words, "-c", config]);
+    return run(b, [...a], { cwd: ROOT });
+  };
+  const stop = async () => {
+    await stopChild(child);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitFor(
+      `the builtin control server on 127.0.0.1:${port} to answer /key`,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`it exited ${child.exitCode}: ${tail(log)}`);
+        const r = await fetch(`http://127.0.0.1:${port}/key?v=${CLIENT_CAPVER}`).catch(() => undefined);
+        return r?.ok;
+      },
+      30_000,
+    );
+    await cli(["users", "create", "bench"]);
+    const users = JSON.parse((await cli(["users", "list", "-o", "json"])).stdout) as { id: number | string; name: string }[];
+    const id = users.find((u) => u.name === "bench")?.id ?? 1;
+    const key = (await cli(["preauthkeys", "create", "-u", String(id), "--reusable", "-e", "24h"])).stdout.trim().split("\n").pop()!;
+    const version = (await cli(["version"])).stdout.trim();
+    return { kind: "builtin", version, url: `http://127.0.0.1:${port}`, pid: child.pid!, authKey: key, stop, logTail: () => tail(log) };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
 }
