@@ -41,7 +41,7 @@ export function cachedBinaries(name: keyof typeof GO_PACKAGES): BinarySet | unde
   return { name, version: versions[name], dir, files: [...spec.files], via };
 }
 
-function versionAtLeast(have: string, want: string): boolean {
+export function versionAtLeast(have: string, want: string): boolean {
   const a = have.split(".").map(Number);
   const b = want.split(".").map(Number);
   for (let i = 0; i < 3; i++) {
@@ -121,33 +121,40 @@ export async function ensureBinaries(name: keyof typeof GO_PACKAGES, progress?: 
 }
 
 /**
- * `go install mod@v` also reads the module's version list (for deprecation notices); some
- * proxies refuse that list for some modules (403), which fails the install. A local file proxy
- * answering only the list, with our pinned version, lets everything else go to the real proxy.
+ * `go install mod@v` also looks up the module's latest version (for deprecation notices): it
+ * asks for `@latest` and, when that is 404, for the version list. proxy.golang.org answers 404
+ * and 403 for headscale (measured 2026-11-22), which fails the install. A local file proxy
+ * answering only these two questions, with our pinned version, lets everything else go to the
+ * real proxy (a comma in GOPROXY falls through on 404, which the file proxy gives for the rest).
  */
-function versionListProxy(module: string, version: string): string {
+export function versionListProxy(module: string, version: string): string {
   const root = join(cacheDir(), "goproxy-lists");
-  const dir = join(root, ...module.split("/"), "@v");
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "list"), `${version}\n`);
+  const dir = join(root, ...module.split("/"));
+  mkdirSync(join(dir, "@v"), { recursive: true });
+  writeFileSync(join(dir, "@v", "list"), `${version}\n`);
+  writeFileSync(join(dir, "@latest"), `${JSON.stringify({ Version: version })}\n`);
   return root;
+}
+
+/** Where the official release build of a pinned version is published. */
+export function releaseUrl(name: keyof typeof GO_PACKAGES, version = versions[name]): string {
+  const v = version.replace(/^v/, "");
+  return name === "tailscale"
+    ? `https://pkgs.tailscale.com/stable/tailscale_${v}_amd64.tgz`
+    : `https://github.com/juanfont/headscale/releases/download/v${v}/headscale_${v}_linux_amd64`;
 }
 
 /** Second path, for machines without Go: the projects' official release builds. */
 async function downloadRelease(name: keyof typeof GO_PACKAGES, version: string, into: string): Promise<void> {
   const v = version.replace(/^v/, "");
-  const url =
-    name === "tailscale"
-      ? `https://pkgs.tailscale.com/stable/tailscale_${v}_amd64.tgz`
-      : `https://github.com/juanfont/headscale/releases/download/v${v}/headscale_${v}_linux_amd64`;
+  const url = releaseUrl(name, version);
   let res: Response;
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(120_000) });
   } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
     throw new UserError(
-      `Go ${versions.goMinimum} or newer is not installed and ${new URL(url).host} is unreachable; install Go (https://go.dev/dl) or connect to the internet.`,
-      1,
-      String(err),
+      `Go ${versions.goMinimum} or newer is not installed and ${new URL(url).host} is unreachable (${cause}), so ${name} ${version} can be neither built nor downloaded; install Go (https://go.dev/dl) or connect to the internet.`,
     );
   }
   if (!res.ok) throw new UserError(`Downloading ${url} failed with HTTP ${res.status}.`);
