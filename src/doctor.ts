@@ -1,8 +1,10 @@
 import { existsSync } from "node:fs";
 import { execa } from "execa";
-import { cachedBinaries, goVersion } from "./binaries.ts";
+import { cachedBinaries, goVersion, releaseUrl, versionAtLeast } from "./binaries.ts";
 import { describeNoEngine, findEngine } from "./engine/connect.ts";
 import { Engine } from "./engine/engine.ts";
+import { LABEL, PROJECT } from "./engine/labels.ts";
+import { hostDevicePath, missingDeviceSentence, TUN } from "./engine/preflight.ts";
 import { usedSubnets } from "./engine/subnets.ts";
 import { baseImagePresent } from "./images/base-image.ts";
 import { IMAGE_ROLES, type ImageRole, imageRef } from "./images/build.ts";
@@ -32,12 +34,7 @@ export async function diagnose(): Promise<Finding[]> {
       status: "ok",
       detail: `${engine.kind} ${engine.version} at ${engine.dockerHost} (${found.live.endpoint.source})`,
     });
-    const info = (await engine.docker.info()) as { DefaultRuntime?: string; CgroupVersion?: string };
-    out.push({
-      name: "OCI runtime",
-      status: "ok",
-      detail: `${info.DefaultRuntime ?? "?"} (cgroups v${info.CgroupVersion ?? "?"})`,
-    });
+    out.push(await runtimeFinding(engine));
   } else {
     const podman = await has("podman");
     out.push({
@@ -50,12 +47,12 @@ export async function diagnose(): Promise<Finding[]> {
     });
   }
   out.push(
-    existsSync("/dev/net/tun")
-      ? { name: "/dev/net/tun", status: "ok", detail: "present (WireGuard and tailscaled need it)" }
+    existsSync(hostDevicePath(TUN))
+      ? { name: TUN, status: "ok", detail: "present (WireGuard and tailscaled need it)" }
       : {
-          name: "/dev/net/tun",
+          name: TUN,
           status: "missing",
-          detail: "absent",
+          detail: missingDeviceSentence(TUN),
           fix: "sudo modprobe tun (or enable TUN in your VM/container host)",
         },
   );
@@ -65,7 +62,7 @@ export async function diagnose(): Promise<Finding[]> {
       : {
           name: "WireGuard",
           status: "ok",
-          detail: "no kernel module: wg-quick falls back to wireguard-go in the containers (slower, same lessons)",
+          detail: "no kernel module: wg-quick falls back to wireguard-go, which the wg-peer image carries (slower, same lessons)",
         },
   );
 
@@ -96,24 +93,36 @@ export async function diagnose(): Promise<Finding[]> {
     );
   }
 
+  // Binaries only recipe-3 needs: missing ones are a warning, since recipes 0-2 still start.
   const go = await goVersion();
+  const goUsable = go !== undefined && versionAtLeast(go, versions.goMinimum);
   for (const name of ["tailscale", "headscale"] as const) {
     const c = cachedBinaries(name);
-    if (c) out.push({ name: `${name} ${versions[name]}`, status: "ok", detail: `cached (${c.via}) in ${c.dir}` });
-    else if (go)
+    const label = `${name} ${versions[name]}`;
+    if (c) out.push({ name: label, status: "ok", detail: `cached (${c.via}) in ${c.dir}` });
+    else if (goUsable)
       out.push({
-        name: `${name} ${versions[name]}`,
+        name: label,
         status: "warn",
         detail: `not built yet; go ${go} will build it on first use`,
         fix: "./start.ts setup   (builds it now)",
       });
-    else
+    else {
+      const goText = go ? `Go ${go} is older than ${versions.goMinimum}` : "Go is not installed";
+      const host = new URL(releaseUrl(name)).host;
+      const reachable = await fetch(releaseUrl(name), { method: "HEAD", redirect: "manual", signal: AbortSignal.timeout(5000) }).then(
+        () => true,
+        () => false,
+      );
       out.push({
-        name: `${name} ${versions[name]}`,
+        name: label,
         status: "warn",
-        detail: "not built and Go is not installed: the official release build will be downloaded",
-        fix: `install Go >= ${versions.goMinimum}`,
+        detail: reachable
+          ? `not built and ${goText}: the official release build will be downloaded from ${host}`
+          : `not built, ${goText} and ${host} is unreachable: recipe-3 cannot start`,
+        fix: `install Go >= ${versions.goMinimum}${reachable ? "" : " (or connect to the internet)"}`,
       });
+    }
   }
 
   if (engine) {
@@ -157,4 +166,53 @@ export async function diagnose(): Promise<Finding[]> {
     );
   }
   return out;
+}
+
+/**
+ * The engine's runtime, proved by running one throwaway container (labelled, removed at once):
+ * an engine can answer its API and still fail every container (crun on hybrid cgroups, refused
+ * rlimits), and then no lab can start.
+ */
+async function runtimeFinding(engine: Engine): Promise<Finding> {
+  const info = (await engine.docker.info()) as { DefaultRuntime?: string; CgroupVersion?: string };
+  const runtime = `${info.DefaultRuntime ?? "?"} (cgroups v${info.CgroupVersion ?? "?"})`;
+  let image: string | undefined;
+  for (const ref of [imageRef("base"), versions.debian.baseImage]) {
+    if (await engine.imageExists(ref)) {
+      image = ref;
+      break;
+    }
+  }
+  if (!image) return { name: "OCI runtime", status: "ok", detail: `${runtime}; not tried yet (no image to try it with)` };
+  const name = `wg3ways-doctor-${process.pid}-${Date.now()}`;
+  try {
+    const c = await engine.docker.createContainer({
+      name,
+      Image: image,
+      Cmd: ["true"],
+      Labels: { [LABEL.project]: PROJECT, [LABEL.role]: "doctor" },
+      HostConfig: { NetworkMode: "none" },
+    });
+    await c.start();
+    const r = (await Promise.race([
+      c.wait(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error("no exit within 30 s")), 30_000).unref()),
+    ])) as { StatusCode: number };
+    if (r.StatusCode !== 0) throw new Error(`a test container exited ${r.StatusCode}`);
+    return { name: "OCI runtime", status: "ok", detail: `${runtime}; a test container ran` };
+  } catch (err) {
+    return {
+      name: "OCI runtime",
+      status: "missing",
+      detail: `${runtime} cannot run a container: ${String((err as Error).message ?? err)
+        .split("\n")[0]!
+        .slice(0, 300)}`,
+      fix: "sudo ./start.ts setup   (its podman service uses runc with settings that work on this host)",
+    };
+  } finally {
+    await engine.docker
+      .getContainer(name)
+      .remove({ force: true })
+      .catch(() => {});
+  }
 }

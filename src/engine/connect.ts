@@ -12,12 +12,29 @@ export interface EngineEndpoint {
   source: string;
 }
 
-/** Candidate API sockets, in the order we prefer them when DOCKER_HOST is not set. */
+/**
+ * Candidate API sockets, in the order we prefer them when DOCKER_HOST is not set: our own
+ * podman service first, so a machine that also has Docker keeps using podman (CI does).
+ */
 export const CANDIDATE_SOCKETS: EngineEndpoint[] = [
   { dockerHost: `unix://${OWN_PODMAN_SOCKET}`, source: "podman service started by ./start.ts setup" },
   { dockerHost: "unix:///run/podman/podman.sock", source: "system podman socket" },
   { dockerHost: "unix:///var/run/docker.sock", source: "Docker Engine socket" },
 ];
+
+/**
+ * The sockets discovery looks at. WG3_CANDIDATE_SOCKETS (paths separated by ":") replaces the
+ * list, so tests can put a dead or absent socket where discovery looks without touching the
+ * machine's real engines.
+ */
+export function candidateSockets(): EngineEndpoint[] {
+  const override = process.env.WG3_CANDIDATE_SOCKETS;
+  if (override === undefined) return CANDIDATE_SOCKETS;
+  return override
+    .split(":")
+    .filter(Boolean)
+    .map((path) => ({ dockerHost: `unix://${path}`, source: "WG3_CANDIDATE_SOCKETS" }));
+}
 
 export function dockerodeFor(dockerHost: string): Docker {
   if (dockerHost.startsWith("unix://")) return new Docker({ socketPath: dockerHost.slice("unix://".length) });
@@ -38,11 +55,14 @@ export async function probe(endpoint: EngineEndpoint, timeoutMs = 3000): Promise
   const path = endpoint.dockerHost.startsWith("unix://") ? endpoint.dockerHost.slice(7) : undefined;
   if (path && !existsSync(path)) return { endpoint, state: "absent" };
   const docker = dockerodeFor(endpoint.dockerHost);
+  // Abort the request on timeout: a hung engine must not keep its connection (and this process) open.
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
   try {
-    const v = (await Promise.race([
-      docker.version(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs).unref()),
-    ])) as Docker.DockerVersion & { Components?: { Name: string; Version: string }[] };
+    const version = docker.version.bind(docker) as unknown as (opts: { abortSignal: AbortSignal }) => Promise<unknown>;
+    const v = (await version({ abortSignal: abort.signal }).catch((err: unknown) => {
+      throw abort.signal.aborted ? new Error(`no answer in ${timeoutMs} ms`) : err;
+    })) as Docker.DockerVersion & { Components?: { Name: string; Version: string }[] };
     const podman = v.Components?.find((c) => /podman/i.test(c.Name));
     return {
       endpoint,
@@ -52,6 +72,8 @@ export async function probe(endpoint: EngineEndpoint, timeoutMs = 3000): Promise
     };
   } catch (err) {
     return { endpoint, state: "dead", reason: errorMessage(err) };
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -62,7 +84,7 @@ export async function findEngine(): Promise<{ live?: Probe; probes: Probe[] }> {
     return { live: p.state === "alive" ? p : undefined, probes: [p] };
   }
   const probes: Probe[] = [];
-  for (const endpoint of CANDIDATE_SOCKETS) {
+  for (const endpoint of candidateSockets()) {
     const p = await probe(endpoint);
     probes.push(p);
     if (p.state === "alive") return { live: p, probes };
@@ -70,10 +92,15 @@ export async function findEngine(): Promise<{ live?: Probe; probes: Probe[] }> {
   return { probes };
 }
 
+/** One sentence for "no engine answers", naming the socket that is there but dead, if any. */
 export function describeNoEngine(probes: Probe[]): string {
+  const denied = probes.find((p) => p.state === "dead" && /EACCES|EPERM/.test(p.reason ?? ""));
+  if (denied) {
+    return `The container engine socket ${denied.endpoint.dockerHost} (${denied.endpoint.source}) exists but this user may not use it (permission denied); run as root (sudo), as the labs need a rootful engine.`;
+  }
   const dead = probes.find((p) => p.state === "dead");
   if (dead) {
-    return `The container engine socket ${dead.endpoint.dockerHost} (${dead.endpoint.source}) exists but does not answer (${dead.reason}); restart the engine or run ./start.ts setup.`;
+    return `The container engine socket ${dead.endpoint.dockerHost} (${dead.endpoint.source}) exists but does not answer (${dead.reason}); restart that engine, or remove the stale socket and run ./start.ts setup.`;
   }
   if (process.env.DOCKER_HOST) return `DOCKER_HOST=${process.env.DOCKER_HOST} does not exist; unset it or start that engine.`;
   return "No container engine is reachable.";

@@ -143,24 +143,32 @@ export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
   const found = await findEngine();
   if (found.live) return new Engine(found.live.endpoint.dockerHost, found.live.kind!, found.live.version ?? "?");
   if (process.env.DOCKER_HOST) throw new UserError(describeNoEngine(found.probes));
-  const dead = found.probes.find((p) => p.state === "dead" && !p.endpoint.dockerHost.includes(OWN_PODMAN_SOCKET));
-  if (dead && !(await which("podman"))) throw new UserError(describeNoEngine(found.probes));
-
-  if (!(await which("podman"))) {
-    if (!opts.allowSetup)
-      throw new UserError("No container engine is reachable: run ./start.ts setup (./start.ts doctor tells what is missing).");
-    if (!isRoot() || !isDebianLike()) {
+  const hasPodman = await which("podman");
+  if (!isRoot()) {
+    // Nothing can be installed or started without root: say what is there and what to run.
+    if (found.probes.some((p) => p.state === "dead")) throw new UserError(describeNoEngine(found.probes));
+    if (hasPodman) {
       throw new UserError(
-        "No container engine is reachable: install podman and runc (or Docker Engine), or run `sudo ./start.ts setup` on Debian/Ubuntu.",
+        "podman is installed but no API socket answers; run `sudo ./start.ts setup` to start one (the labs need rootful podman).",
+      );
+    }
+    throw new UserError(
+      "No container engine is reachable: install podman and runc (or Docker Engine), or run `sudo ./start.ts setup` on Debian/Ubuntu.",
+    );
+  }
+  const dead = found.probes.find((p) => p.state === "dead" && !p.endpoint.dockerHost.includes(OWN_PODMAN_SOCKET));
+  if (dead && !hasPodman) throw new UserError(describeNoEngine(found.probes));
+
+  if (!hasPodman) {
+    if (!opts.allowSetup)
+      throw new UserError("No container engine is reachable: run `sudo ./start.ts setup` (./start.ts doctor tells what is missing).");
+    if (!isDebianLike()) {
+      throw new UserError(
+        "No container engine is reachable: install podman and runc (or Docker Engine) with your distribution's tools, then run ./start.ts setup.",
       );
     }
     opts.progress?.info("No container engine found: setup installs podman + runc from Debian's packages and starts a podman API service.");
     await installPackages(opts);
-  }
-  if (!isRoot()) {
-    throw new UserError(
-      "podman is installed but no API socket answers; run `sudo ./start.ts setup` to start one (the labs need rootful podman).",
-    );
   }
   const step = stepper(opts.progress);
   const live = await step(`start podman API service on ${OWN_PODMAN_SOCKET}`, () => startPodmanService(opts.progress));

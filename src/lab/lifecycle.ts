@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type Docker from "dockerode";
 import type { Engine } from "../engine/engine.ts";
 import { LABEL, labLabels } from "../engine/labels.ts";
+import { requireHostDevices } from "../engine/preflight.ts";
 import { ensureEngine } from "../engine/setup.ts";
 import { usedSubnets } from "../engine/subnets.ts";
 import { UserError } from "../errors.ts";
@@ -89,6 +90,7 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
   const lab = validLabName(opts.lab ?? DEFAULT_LAB);
   const recipe = loadRecipe(recipeName);
   const options = resolveOptions(recipe, opts.options ?? {});
+  requireHostDevices(Object.values(recipe.nodes).flatMap((n) => n.devices));
   const progress = opts.progress;
   const step = stepper(progress);
   const engine = opts.engine ?? (await ensureEngine({ allowSetup: true, yes: opts.yes, progress }));
@@ -133,7 +135,7 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
     }
     throwIfAborted(opts.signal);
     const roles = [...new Set(Object.values(plan.nodes).map((n) => n.image as ImageRole))];
-    await ensureImages(engine, roles, progress);
+    await ensureImages(engine, roles, progress, opts.signal);
     throwIfAborted(opts.signal);
 
     savePlan(plan);
