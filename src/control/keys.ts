@@ -34,7 +34,9 @@ export interface KeyPair {
 }
 
 export function newKeyPair(): KeyPair {
-  const privateKey = x25519.utils.randomSecretKey ? x25519.utils.randomSecretKey() : Uint8Array.from(randomBytes(32));
+  // node:crypto, not noble's randomSecretKey: that needs globalThis.crypto, which the
+  // container's Node 18 does not expose by default.
+  const privateKey = Uint8Array.from(randomBytes(32));
   return { privateKey, publicKey: x25519.getPublicKey(privateKey) };
 }
 

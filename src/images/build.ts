@@ -10,6 +10,7 @@ import { imagesDir } from "../paths.ts";
 import { type Progress, stepper } from "../ui/progress.ts";
 import { versions } from "../versions.ts";
 import { ensureBaseImage } from "./base-image.ts";
+import { generatedFiles } from "./bundle.ts";
 
 /** The registry of image roles: one folder in images/ each, optionally a parent and Go binaries. */
 export const IMAGE_ROLES = {
@@ -18,6 +19,7 @@ export const IMAGE_ROLES = {
   webserver: { parent: "base", binaries: [] },
   tailscale: { parent: "base", binaries: ["tailscale"] },
   headscale: { parent: "base", binaries: ["headscale"] },
+  control: { parent: "base", binaries: [] },
 } as const satisfies Record<string, { parent?: string; binaries: readonly ("tailscale" | "headscale")[] }>;
 
 export type ImageRole = keyof typeof IMAGE_ROLES;
@@ -31,7 +33,8 @@ function contextFiles(role: ImageRole): { name: string; data: Buffer; mode: numb
   return readdirSync(dir)
     .sort()
     .filter((f) => statSync(join(dir, f)).isFile())
-    .map((f) => ({ name: f, data: readFileSync(join(dir, f)), mode: statSync(join(dir, f)).mode & 0o777 }));
+    .map((f) => ({ name: f, data: readFileSync(join(dir, f)), mode: statSync(join(dir, f)).mode & 0o777 }))
+    .concat(generatedFiles(role));
 }
 
 /** Content hash of everything that goes into an image: its folder, its parent, pinned versions. */

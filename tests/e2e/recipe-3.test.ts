@@ -7,7 +7,8 @@ import { recipesDir } from "../../src/paths.ts";
 
 const TAILNET_V4 = /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./;
 
-const controls = (process.env.WG3_CONTROLS ?? "headscale").split(",");
+// The same suite against Headscale and against this repo's builtin control server.
+const controls = (process.env.WG3_CONTROLS ?? "headscale,builtin").split(",");
 
 describe.each(controls)("recipe-3 with --control %s: the coordinated mesh", (control) => {
   let lab: LabHandle;
