@@ -30,6 +30,7 @@ describe("builtin control server with real tailscaled on the host", () => {
   };
   const up = (c: HostTailscaled, authKey = key) =>
     c.cli(["up", `--login-server=${ctl.url}`, `--auth-key=${authKey}`, `--hostname=${c.name}`, "--timeout=45s"]);
+  const alphaStatus = () => clients.find((c) => c.name === "alpha")!.status();
   const peerNames = async (c: HostTailscaled) => Object.values((await c.status()).Peer ?? {}).map((p) => p.DNSName);
 
   beforeAll(async () => {
@@ -154,5 +155,89 @@ describe("builtin control server with real tailscaled on the host", () => {
     expect(reuse.Error).toBe("pre auth key already used");
     a.close();
     b.close();
+  });
+
+  it("interactive login: tailscale up prints a URL, an admin approves it with auth register, the node joins", async () => {
+    const eta = await client("eta");
+    const up = eta.cli(["up", `--login-server=${ctl.url}`, "--hostname=eta", "--timeout=60s"], 70_000);
+    const authId = await waitFor(
+      "eta's login URL",
+      async () => {
+        const m = /\/register\/([A-Za-z0-9_-]+)/.exec(eta.log.join("") + ((await eta.cli(["status"])).stdout ?? ""));
+        return m?.[1];
+      },
+      30_000,
+    );
+    // Negative control: not a node until an admin approves.
+    expect((JSON.parse(await cli("nodes", "list", "-o", "json")) as { given_name: string }[]).map((n) => n.given_name)).not.toContain(
+      "eta",
+    );
+    await expect(cli("auth", "register", "--user", "hope", "--auth-id", "not-a-pending-id")).rejects.toThrow(/no pending login/);
+    expect(await cli("auth", "register", "--user", "hope", "--auth-id", authId)).toContain("registered");
+    expect((await up).exitCode).toBe(0);
+    expect((await eta.status()).BackendState).toBe("Running");
+  });
+
+  it("tailscale logout expires the node; logging in again keeps its ID and address", async () => {
+    const [eta] = clients.filter((c) => c.name === "eta");
+    const before = (
+      JSON.parse(await cli("nodes", "list", "-o", "json")) as { id: number; given_name: string; ip_addresses: string[]; expired: boolean }[]
+    ).find((n) => n.given_name === "eta")!;
+    expect(before.expired).toBe(false);
+    expect((await eta!.cli(["logout"])).exitCode).toBe(0);
+    const after = (JSON.parse(await cli("nodes", "list", "-o", "json")) as (typeof before)[]).find((n) => n.given_name === "eta")!;
+    expect(after.expired).toBe(true);
+    expect((await up(eta!)).exitCode).toBe(0);
+    const again = (JSON.parse(await cli("nodes", "list", "-o", "json")) as (typeof before)[]).find((n) => n.given_name === "eta")!;
+    expect([again.id, again.ip_addresses, again.expired]).toEqual([before.id, before.ip_addresses, false]);
+  });
+
+  it("bad input: malformed handshakes get an error frame and a closed connection; big bodies, unknown paths and bad keys are refused", async () => {
+    const { connect } = await import("node:tls");
+    const { readFileSync } = await import("node:fs");
+    const ca = readFileSync(ctl.caFile, "utf8");
+    const raw = (handshake: Buffer) =>
+      new Promise<Buffer>((resolve, reject) => {
+        const s = connect({ host: "127.0.0.1", port: ctl.port, ca }, () => {
+          s.write(
+            `POST /ts2021 HTTP/1.1\r\nHost: x\r\nUpgrade: tailscale-control-protocol\r\nConnection: upgrade\r\n` +
+              `X-Tailscale-Handshake: ${handshake.toString("base64")}\r\n\r\n`,
+          );
+        });
+        const got: Buffer[] = [];
+        s.on("data", (d: Buffer) => got.push(d));
+        s.on("close", () => resolve(Buffer.concat(got)));
+        s.on("error", reject);
+      });
+    for (const bad of [Buffer.alloc(300, 1), Buffer.alloc(100, 1), Buffer.from([0, 138, 1, 0, 96, ...new Uint8Array(96)])]) {
+      const reply = await raw(bad);
+      const body = reply.subarray(reply.indexOf("\r\n\r\n") + 4);
+      expect(reply.toString("latin1")).toMatch(/^HTTP\/1\.1 101/);
+      expect(body[0]).toBe(3); // error frame, then the server closed the connection
+    }
+    const c = await ControlClient.connect({ url: ctl.url, ca });
+    expect((await c.postRaw("/machine/register", "x".repeat((1 << 20) + 1))).status).toBe(413);
+    expect((await c.postRaw("/machine/nonsense", {})).status).toBe(404);
+    expect((await c.postRaw("/machine/register", "{not json")).status).toBe(400);
+    expect((await c.register({ nodeKey: formatKey("nodekey", newKeyPair().publicKey), authKey: "wg3key-nope", hostname: "x" })).Error).toBe(
+      "invalid pre auth key",
+    );
+    const expiring = (await cli("preauthkeys", "create", "-u", "1", "-e", "1s")).trim();
+    await cli("preauthkeys", "expire", expiring);
+    expect((await c.register({ nodeKey: formatKey("nodekey", newKeyPair().publicKey), authKey: expiring, hostname: "x" })).Error).toBe(
+      "pre auth key expired",
+    );
+    c.close();
+    // The server is still serving after all that.
+    expect((await alphaStatus()).BackendState).toBe("Running");
+  });
+
+  it("keeps its private keys in its state directory, readable by root only", async () => {
+    const { statSync, readFileSync } = await import("node:fs");
+    for (const f of ["noise.key", "derp.key", "state.json"]) expect(statSync(join(ctl.dir, "state", f)).mode & 0o777).toBe(0o600);
+    expect(statSync(join(ctl.dir, "state")).mode & 0o777).toBe(0o700);
+    // Pre-auth keys are stored hashed: the plaintext key is nowhere in the state.
+    expect(readFileSync(join(ctl.dir, "state", "state.json"), "utf8")).not.toContain(key);
+    expect(ctl.logs.join("\n")).not.toContain(key);
   });
 });
