@@ -28,6 +28,7 @@ function tailnet(now = () => new Date()) {
     baseDomain: "example.com",
     now,
   });
+  nets.push(t);
   return { t, dir };
 }
 const mk = () => formatKey("mkey", newKeyPair().publicKey);
