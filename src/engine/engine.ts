@@ -157,6 +157,25 @@ export class Engine {
     return { containers: containers.length, networks: networks.length, volumes: volumes.length };
   }
 
+  /**
+   * Containers an image build is using right now. Podman runs build steps in buildah
+   * containers that the Docker API does not list, and it keeps running the current step after
+   * the client hangs up (measured with podman 4.3.1: the step runs to its end, then the build
+   * stops without tagging and removes them); libpod's `external` listing shows them. Docker Engine's builder
+   * cancels at once when the client hangs up and removes its containers (forcerm).
+   */
+  async buildContainers(): Promise<string[]> {
+    if (this.kind !== "podman") return [];
+    const all = await new Promise<{ Id: string; IsInfra?: boolean }[]>((resolve, reject) =>
+      this.docker.modem.dial(
+        { path: "/v4.0.0/libpod/containers/json?", method: "GET", options: { all: true, external: true }, statusCodes: { 200: true } },
+        (err: unknown, data: unknown) => (err ? reject(err) : resolve((data as { Id: string }[]) ?? [])),
+      ),
+    );
+    const regular = new Set((await this.docker.listContainers({ all: true })).map((c) => c.Id));
+    return all.map((c) => c.Id).filter((id) => !regular.has(id));
+  }
+
   async imageExists(ref: string): Promise<boolean> {
     try {
       await this.docker.getImage(ref).inspect();

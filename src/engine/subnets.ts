@@ -19,11 +19,15 @@ export async function usedSubnets(engine: Engine): Promise<UsedSubnet[]> {
     for (const c of n.IPAM?.Config ?? [])
       if (c.Subnet?.includes(".")) used.push({ subnet: c.Subnet, by, ours: labels[LABEL.project] === PROJECT });
   }
+  // Host routes: skip only those of this engine's own networks (listed above). Another
+  // engine's bridges (podman's while Docker is in use, or the reverse) still take the subnet.
+  const engineSubnets = new Set(used.map((u) => u.subnet));
   const r = await execa("ip", ["-4", "-o", "route", "show"], { reject: false });
   for (const line of r.stdout?.split("\n") ?? []) {
     const m = /^(\d+\.\d+\.\d+\.\d+\/\d+)\s.*dev (\S+)/.exec(line);
-    if (!m || /^(podman|docker|br-|cni-|veth)/.test(m[2]!)) continue;
-    used.push({ subnet: m[1]!, by: `a host route on ${m[2]}`, ours: false });
+    if (!m || engineSubnets.has(m[1]!) || /^veth/.test(m[2]!)) continue;
+    const other = /^(podman|docker|br-|cni-)/.test(m[2]!);
+    used.push({ subnet: m[1]!, by: other ? `another container engine's bridge ${m[2]}` : `a host route on ${m[2]}`, ours: false });
   }
   return used;
 }

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { pack } from "tar-stream";
 import { type BinarySet, ensureBinaries } from "../binaries.ts";
 import type { Engine } from "../engine/engine.ts";
@@ -28,8 +28,13 @@ export function isImageRole(x: string): x is ImageRole {
   return Object.hasOwn(IMAGE_ROLES, x);
 }
 
+/** The folder with one sub-folder per role; WG3_IMAGES_DIR replaces it (tests build a changed copy). */
+export function imagesRoot(): string {
+  return process.env.WG3_IMAGES_DIR ? resolve(process.env.WG3_IMAGES_DIR) : imagesDir;
+}
+
 function contextFiles(role: ImageRole): { name: string; data: Buffer; mode: number }[] {
-  const dir = join(imagesDir, role);
+  const dir = join(imagesRoot(), role);
   return readdirSync(dir)
     .sort()
     .filter((f) => statSync(join(dir, f)).isFile())
@@ -90,16 +95,21 @@ export async function ensureImages(
   const missing: ImageRole[] = [];
   for (const r of order) ((await engine.imageExists(imageRef(r))) ? result.reused : missing).push(r);
   if (missing.length === 0) return result;
+  const interrupted = (role: ImageRole) => new UserError(`Interrupted while building image ${role}; nothing half-built was tagged.`, 130);
+  if (signal?.aborted) throw interrupted(missing[0]!);
   result.base = await ensureBaseImage(engine, progress);
 
   for (const role of missing) {
+    if (signal?.aborted) throw interrupted(role);
     const spec = IMAGE_ROLES[role];
     const bins: BinarySet[] = [];
     for (const b of spec.binaries) bins.push(await ensureBinaries(b, progress));
+    if (signal?.aborted) throw interrupted(role);
     const step = stepper(progress);
     await step(`build image ${role}`, async (note) => {
       const buildargs: Record<string, string> = {};
       if (spec.parent) buildargs.BASE_IMAGE = imageRef(spec.parent);
+      const busyBefore = new Set(await engine.buildContainers().catch(() => []));
       const stream: NodeJS.ReadableStream = (await engine.docker.buildImage(
         tarContext(role, bins) as never,
         {
@@ -111,9 +121,11 @@ export async function ensureImages(
           forcerm: true,
         } as never,
       )) as unknown as NodeJS.ReadableStream;
-      signal?.addEventListener("abort", () => (stream as unknown as { destroy?: () => void }).destroy?.(), {
-        once: true,
-      });
+      // Ctrl-C: drop the connection, which makes the engine cancel the build (the tag is only
+      // applied when a build succeeds); the check below proves nothing was tagged.
+      const cancel = () => (stream as unknown as { destroy?: () => void }).destroy?.();
+      if (signal?.aborted) cancel();
+      signal?.addEventListener("abort", cancel, { once: true });
       const lines: string[] = [];
       await new Promise<void>((resolve, reject) => {
         engine.docker.modem.followProgress(
@@ -141,6 +153,12 @@ export async function ensureImages(
           },
         );
       });
+      signal?.removeEventListener("abort", cancel);
+      if (signal?.aborted) {
+        progress?.info(`Waiting for the ${engine.kind} builder to drop the build of ${role} (Ctrl-C again to quit now)...`);
+        await untilBuildEnds(engine, busyBefore);
+        throw interrupted(role);
+      }
       if (!(await engine.imageExists(imageRef(role)))) {
         throw new UserError(`Building image ${role} ended without an image tagged ${imageRef(role)}.`, 1, lines.slice(-20).join(""));
       }
@@ -149,6 +167,21 @@ export async function ensureImages(
     await pruneOldImages(engine, role);
   }
   return result;
+}
+
+/**
+ * After Ctrl-C: wait (bounded) until the engine has let go of the build, so that what we say
+ * about tags is true when we exit and no build container is left. Podman runs the current
+ * step to its end, then stops without tagging and removes its build containers; Docker stops
+ * at once. A second Ctrl-C quits at once.
+ */
+async function untilBuildEnds(engine: Engine, busyBefore: Set<string>, timeoutMs = 300_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const busy = (await engine.buildContainers().catch(() => [])).filter((id) => !busyBefore.has(id));
+    if (!busy.length || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 /** Remove earlier builds of a role (other inputs hash) that no container uses. */
