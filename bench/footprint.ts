@@ -1,7 +1,7 @@
 import type { Engine } from "../src/engine/engine.ts";
 import { LabHandle } from "../src/lab/handle.ts";
 import { type BenchContext, type Benchmark, checkAborted, list, num, warmEngine } from "./lib/bench.ts";
-import { labMemory, memInfo, RECIPE3_MESH_CHECKS, waitGreen } from "./lib/labs.ts";
+import { BENCH_LAB, labMemory, memInfo, RECIPE3_MESH_CHECKS, waitGreen } from "./lib/labs.ts";
 import { round, secs } from "./lib/stats.ts";
 import type { Bar } from "./lib/types.ts";
 
@@ -10,11 +10,11 @@ const GiB = 2 ** 30;
 
 /** Memory of one running, green lab per recipe (default lab names, one at a time). */
 async function perRecipe(engine: Engine, recipe: string) {
-  const lab = await LabHandle.start(recipe);
+  const lab = await LabHandle.start(recipe, { lab: BENCH_LAB });
   try {
     await lab.solve();
     await waitGreen(lab);
-    const m = await labMemory(engine, "default", recipe);
+    const m = await labMemory(engine, BENCH_LAB, recipe);
     return { recipe, mib: m.bytes / MiB, containers: m.containers };
   } finally {
     await lab.stop();
@@ -95,7 +95,7 @@ export const footprint: Benchmark = {
   },
   async run(ctx) {
     const t0 = Date.now();
-    const engine = await warmEngine(ctx);
+    const engine = await warmEngine(ctx, { allowRunning: true });
     const recipes = list(ctx, "fp-recipes");
     const per: { recipe: string; mib: number; containers: number }[] = [];
     for (const r of recipes) {

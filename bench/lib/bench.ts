@@ -40,8 +40,12 @@ export async function warmEngine(ctx: BenchContext, opts: { allowRunning?: boole
   const engine = await ensureEngine({ allowSetup: false });
   const r = await ensureImages(engine, Object.keys(IMAGE_ROLES) as ImageRole[]);
   if (r.built.length) ctx.log(`built images first (not timed): ${r.built.join(", ")}`);
+  // Our own leftovers from an interrupted benchmark (the --lab copies benchmarks use).
+  for (const l of await status(engine)) if (l.lab === "bench" || l.lab.startsWith("bench-fp-")) await engine.removeLabelled({ lab: l.lab });
+  const running = await status(engine);
+  const names = running.map((l) => `${l.recipe}${l.lab === "default" ? "" : ` --lab ${l.lab}`}`).join(", ");
+  if (running.length && opts.allowRunning) ctx.log(`note: other labs are running (${names}); they share the CPU with this benchmark`);
   if (!opts.allowRunning) {
-    const running = await status(engine);
     if (running.length)
       throw new Error(
         `labs are running (${running.map((l) => `${l.recipe}${l.lab === "default" ? "" : ` --lab ${l.lab}`}`).join(", ")}); benchmarks need a quiet engine: stop them first`,

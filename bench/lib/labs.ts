@@ -45,3 +45,9 @@ export async function waitGreen(lab: LabHandle, only?: string[], timeoutMs = 60_
 
 /** recipe-3's checks that hold right after start (the capture exercise needs its solve first). */
 export const RECIPE3_MESH_CHECKS = ["nodes-online", "tracepath", "curl", "magicdns"];
+
+/**
+ * Benchmarks other than lab-start run their labs as this --lab copy (own names, 10.213.x.0/24
+ * subnets), so that they never clash with a default lab; the numbers are the same.
+ */
+export const BENCH_LAB = "bench";
