@@ -50,7 +50,7 @@ function dial(u: URL, o: { ca?: string; insecure?: boolean }): Promise<Duplex> {
             },
             () => resolve(s),
           )
-        : net.connect({ host: u.hostname, port }, () => resolve(s));
+        : net.connect({ host: u.hostname, port, noDelay: true }, () => resolve(s));
     s.once("error", reject);
   });
 }

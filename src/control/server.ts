@@ -227,7 +227,9 @@ export class ControlServer {
       return;
     }
     socket.write(hs.response);
-    if ("setTimeout" in socket) (socket as { setTimeout(n: number): void }).setTimeout(0);
+    // Small request/response frames inside Noise: without TCP_NODELAY each waits on delayed ACKs.
+    (socket as { setNoDelay?(b: boolean): void }).setNoDelay?.(true);
+    (socket as { setTimeout?(n: number): void }).setTimeout?.(0);
     const machineKey = formatKey("mkey", hs.result.machineKey);
     const conn = new NoiseConn(socket, hs.result, { machineKey: hs.result.machineKey, version: hs.result.version }, head);
     conn.on("error", () => {});

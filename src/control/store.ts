@@ -1,16 +1,18 @@
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 
 /**
- * The control server's durable state, kept as one JSON document in the state directory and
- * replaced atomically (write a temporary file, fsync, rename) on every change.
+ * The control server's durable state: one small JSON file per record (users/, keys/, nodes/,
+ * plus meta.json for the ID counters) in the state directory, each replaced atomically (write
+ * a temporary file, fsync, rename) when that record changes, so a registration writes one
+ * node file however large the tailnet is.
  *
  * Why not SQLite, as Headscale uses: the server must run on the Node.js of a stock Debian
  * bookworm container (18.x, no built-in SQLite; node:sqlite arrived in 22.5), and a native
  * SQLite binding needs a compiler or a prebuilt download, neither of which CI or an offline
- * lab has. The state is small (a lab holds a handful of nodes; 5000 nodes are ~5 MB), changes
- * only on registration and admin actions (not on every map poll), and has one writer. A
- * whole-file atomic rename gives the same crash safety for this shape of data.
+ * lab has. The data is a handful of small records per node, changes only on registration and
+ * admin actions (not on every map poll), and has one writer; per-record atomic files give the
+ * same crash safety for that shape (a record is either its old or its new version).
  */
 
 export interface UserRec {
@@ -82,22 +84,50 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
   renameSync(tmp, path);
 }
 
-export class StateStore {
-  readonly file: string;
+type Collection = "users" | "keys" | "nodes";
+const COLLECTIONS: Record<Collection, "users" | "preAuthKeys" | "nodes"> = { users: "users", keys: "preAuthKeys", nodes: "nodes" };
 
+/** A dirty-record name: "meta", or "<collection>:<id>". */
+export type RecordRef = "meta" | `${Collection}:${number}`;
+
+export class StateStore {
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    this.file = join(dir, "state.json");
+    for (const c of Object.keys(COLLECTIONS)) mkdirSync(join(dir, c), { recursive: true, mode: 0o700 });
   }
 
   load(): State {
-    if (!existsSync(this.file)) return emptyState();
-    const s = JSON.parse(readFileSync(this.file, "utf8")) as State;
-    if (s.version !== 1) throw new Error(`${this.file}: unknown state version ${s.version}`);
-    return s;
+    const state = emptyState();
+    const meta = join(this.dir, "meta.json");
+    if (existsSync(meta)) {
+      const m = JSON.parse(readFileSync(meta, "utf8")) as Pick<State, "version" | "nextUserId" | "nextNodeId" | "nextKeyId">;
+      if (m.version !== 1) throw new Error(`${meta}: unknown state version ${m.version}`);
+      Object.assign(state, m);
+    }
+    for (const [c, field] of Object.entries(COLLECTIONS)) {
+      const dir = join(this.dir, c);
+      const recs = readdirSync(dir)
+        .filter((f) => /^\d+\.json$/.test(f))
+        .map((f) => JSON.parse(readFileSync(join(dir, f), "utf8")) as { id: number })
+        .sort((a, b) => a.id - b.id);
+      (state[field] as { id: number }[]) = recs;
+    }
+    return state;
   }
 
-  save(state: State): void {
-    writeFileAtomic(this.file, `${JSON.stringify(state, null, 1)}\n`);
+  /** Write the named records (deleting those no longer in the state). */
+  save(state: State, dirty: Iterable<RecordRef>): void {
+    for (const ref of dirty) {
+      if (ref === "meta") {
+        const { version, nextUserId, nextNodeId, nextKeyId } = state;
+        writeFileAtomic(join(this.dir, "meta.json"), `${JSON.stringify({ version, nextUserId, nextNodeId, nextKeyId })}\n`);
+        continue;
+      }
+      const [c, id] = ref.split(":") as [Collection, string];
+      const file = join(this.dir, c, `${id}.json`);
+      const rec = (state[COLLECTIONS[c]] as { id: number }[]).find((r) => r.id === Number(id));
+      if (rec) writeFileAtomic(file, `${JSON.stringify(rec)}\n`);
+      else rmSync(file, { force: true });
+    }
   }
 }

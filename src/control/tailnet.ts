@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import type { NodeRec, PreAuthKeyRec, State, StateStore, UserRec } from "./store.ts";
+import type { NodeRec, PreAuthKeyRec, RecordRef, State, StateStore, UserRec } from "./store.ts";
 
 /**
  * The tailnet: users, pre-auth keys, nodes with their addresses, names and routes, and who is
@@ -59,6 +59,7 @@ export class Tailnet {
   private primaries = new Map<string, number>();
   private saveTimer: NodeJS.Immediate | undefined;
   private saveWaiters: (() => void)[] = [];
+  private dirty = new Set<RecordRef>();
   private readonly now: () => Date;
 
   constructor(
@@ -77,12 +78,20 @@ export class Tailnet {
     return () => this.listeners.delete(l);
   }
 
-  /** Persist soon (several changes in one tick share one write) and notify listeners now. */
-  private changed(nodes: Iterable<number> = [], removed: Iterable<number> = [], persist = true): void {
+  /**
+   * Persist soon (changes in one tick share one flush) and notify listeners now. With
+   * `persist`, the given nodes' records are written, plus `records` (users, keys) and meta.
+   */
+  private changed(nodes: Iterable<number> = [], removed: Iterable<number> = [], persist = true, records: RecordRef[] = []): void {
     const c = new Set(nodes);
-    for (const id of this.electPrimaries()) c.add(id);
     const r = new Set(removed);
-    if (persist) this.scheduleSave();
+    if (persist) {
+      for (const id of [...c, ...r]) this.dirty.add(`nodes:${id}`);
+      for (const ref of records) this.dirty.add(ref);
+      this.dirty.add("meta");
+      this.scheduleSave();
+    }
+    for (const id of this.electPrimaries()) c.add(id);
     if (c.size || r.size) for (const l of this.listeners) l(c, r);
   }
 
@@ -94,7 +103,9 @@ export class Tailnet {
   flush(): void {
     if (this.saveTimer) clearImmediate(this.saveTimer);
     this.saveTimer = undefined;
-    this.store.save(this.state);
+    const dirty = this.dirty;
+    this.dirty = new Set();
+    this.store.save(this.state, dirty);
     const w = this.saveWaiters;
     this.saveWaiters = [];
     for (const f of w) f();
@@ -130,7 +141,7 @@ export class Tailnet {
     if (this.state.users.some((u) => u.name === name)) throw new TailnetError(`user ${name} already exists`);
     const u = { id: this.state.nextUserId++, name, createdAt: this.now().toISOString() };
     this.state.users.push(u);
-    this.changed();
+    this.changed([], [], true, [`users:${u.id}`]);
     return u;
   }
 
@@ -156,7 +167,7 @@ export class Tailnet {
       createdAt: now.toISOString(),
     };
     this.state.preAuthKeys.push(rec);
-    this.changed();
+    this.changed([], [], true, [`keys:${rec.id}`]);
     return { key, rec };
   }
 
@@ -168,7 +179,7 @@ export class Tailnet {
     const k = this.state.preAuthKeys.find((p) => String(p.id) === prefixOrId || prefixOrId.startsWith(p.prefix));
     if (!k) throw new TailnetError(`pre-auth key ${prefixOrId} not found`);
     k.expiration = this.now().toISOString();
-    this.changed();
+    this.changed([], [], true, [`keys:${k.id}`]);
     return k;
   }
 
@@ -226,7 +237,7 @@ export class Tailnet {
     const key = this.validKey(a.authKey);
     const node = this.upsertNode({ ...a, userId: key.userId, ephemeral: key.ephemeral, method: "authkey", keyId: key.id });
     key.used = true;
-    this.changed([node.id]);
+    this.changed([node.id], [], true, [`keys:${key.id}`]);
     return node;
   }
 

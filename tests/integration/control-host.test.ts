@@ -234,10 +234,19 @@ describe("builtin control server with real tailscaled on the host", () => {
 
   it("keeps its private keys in its state directory, readable by root only", async () => {
     const { statSync, readFileSync } = await import("node:fs");
-    for (const f of ["noise.key", "derp.key", "state.json"]) expect(statSync(join(ctl.dir, "state", f)).mode & 0o777).toBe(0o600);
-    expect(statSync(join(ctl.dir, "state")).mode & 0o777).toBe(0o700);
-    // Pre-auth keys are stored hashed: the plaintext key is nowhere in the state.
-    expect(readFileSync(join(ctl.dir, "state", "state.json"), "utf8")).not.toContain(key);
+    const state = join(ctl.dir, "state");
+    const { readdirSync } = await import("node:fs");
+    const files = [
+      "noise.key",
+      "derp.key",
+      "meta.json",
+      ...["users", "keys", "nodes"].flatMap((d) => readdirSync(join(state, d)).map((f) => join(d, f))),
+    ];
+    expect(files.length).toBeGreaterThan(8);
+    for (const f of files) expect(statSync(join(state, f)).mode & 0o777).toBe(0o600);
+    for (const d of ["", "users", "keys", "nodes"]) expect(statSync(join(state, d)).mode & 0o777).toBe(0o700);
+    // Pre-auth keys are stored hashed: the plaintext key is in no state file, nor in the log.
+    for (const f of files) expect(readFileSync(join(state, f), "utf8")).not.toContain(key);
     expect(ctl.logs.join("\n")).not.toContain(key);
   });
 });
