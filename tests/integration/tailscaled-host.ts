@@ -16,7 +16,10 @@ import { makeLabTls } from "../../src/lab/tls.ts";
  * containers. Used by tests/integration/*.test.ts.
  */
 
+/** The pinned tailscale build, or another one named by WG3_TAILSCALE_BIN_DIR (to try other client versions). */
 export function tailscaleBins(): { tailscale: string; tailscaled: string } | undefined {
+  const other = process.env.WG3_TAILSCALE_BIN_DIR;
+  if (other) return { tailscale: join(other, "tailscale"), tailscaled: join(other, "tailscaled") };
   const b = cachedBinaries("tailscale");
   return b ? { tailscale: join(b.dir, "tailscale"), tailscaled: join(b.dir, "tailscaled") } : undefined;
 }
