@@ -157,6 +157,24 @@ describe("builtin control server with real tailscaled on the host", () => {
     b.close();
   });
 
+  it("nodes delete removes a node from every peer's netmap (PeersRemoved); nodes expire logs a client out", async () => {
+    const [alpha] = clients.filter((c) => c.name === "alpha");
+    const [delta] = clients.filter((c) => c.name === "delta");
+    const list = async () => JSON.parse(await cli("nodes", "list", "-o", "json")) as { id: number; given_name: string }[];
+    const gamma = (await list()).find((n) => n.given_name === "gamma")!;
+    // Negative control: alpha lists gamma before the delete.
+    expect(await peerNames(alpha!)).toContain("gamma.tailnet.test.");
+    expect(await cli("nodes", "delete", "-i", String(gamma.id))).toBe("Node deleted\n");
+    await waitFor("alpha no longer lists gamma", async () => !(await peerNames(alpha!)).includes("gamma.tailnet.test."), 20_000);
+    expect((await list()).map((n) => n.given_name)).not.toContain("gamma");
+
+    const d = (await list()).find((n) => n.given_name === "delta")!;
+    expect((await delta!.status()).BackendState).toBe("Running");
+    expect(await cli("nodes", "expire", "-i", String(d.id))).toBe("Node expired\n");
+    await waitFor("delta needs to log in again", async () => (await delta!.status()).BackendState === "NeedsLogin", 20_000);
+    await expect(cli("nodes", "expire", "-i", "9999")).rejects.toThrow(/node 9999 not found/);
+  });
+
   it("interactive login: tailscale up prints a URL, an admin approves it with auth register, the node joins", async () => {
     const eta = await client("eta");
     const up = eta.cli(["up", `--login-server=${ctl.url}`, "--hostname=eta", "--timeout=60s"], 70_000);

@@ -137,11 +137,17 @@ export class HostTailscaled {
     return JSON.parse((await this.cli(["status", "--json"])).stdout);
   }
 
+  /** SIGTERM, and SIGKILL if it has not exited within 10 s (said on stderr, with the reason). */
   async stop(): Promise<void> {
-    if (!this.proc || this.proc.exitCode !== null) return;
+    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
     const exited = new Promise((r) => this.proc!.once("exit", r));
     this.proc.kill("SIGTERM");
+    const timer = setTimeout(() => {
+      process.stderr.write(`tailscaled ${this.name} ignored SIGTERM for 10 s; killing it. Last log:\n${this.tail(15)}\n`);
+      this.proc?.kill("SIGKILL");
+    }, 10_000);
     await exited;
+    clearTimeout(timer);
   }
 
   tail(n = 30): string {
