@@ -28,8 +28,8 @@ describe("builtin control server with real tailscaled on the host", () => {
     await c.start();
     return c;
   };
-  const up = (c: HostTailscaled, authKey = key) =>
-    c.cli(["up", `--login-server=${ctl.url}`, `--auth-key=${authKey}`, `--hostname=${c.name}`, "--timeout=45s"]);
+  const up = (c: HostTailscaled, authKey = key, ...more: string[]) =>
+    c.cli(["up", `--login-server=${ctl.url}`, `--auth-key=${authKey}`, `--hostname=${c.name}`, "--timeout=45s", ...more]);
   const alphaStatus = () => clients.find((c) => c.name === "alpha")!.status();
   const peerNames = async (c: HostTailscaled) => Object.values((await c.status()).Peer ?? {}).map((p) => p.DNSName);
 
@@ -202,10 +202,13 @@ describe("builtin control server with real tailscaled on the host", () => {
       JSON.parse(await cli("nodes", "list", "-o", "json")) as { id: number; given_name: string; ip_addresses: string[]; expired: boolean }[]
     ).find((n) => n.given_name === "eta")!;
     expect(before.expired).toBe(false);
-    expect((await eta!.cli(["logout"])).exitCode).toBe(0);
+    const out = await eta!.cli(["logout"]);
+    expect(out.exitCode, out.all).toBe(0);
     const after = (JSON.parse(await cli("nodes", "list", "-o", "json")) as (typeof before)[]).find((n) => n.given_name === "eta")!;
     expect(after.expired).toBe(true);
-    expect((await up(eta!)).exitCode).toBe(0);
+    // --reset: the tailscale CLI refuses an `up` that does not restate every earlier flag.
+    const relogin = await up(eta!, key, "--reset");
+    expect(relogin.exitCode, relogin.all).toBe(0);
     const again = (JSON.parse(await cli("nodes", "list", "-o", "json")) as (typeof before)[]).find((n) => n.given_name === "eta")!;
     expect([again.id, again.ip_addresses, again.expired]).toEqual([before.id, before.ip_addresses, false]);
   });
