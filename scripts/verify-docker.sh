@@ -115,6 +115,7 @@ restore() {
     for c in $children; do kill -0 "$c" 2>/dev/null && kill -TERM "$c"; done
     say "dockerd $DOCKERD_PID stopped"
   fi
+  [ -n "${TMUX_TMPDIR:-}" ] && tmux kill-server 2>/dev/null # our own tmux server only
   rm -f "$SOCK" "$PIDFILE"
   rm -rf "$EXEC_ROOT"
   # Bridges dockerd made (docker0, br-*) outlive it.
@@ -156,6 +157,10 @@ setsid dockerd --data-root "$DATA" --exec-root "$EXEC_ROOT" -H "unix://$SOCK" --
   >"$OUT/dockerd.log" 2>&1 </dev/null &
 DOCKERD_PID=$!
 export DOCKER_HOST=unix://$SOCK
+# A tmux server of our own: `start` opens a workspace and `clean` closes every wg3 workspace,
+# which must not touch the sessions of podman labs people have open on this machine.
+export TMUX_TMPDIR=$OUT/tmux
+mkdir -p "$TMUX_TMPDIR"
 deadline=$(($(date +%s) + 60))
 until docker version >/dev/null 2>&1; do
   if ! kill -0 "$DOCKERD_PID" 2>/dev/null || [ "$(date +%s)" -ge "$deadline" ]; then
