@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine/engine.ts";
+import { hasTmux } from "../../src/workspace/tmux.ts";
 import { ALL, cli, engine, type Leftovers, NOTHING, ours, report } from "./lib.ts";
 
 /** Same PRNG as the benchmarks: a printed seed replays the same interruption moments. */
@@ -43,6 +44,7 @@ describe("no leftovers: start/stop cycles and Ctrl-C during starts, through the 
       expect(running.containers).toHaveLength(4);
       expect(running.networks).toHaveLength(2);
       expect(running.planDirs).toHaveLength(1);
+      if (await hasTmux()) expect(running.sessions).toEqual([`wg3-${RECIPE}`]);
       const down = await cli(["stop", RECIPE]);
       expect(down.code, down.stderr).toBe(0);
       expect(await ours(e, { recipe: RECIPE }), `after cycle ${i + 1}`).toEqual(NOTHING);
