@@ -35,6 +35,7 @@ export async function diagnose(): Promise<Finding[]> {
       detail: `${engine.kind} ${engine.version} at ${engine.dockerHost} (${found.live.endpoint.source})`,
     });
     out.push(await runtimeFinding(engine));
+    if (engine.kind === "podman") out.push(await networkBackendFinding(engine));
   } else {
     const podman = await has("podman");
     out.push({
@@ -215,4 +216,22 @@ async function runtimeFinding(engine: Engine): Promise<Finding> {
       .remove({ force: true })
       .catch(() => {});
   }
+}
+
+/** podman's network backend: netavark isolates lab bridges from each other; CNI does not. */
+async function networkBackendFinding(engine: Engine): Promise<Finding> {
+  const r = await execa("podman", ["--remote", "--url", engine.dockerHost, "info", "--format", "{{.Host.NetworkBackend}}"], {
+    reject: false,
+    timeout: 15_000,
+  });
+  const backend = r.stdout.trim();
+  if (backend === "netavark") return { name: "podman network backend", status: "ok", detail: "netavark (isolated bridges)" };
+  return {
+    name: "podman network backend",
+    status: "missing",
+    detail: backend
+      ? `${backend}: its bridges are not isolated from each other, so a lab's "home" LAN would be reachable around the VPN`
+      : `could not ask podman (${(r.stderr || r.stdout).trim().split("\n").pop()})`,
+    fix: "sudo ./start.ts setup   (installs netavark + aardvark-dns and restarts the podman service on them)",
+  };
 }

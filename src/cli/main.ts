@@ -79,9 +79,10 @@ const commands: Record<string, Command> = {
     usage: "setup [--yes]",
     summary: "install and start a container engine, build the pinned binaries and the images",
     details:
-      "On Debian/Ubuntu as root, when no engine answers: apt-get installs podman, runc, iptables, debootstrap,\n" +
-      "tmux, openssl and ca-certificates; writes .state/podman/containers.conf (runc, cgroupfs, rlimits that\n" +
-      "work on hybrid-cgroup hosts) and starts `podman system service` on /run/wg-3-ways/podman.sock.\n" +
+      "On Debian/Ubuntu as root, when no engine answers: apt-get installs podman, runc, netavark, aardvark-dns,\n" +
+      "iptables, debootstrap, tmux, openssl and ca-certificates; writes .state/podman/containers.conf (runc,\n" +
+      "cgroupfs, rlimits that work on hybrid-cgroup hosts, netavark networking so lab bridges are isolated) and\n" +
+      "starts `podman system service` on /run/wg-3-ways/podman.sock.\n" +
       "Docker Engine is used as is when its socket answers (or DOCKER_HOST is set).\n" +
       "Then it builds Tailscale and Headscale (go install, pinned in versions.json) and every image in images/.",
     flags: [{ name: "yes", help: "do not ask before installing packages" }],

@@ -10,7 +10,26 @@ import { describeNoEngine, findEngine, type Probe, probe } from "./connect.ts";
 import { Engine } from "./engine.ts";
 
 /** Distro packages `setup` installs: the engine, its runtime, and the host tools labs use. */
-export const SETUP_PACKAGES = ["podman", "runc", "iptables", "debootstrap", "tmux", "openssl", "ca-certificates"];
+export const SETUP_PACKAGES = [
+  "podman",
+  "runc",
+  "netavark",
+  "aardvark-dns",
+  "iptables",
+  "debootstrap",
+  "tmux",
+  "openssl",
+  "ca-certificates",
+];
+
+/**
+ * Debian's podman only suggests netavark; without it podman falls back to CNI, whose bridges
+ * are not isolated from each other (`-o isolate` is netavark's), so the labs need netavark.
+ */
+const NETAVARK_PATHS = ["/usr/lib/podman/netavark", "/usr/libexec/podman/netavark"];
+export function hasNetavark(): boolean {
+  return NETAVARK_PATHS.some((p) => existsSync(p));
+}
 
 /**
  * Podman settings measured to work on hybrid-cgroup hosts (see shared/platform-notes.md):
@@ -46,11 +65,19 @@ async function which(cmd: string): Promise<boolean> {
   return (await execa("sh", ["-c", `command -v ${cmd}`], { reject: false })).exitCode === 0;
 }
 
-export function writeContainersConf(): string {
+/** The project's containers.conf: CONTAINERS_CONF, plus netavark as the network backend when installed. */
+export function containersConfText(): string {
+  return hasNetavark() ? `${CONTAINERS_CONF}\n[network]\nnetwork_backend = "netavark"\n` : CONTAINERS_CONF;
+}
+
+/** Write the project's containers.conf if it differs; true when it changed. */
+export function writeContainersConf(): boolean {
   const path = containersConfPath();
   mkdirSync(dirname(path), { recursive: true });
-  if (!existsSync(path) || readFileSync(path, "utf8") !== CONTAINERS_CONF) writeFileSync(path, CONTAINERS_CONF);
-  return path;
+  const text = containersConfText();
+  if (existsSync(path) && readFileSync(path, "utf8") === text) return false;
+  writeFileSync(path, text);
+  return true;
 }
 
 /**
@@ -58,7 +85,8 @@ export function writeContainersConf(): string {
  * log file) so it never holds a terminal or a CI step open. Poll until the API answers.
  */
 export async function startPodmanService(progress?: Progress): Promise<Probe> {
-  const conf = writeContainersConf();
+  writeContainersConf();
+  const conf = containersConfPath();
   mkdirSync(dirname(OWN_PODMAN_SOCKET), { recursive: true });
   const log = openSync(podmanServiceLog(), "a");
   const child = spawn("podman", ["system", "service", "--time=0", `unix://${OWN_PODMAN_SOCKET}`], {
@@ -141,6 +169,19 @@ export async function installPackages(opts: EnsureOptions, packages = SETUP_PACK
  */
 export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
   const found = await findEngine();
+  if (found.live && found.live.endpoint.dockerHost === `unix://${OWN_PODMAN_SOCKET}` && opts.allowSetup && isRoot()) {
+    // Our own service: bring it up to date when setup has learnt something since it started
+    // (a package to add, a setting in containers.conf), then restart it on the new config.
+    if (!hasNetavark() && isDebianLike()) await installPackages(opts, ["netavark", "aardvark-dns"]);
+    if (writeContainersConf()) {
+      const step = stepper(opts.progress);
+      const live = await step("restart the podman API service on the updated containers.conf", async () => {
+        await stopOwnPodmanService();
+        return startPodmanService(opts.progress);
+      });
+      return new Engine(live.endpoint.dockerHost, live.kind!, live.version ?? "?");
+    }
+  }
   if (found.live) return new Engine(found.live.endpoint.dockerHost, found.live.kind!, found.live.version ?? "?");
   if (process.env.DOCKER_HOST) throw new UserError(describeNoEngine(found.probes));
   const hasPodman = await which("podman");
@@ -159,7 +200,7 @@ export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
   const dead = found.probes.find((p) => p.state === "dead" && !p.endpoint.dockerHost.includes(OWN_PODMAN_SOCKET));
   if (dead && !hasPodman) throw new UserError(describeNoEngine(found.probes));
 
-  if (!hasPodman) {
+  if (!hasPodman || (!hasNetavark() && isDebianLike() && opts.allowSetup)) {
     if (!opts.allowSetup)
       throw new UserError("No container engine is reachable: run `sudo ./start.ts setup` (./start.ts doctor tells what is missing).");
     if (!isDebianLike()) {
@@ -167,7 +208,11 @@ export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
         "No container engine is reachable: install podman and runc (or Docker Engine) with your distribution's tools, then run ./start.ts setup.",
       );
     }
-    opts.progress?.info("No container engine found: setup installs podman + runc from Debian's packages and starts a podman API service.");
+    opts.progress?.info(
+      hasPodman
+        ? "podman is here but netavark is not: setup installs it (the labs need isolated bridges) and starts a podman API service."
+        : "No container engine found: setup installs podman + runc from Debian's packages and starts a podman API service.",
+    );
     await installPackages(opts);
   }
   const step = stepper(opts.progress);
@@ -175,10 +220,13 @@ export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
   return new Engine(live.endpoint.dockerHost, live.kind!, live.version ?? "?");
 }
 
-/** Stop the podman service we started (CI calls this at the end so nothing keeps running). */
+/** Stop the podman service we started, and wait (bounded) until it has exited. */
 export async function stopOwnPodmanService(): Promise<boolean> {
-  const r = await execa("pkill", ["-f", `podman system service --time=0 unix://${OWN_PODMAN_SOCKET}`], {
-    reject: false,
-  });
+  const pattern = `podman system service --time=0 unix://${OWN_PODMAN_SOCKET}`;
+  const r = await execa("pkill", ["-f", pattern], { reject: false });
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline && (await execa("pgrep", ["-f", pattern], { reject: false })).exitCode === 0) {
+    await new Promise((res) => setTimeout(res, 100));
+  }
   return r.exitCode === 0;
 }
