@@ -224,7 +224,7 @@ derp:
     const users = JSON.parse((await cli(["users", "list", "-o", "json"])).stdout) as { id: number | string; name: string }[];
     const id = users.find((u) => u.name === "bench")?.id ?? 1;
     const key = (await cli(["preauthkeys", "create", "-u", String(id), "--reusable", "-e", "24h"])).stdout.trim().split("\n").pop()!;
-    const version = (await cli(["version"])).stdout.trim();
+    const version = `(${(await cli(["version"])).stdout.trim().split(" ")[0]})`;
     return { kind: "builtin", version, url: `http://127.0.0.1:${port}`, pid: child.pid!, authKey: key, stop, logTail: () => tail(log) };
   } catch (e) {
     await stop();
