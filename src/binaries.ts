@@ -60,7 +60,7 @@ export async function goVersion(): Promise<string | undefined> {
  * `go install pkg@version` (static, CGO off) into a temporary GOBIN, renamed into place only
  * when complete, so an interrupted build never leaves a half-filled cache entry.
  */
-export async function ensureBinaries(name: keyof typeof GO_PACKAGES, progress?: Progress): Promise<BinarySet> {
+export async function ensureBinaries(name: keyof typeof GO_PACKAGES, progress?: Progress, signal?: AbortSignal): Promise<BinarySet> {
   const hit = cachedBinaries(name);
   if (hit) return hit;
   const spec = GO_PACKAGES[name];
@@ -78,6 +78,7 @@ export async function ensureBinaries(name: keyof typeof GO_PACKAGES, progress?: 
         const child = execa("go", args, {
           reject: false,
           all: true,
+          cancelSignal: signal,
           env: {
             CGO_ENABLED: "0",
             GOBIN: tmp,
@@ -94,6 +95,9 @@ export async function ensureBinaries(name: keyof typeof GO_PACKAGES, progress?: 
           }
         });
         const r = await child;
+        if (signal?.aborted) {
+          throw new UserError(`Interrupted while building ${name} ${version}; the cache holds no half-built copy.`, 130);
+        }
         if (r.exitCode !== 0) {
           const text = String(r.all ?? "");
           if (/dial tcp|lookup .*no such host|connection refused|i\/o timeout/.test(text)) {

@@ -96,7 +96,7 @@ const commands: Record<string, Command> = {
       if (isRoot() && !(await hasTmux()))
         await installPackages({ yes: Boolean(p.flags.yes), progress: ctx.progress }, ["tmux", "openssl", "debootstrap"]);
       for (const b of ["tailscale", "headscale"] as const) {
-        const set = await ensureBinaries(b, ctx.progress);
+        const set = await ensureBinaries(b, ctx.progress, ctx.signal);
         ctx.progress.info(`${b} ${set.version}: ${set.via}, ${set.dir}`);
       }
       const r = await ensureImages(engine, Object.keys(IMAGE_ROLES) as ImageRole[], ctx.progress, ctx.signal);

@@ -103,7 +103,7 @@ export async function ensureImages(
     if (signal?.aborted) throw interrupted(role);
     const spec = IMAGE_ROLES[role];
     const bins: BinarySet[] = [];
-    for (const b of spec.binaries) bins.push(await ensureBinaries(b, progress));
+    for (const b of spec.binaries) bins.push(await ensureBinaries(b, progress, signal));
     if (signal?.aborted) throw interrupted(role);
     const step = stepper(progress);
     await step(`build image ${role}`, async (note) => {

@@ -9,8 +9,8 @@
  * the engine let go of the build), no container left (API-visible or podman build container),
  * and for a lab start no labelled network either.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -50,10 +50,10 @@ interface Run {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function startCli(args: string[], imagesDirOverride: string): Run {
+function startCli(args: string[], imagesDirOverride: string, env: Record<string, string> = {}): Run {
   const child = spawn(join(ROOT, "start.ts"), args, {
     cwd: ROOT,
-    env: { ...process.env, WG3_IMAGES_DIR: imagesDirOverride, WG3_VERBOSE: "1", DOCKER_HOST: engine.dockerHost },
+    env: { ...process.env, WG3_IMAGES_DIR: imagesDirOverride, WG3_VERBOSE: "1", DOCKER_HOST: engine.dockerHost, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
@@ -162,5 +162,30 @@ describe("platform faults: Ctrl-C during an image build", () => {
     ).toEqual([]);
     expect(await engine.listContainers({ lab: "ctrlc" })).toEqual([]);
     expect(await engine.listNetworks({ lab: "ctrlc" })).toEqual([]);
+  });
+});
+
+describe("platform faults: Ctrl-C during go install", () => {
+  const cache = mkdtempSync(join(tmpdir(), "wg3-cache-"));
+  const goHeadscale = "go install .*github.com/juanfont/headscale/cmd/headscale@";
+  const goRunning = () => spawnSync("pgrep", ["-f", goHeadscale]).status === 0;
+
+  afterAll(() => {
+    spawnSync("pkill", ["-f", goHeadscale]);
+    rmSync(cache, { recursive: true, force: true });
+  });
+
+  it("./start.ts setup --yes into an empty cache: exits 130 with one sentence, no half-built binaries, no go left running", async () => {
+    engine ??= await ensureEngine();
+    const run = startCli(["setup", "--yes"], imagesDir, { WG3_CACHE_DIR: cache });
+    // Signal only once the headscale build really runs (tailscale's comes first).
+    await waitFor("go install headscale running", goRunning, 240_000, run.output);
+    run.child.kill("SIGINT");
+    const exit = await run.exited;
+    expect(exit, run.output().slice(-2000)).toEqual({ code: 130, signal: null });
+    expect(lastLine(run.output())).toMatch(/^Interrupted while building headscale v[\d.]+; the cache holds no half-built copy\.$/);
+    await waitFor("go install headscale gone", () => !goRunning(), 30_000, run.output);
+    const left = readdirSync(join(cache, "bin"));
+    expect(left.filter((d) => d.startsWith("headscale") || d.includes(".partial-"))).toEqual([]);
   });
 });
