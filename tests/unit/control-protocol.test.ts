@@ -194,7 +194,7 @@ import { Duplex } from "node:stream";
 /** Two PassThroughs as one socket: reads from `rx`, writes to `tx` (optionally recording them). */
 class DuplexPair extends Duplex {
   constructor(
-    private readonly rx: PassThrough,
+    rx: PassThrough,
     private readonly tx: PassThrough,
     private readonly record?: Buffer[],
   ) {

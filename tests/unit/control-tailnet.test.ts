@@ -124,13 +124,22 @@ describe("tailnet model", () => {
       cap: 102,
     });
     t.registerWithKey({ machineKey: mk(), nodeKey: nk(), authKey: key, hostinfo: { Hostname: "roaming" }, cap: 138 });
-    const m = fullMapResponse(t, mapper, a) as Record<string, any>;
+    type Obj = Record<string, unknown> & { Name: string };
+    const m = fullMapResponse(t, mapper, a) as {
+      Node: Obj;
+      Peers: Obj[];
+      PacketFilter: { SrcIPs: string[] }[];
+      DERPMap: { Regions: Record<string, unknown> };
+      DNSConfig: unknown;
+      UserProfiles: unknown;
+      CollectServices: unknown;
+    };
     expect(m.Node.Name).toBe("home.example.com.");
     expect(m.Node.MachineAuthorized).toBe(true);
     expect(m.Node.HomeDERP).toBe(999);
     expect(m.Node.DERP).toBe("127.3.3.40:999");
     expect(m.Peers.map((p: { Name: string }) => p.Name)).toEqual(["roaming.example.com."]);
-    expect(m.PacketFilter[0].SrcIPs).toEqual(["*"]);
+    expect(m.PacketFilter[0]?.SrcIPs).toEqual(["*"]);
     expect(Object.keys(m.DERPMap.Regions)).toEqual(["999"]);
     expect(m.DNSConfig).toMatchObject({ Proxied: true, Domains: ["example.com"] });
     expect(m.UserProfiles).toEqual([{ ID: 1, LoginName: "hope", DisplayName: "hope" }]);
