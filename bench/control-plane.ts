@@ -29,12 +29,13 @@ async function start(kind: string): Promise<ControlServer | { unavailable: strin
 export const controlPlane: Benchmark = {
   name: "control-plane",
   title: "Control plane at scale: N simulated nodes, Headscale vs builtin",
-  minutes: "estimate 10-20 min for 100, 1000, 5000 nodes on both servers; not measured yet",
+  minutes:
+    "~13 min: builtin 1000 nodes ~2 min, 5000 nodes hit the 10 min limit; Headscale fails fast until the client skips its early payload",
   options: {
     sizes: { default: "100,1000,5000", help: "numbers of simulated nodes" },
     servers: { default: "headscale,builtin", help: "control servers to measure" },
     concurrency: { default: "50", help: "registrations in flight at once" },
-    "mesh-timeout-s": { default: "600", help: "give up on one size after this long" },
+    "mesh-timeout-s": { default: "600", help: "give up on one size after this long (registrations included)" },
   },
   async run(ctx) {
     const t0 = Date.now();

@@ -50,7 +50,7 @@ async function once(ctx: BenchContext): Promise<{ wallMs: number; report: Vitest
 export const e2e: Benchmark = {
   name: "e2e",
   title: "E2E suite wall time, warm",
-  minutes: "~3.5 min a run",
+  minutes: "~5 min a run",
   options: { "e2e-runs": { default: "1", help: "how many times to run the e2e project (median per file)" } },
   async run(ctx) {
     const t0 = Date.now();

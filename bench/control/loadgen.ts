@@ -97,6 +97,15 @@ export async function runLoad(
       allFull();
     }
   };
+  // One deadline for the whole size, registrations included.
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      abort.abort();
+      reject(new Error(`after ${opts.timeoutMs / 1000} s: ${nodes.length} of ${n} nodes registered, ${full} saw all ${n - 1} peers`));
+    }, opts.timeoutMs);
+  });
+  deadline.catch(() => {});
   try {
     let next = 0;
     const worker = async () => {
@@ -113,22 +122,14 @@ export async function runLoad(
         );
       }
     };
-    await Promise.all(Array.from({ length: Math.min(opts.concurrency, n) }, worker));
+    await Promise.race([Promise.all(Array.from({ length: Math.min(opts.concurrency, n) }, worker)), deadline]);
     registeredAt = performance.now();
     opts.log(`${server.kind}: ${n} nodes registered with map streams in ${((registeredAt - t0) / 1000).toFixed(1)} s`);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      allFullP,
-      new Promise<void>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`only ${full} of ${n} nodes saw all ${n - 1} peers within ${opts.timeoutMs / 1000} s`)),
-          opts.timeoutMs,
-        );
-      }),
-    ]).finally(() => clearTimeout(timer));
+    await Promise.race([allFullP, deadline]);
   } catch (e) {
     error = (e as Error).message;
   } finally {
+    clearTimeout(timer);
     opts.signal.removeEventListener("abort", onOuterAbort);
   }
   const serverCpuS = cpuSeconds(server.pid) - cpu0;
