@@ -43,6 +43,9 @@ export function writeSummary(): string {
     `(names: ${ORDER.map((n) => `\`${n}\``).join(", ")}), and only this page with \`npm run bench -- --summary\`.`,
     "`npm run bench -- --help` lists the knobs (runs, durations, sizes). The runner takes the shared engine lock",
     "(`/tmp/wg3-e2e.lock`) itself unless it already runs under it.",
+    "A full run takes about 30 minutes on 2 cores (control-plane about half of it); every benchmark cleans up after itself, also when interrupted.",
+    "The lab-start baseline is `scripts/bench/recipe-3-baseline.sh` (the workshop's sequential podman CLI way).",
+    "Reliability drills are tests, not benchmarks: `npm run test:drills` (tests/drills, about 5 minutes; each drill prints its recovery time), and `npm test` runs their short part.",
     "",
   );
   if (!results.length) parts.push("No results yet.");
