@@ -70,7 +70,7 @@ async function main(): Promise<number> {
     process.stdout.write(`wrote ${writeSummary()}\n`);
     return 0;
   }
-  const locked = reexecUnderLock();
+  const locked = await reexecUnderLock();
   if (locked !== undefined) return locked;
 
   const abort = new AbortController();

@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 
 /** The engine lock every engine user on this machine holds while it starts containers. */
@@ -33,14 +33,21 @@ export function lockHeldByAncestor(): boolean {
 
 /**
  * Run this very command again under `flock ENGINE_LOCK` unless the lock is already ours.
- * Returns undefined when the lock is held (go on), or the child's exit code (exit with it).
+ * Resolves undefined when the lock is held (go on), or the child's exit code (exit with it).
  */
-export function reexecUnderLock(): number | undefined {
+export async function reexecUnderLock(): Promise<number | undefined> {
   if (lockHeldByAncestor()) return undefined;
   process.stderr.write(`waiting for the engine lock ${ENGINE_LOCK} (other engine users finish first)...\n`);
-  const r = spawnSync("flock", [ENGINE_LOCK, process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
+  // Ctrl-C reaches the child too, which cleans up and exits: wait for it rather than die first.
+  const ignore = () => {};
+  process.on("SIGINT", ignore);
+  process.on("SIGTERM", ignore);
+  const child = spawn("flock", [ENGINE_LOCK, process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
     stdio: "inherit",
     env: { ...process.env, WG3_ENGINE_LOCK_HELD: "1" },
   });
-  return r.status ?? 1;
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+    child.on("close", (c, s) => resolve([c, s])),
+  );
+  return code ?? (signal === "SIGINT" ? 130 : 1);
 }
