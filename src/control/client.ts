@@ -1,6 +1,6 @@
 import http2 from "node:http2";
 import net from "node:net";
-import type { Duplex } from "node:stream";
+import { Duplex } from "node:stream";
 import tls from "node:tls";
 import { decompress } from "fzstd";
 import { formatKey, type KeyPair, newKeyPair, parseKey, zeroKey } from "./keys.ts";
@@ -110,6 +110,57 @@ function readUpgrade(s: Duplex, n: number): Promise<{ status: number; head: stri
   });
 }
 
+const EARLY_MAGIC = Buffer.from([0xff, 0xff, 0xff, 0x54, 0x53]);
+
+/**
+ * The client's side of the optional early payload (Headscale sends one, with a node-key
+ * challenge, before HTTP/2): the first 9 decrypted bytes are either that magic plus a u32
+ * big-endian length, whose JSON is skipped, or already the start of HTTP/2. Writes pass through.
+ */
+class SkipEarlyPayload extends Duplex {
+  private head: Buffer | undefined = Buffer.alloc(0);
+  private skip = 0;
+
+  constructor(private readonly inner: Duplex) {
+    super();
+    inner.on("data", (d: Buffer) => this.onData(d));
+    inner.on("end", () => this.push(null));
+    inner.on("error", (e) => this.destroy(e));
+    inner.on("close", () => this.destroy());
+  }
+
+  private onData(d: Buffer): void {
+    if (this.head) {
+      this.head = Buffer.concat([this.head, d]);
+      if (this.head.length < 9) return;
+      d = this.head;
+      this.head = undefined;
+      if (d.subarray(0, 5).equals(EARLY_MAGIC)) {
+        this.skip = d.readUInt32BE(5);
+        d = d.subarray(9);
+      }
+    }
+    if (this.skip) {
+      const n = Math.min(this.skip, d.length);
+      this.skip -= n;
+      d = d.subarray(n);
+    }
+    if (d.length) this.push(d);
+  }
+
+  override _read(): void {}
+  override _write(chunk: Buffer, _e: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.inner.write(chunk, cb);
+  }
+  override _final(cb: () => void): void {
+    this.inner.end(cb);
+  }
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.inner.destroy();
+    cb(err);
+  }
+}
+
 export class ControlClient {
   private constructor(
     readonly machine: KeyPair,
@@ -141,7 +192,8 @@ export class ControlClient {
     const keys = hs.finish(up.body);
     const conn = new NoiseConn(sock, keys, {}, up.rest);
     sock.resume();
-    const session = http2.connect(`http://${u.host}`, { createConnection: () => conn as never });
+    const stream = new SkipEarlyPayload(conn);
+    const session = http2.connect(`http://${u.host}`, { createConnection: () => stream as never });
     session.on("error", () => {});
     await new Promise<void>((resolve, reject) => {
       session.once("connect", () => resolve());

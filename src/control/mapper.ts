@@ -111,12 +111,14 @@ export function userProfiles(t: Tailnet, userIds: Iterable<number>): Record<stri
 /** Allow-all (tailcfg.FilterAllowAll): every source, every destination and port. */
 export const ALLOW_ALL = [{ SrcIPs: ["*"], DstPorts: [{ IP: "*", Ports: { First: 0, Last: 65535 } }] }];
 
-/** The first message of a map stream: everything, with `Node` for self (the client requires it). */
-export function fullMapResponse(t: Tailnet, c: MapperConfig, self: NodeRec): Record<string, unknown> {
+/**
+ * The first message of a map stream: everything, with `Node` for self (the client requires
+ * it), as JSON text. `view` gives a node's serialised view, so a caller can cache those: the
+ * same peer text goes into every node's map.
+ */
+export function fullMapJson(t: Tailnet, c: MapperConfig, self: NodeRec, view: (n: NodeRec) => string): string {
   const peers = t.nodes().filter((p) => p.id !== self.id);
-  return {
-    Node: nodeView(t, c, self),
-    Peers: peers.map((p) => nodeView(t, c, p)),
+  const rest = {
     DERPMap: derpMap(c.derp),
     DNSConfig: dnsConfig(c),
     Domain: c.domain,
@@ -126,4 +128,9 @@ export function fullMapResponse(t: Tailnet, c: MapperConfig, self: NodeRec): Rec
     CollectServices: false,
     Debug: { DisableLogTail: true },
   };
+  return `{"Node":${view(self)},"Peers":[${peers.map(view).join(",")}],${JSON.stringify(rest).slice(1)}`;
+}
+
+export function fullMapResponse(t: Tailnet, c: MapperConfig, self: NodeRec): Record<string, unknown> {
+  return JSON.parse(fullMapJson(t, c, self, (n) => JSON.stringify(nodeView(t, c, n))));
 }

@@ -10,12 +10,12 @@ import { startAdmin } from "./admin.ts";
 import type { ControlConfig } from "./config.ts";
 import { DerpServer } from "./derp.ts";
 import { formatKey, isZeroKey, type KeyPair, keyPairFrom, newKeyPair, parseKey, zeroKey } from "./keys.ts";
-import { derpMap, fullMapResponse, type MapperConfig, nodeView, userProfiles } from "./mapper.ts";
+import { derpMap, fullMapJson, type MapperConfig, nodeView, userProfiles } from "./mapper.ts";
 import { errorFrame, HandshakeError, NoiseConn, respond } from "./noise.ts";
-import { StateStore, writeFileAtomic } from "./store.ts";
+import { type NodeRec, StateStore, writeFileAtomic } from "./store.ts";
 import { startStun } from "./stun.ts";
 import { isZeroTime, Tailnet, TailnetError } from "./tailnet.ts";
-import { mapFrame } from "./zstd.ts";
+import { mapFrameJson } from "./zstd.ts";
 
 /** Request bodies inside Noise are capped like Headscale's (1 MiB). */
 export const MAX_BODY = 1 << 20;
@@ -23,6 +23,7 @@ export const MAX_BODY = 1 << 20;
 export const MIN_CAPVER = 102;
 const KEEPALIVE_MS = () => 50_000 + Math.floor(Math.random() * 9_000);
 const UPGRADE_PROTOCOL = "tailscale-control-protocol";
+const KEEPALIVE_JSON = '{"KeepAlive":true}';
 
 export type Log = (msg: string) => void;
 
@@ -68,8 +69,15 @@ function parseJson(body: Buffer): Record<string, unknown> {
 /** A live map stream: one per node; a newer stream from the same node ends the older one. */
 interface MapSession {
   nodeId: number;
-  send(message: unknown): void;
+  compress: boolean;
+  /** Write one framed message (see `encode`). */
+  write(frame: Buffer): void;
   end(): void;
+}
+
+/** A map message (JSON text) framed for a stream: zstd when the client asked for it. */
+function encode(json: string, compress: boolean): Buffer {
+  return compress ? mapFrameJson(json) : lengthPrefixed(Buffer.from(json));
 }
 
 interface PendingLogin {
@@ -93,6 +101,8 @@ export class ControlServer {
   private listener: http.Server | undefined;
   private admin: http.Server | undefined;
   private stun: { port: number; close(): Promise<void> } | undefined;
+  /** Each node's serialised view, shared by every map that carries it; dropped when it changes. */
+  private readonly viewCache = new Map<number, string>();
   private changedBatch = new Set<number>();
   private removedBatch = new Set<number>();
   private flushScheduled = false;
@@ -113,8 +123,14 @@ export class ControlServer {
       nameservers: config.dns.nameservers,
     };
     this.tailnet.onChange((changed, removed) => {
-      for (const id of changed) this.changedBatch.add(id);
-      for (const id of removed) this.removedBatch.add(id);
+      for (const id of changed) {
+        this.changedBatch.add(id);
+        this.viewCache.delete(id);
+      }
+      for (const id of removed) {
+        this.removedBatch.add(id);
+        this.viewCache.delete(id);
+      }
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flushChanges());
@@ -379,6 +395,15 @@ export class ControlServer {
 
   // ---- /machine/map ----
 
+  private readonly viewJson = (n: NodeRec): string => {
+    let v = this.viewCache.get(n.id);
+    if (v === undefined) {
+      v = JSON.stringify(nodeView(this.tailnet, this.mapper, n));
+      this.viewCache.set(n.id, v);
+    }
+    return v;
+  };
+
   private async map(
     machineKey: string,
     r: Record<string, unknown>,
@@ -401,7 +426,7 @@ export class ControlServer {
       cap,
     });
     const compress = r.Compress === "zstd";
-    const frame = (m: unknown) => (compress ? mapFrame(m) : lengthPrefixed(Buffer.from(JSON.stringify(m))));
+    const fullMap = () => encode(fullMapJson(this.tailnet, this.mapper, node, this.viewJson), compress);
 
     if (!r.Stream) {
       if (r.OmitPeers) {
@@ -411,7 +436,7 @@ export class ControlServer {
         return;
       }
       res.writeHead(200, { "content-type": "application/octet-stream" });
-      res.end(frame(fullMapResponse(this.tailnet, this.mapper, node)));
+      res.end(fullMap());
       return;
     }
 
@@ -420,8 +445,9 @@ export class ControlServer {
     let ended = false;
     const session: MapSession = {
       nodeId: node.id,
-      send: (m) => {
-        if (!ended) res.write(frame(m));
+      compress,
+      write: (f) => {
+        if (!ended) res.write(f);
       },
       end: () => {
         if (ended) return;
@@ -432,13 +458,13 @@ export class ControlServer {
     };
     const arm = () => {
       keepalive = setTimeout(() => {
-        session.send({ KeepAlive: true });
+        session.write(encode(KEEPALIVE_JSON, compress));
         arm();
       }, KEEPALIVE_MS());
     };
     this.sessions.get(node.id)?.end();
     this.sessions.set(node.id, session);
-    session.send(fullMapResponse(this.tailnet, this.mapper, node));
+    session.write(fullMap());
     arm();
     this.tailnet.setOnline(node.id, true);
     await new Promise<void>((resolve) => {
@@ -456,37 +482,50 @@ export class ControlServer {
     });
   }
 
-  /** Send what changed to every map stream, once per batch of changes. */
+  /**
+   * Send what changed to every map stream, once per batch of changes. Streams whose own node
+   * did not change all get the same message, serialised and framed once.
+   */
   private flushChanges(): void {
     this.flushScheduled = false;
-    const changed = [...this.changedBatch];
+    const changed = [...this.changedBatch].filter((id) => this.tailnet.node(id));
     const removed = [...this.removedBatch];
     this.changedBatch.clear();
     this.removedBatch.clear();
-    const views = new Map<number, Record<string, unknown>>();
-    const users: number[] = [];
-    for (const id of changed) {
-      const n = this.tailnet.node(id);
-      if (!n) continue;
-      views.set(id, nodeView(this.tailnet, this.mapper, n));
-      users.push(n.userId);
-    }
-    const profiles = userProfiles(this.tailnet, users);
+    const views = new Map(changed.map((id) => [id, this.viewJson(this.tailnet.node(id)!)]));
+    const profiles = JSON.stringify(
+      userProfiles(
+        this.tailnet,
+        changed.map((id) => this.tailnet.node(id)!.userId),
+      ),
+    );
+    const time = JSON.stringify(new Date().toISOString());
+    const message = (self: number | undefined) => {
+      const peers = [...views].filter(([id]) => id !== self).map(([, v]) => v);
+      const gone = removed.filter((id) => id !== self);
+      const parts = [
+        ...(self !== undefined && views.has(self) ? [`"Node":${views.get(self)}`] : []),
+        ...(peers.length ? [`"PeersChanged":[${peers.join(",")}]`, `"UserProfiles":${profiles}`] : []),
+        ...(gone.length ? [`"PeersRemoved":${JSON.stringify(gone)}`] : []),
+      ];
+      return parts.length ? `{${parts.join(",")},"ControlTime":${time}}` : undefined;
+    };
+    const shared = message(undefined);
+    const sharedFrames = new Map<boolean, Buffer>();
     for (const s of this.sessions.values()) {
-      const peers = [...views].filter(([id]) => id !== s.nodeId).map(([, v]) => v);
-      const self = views.get(s.nodeId);
-      const gone = removed.filter((id) => id !== s.nodeId);
       if (removed.includes(s.nodeId)) {
         s.end(); // this node was deleted
         continue;
       }
-      if (!peers.length && !self && !gone.length) continue;
-      s.send({
-        ...(self ? { Node: self } : {}),
-        ...(peers.length ? { PeersChanged: peers, UserProfiles: profiles } : {}),
-        ...(gone.length ? { PeersRemoved: gone } : {}),
-        ControlTime: new Date().toISOString(),
-      });
+      if (views.has(s.nodeId)) {
+        const own = message(s.nodeId);
+        if (own) s.write(encode(own, s.compress));
+        continue;
+      }
+      if (!shared) continue;
+      let f = sharedFrames.get(s.compress);
+      if (!f) sharedFrames.set(s.compress, (f = encode(shared, s.compress)));
+      s.write(f);
     }
   }
 

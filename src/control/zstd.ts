@@ -27,7 +27,12 @@ export function zstdStored(data: Uint8Array): Buffer {
 
 /** One map-stream message: u32 little-endian length, then the zstd frame of the JSON. */
 export function mapFrame(message: unknown): Buffer {
-  const z = zstdStored(Buffer.from(JSON.stringify(message)));
+  return mapFrameJson(JSON.stringify(message));
+}
+
+/** The same, for a message already serialised (so one encoding can go to many streams). */
+export function mapFrameJson(json: string): Buffer {
+  const z = zstdStored(Buffer.from(json));
   const head = Buffer.alloc(4);
   head.writeUInt32LE(z.length, 0);
   return Buffer.concat([head, z]);
