@@ -10,7 +10,8 @@ interface MapNode {
  * The load generator's view of src/control/client.ts (issue 6's client side of the protocol,
  * built on the server's own Noise, key and framing code): one simulated node = one Noise
  * connection, one registration with the pre-auth key, one streaming map request. The peer
- * set follows the full netmap (Peers) and the deltas (PeersChanged, PeersRemoved).
+ * set follows the full netmap (Peers) and the deltas (PeersChanged, PeersRemoved). A stream the
+ * server ends is polled again, as tailscaled does.
  */
 export function adaptClient(_mod: Record<string, unknown>): LoadClient {
   return {
@@ -28,7 +29,7 @@ export function adaptClient(_mod: Record<string, unknown>): LoadClient {
             `${hostname} not authorized: ${reg.Error || (reg.AuthURL ? "the server wants interactive login" : JSON.stringify(reg).slice(0, 200))}`,
           );
         const peers = new Set<string>();
-        const map = await client.mapStream({ nodeKey, hostname }, (m) => {
+        const onMessage = (m: Record<string, unknown>) => {
           if (Array.isArray(m.Peers)) {
             peers.clear();
             for (const p of m.Peers as MapNode[]) peers.add(String(p.ID));
@@ -36,11 +37,30 @@ export function adaptClient(_mod: Record<string, unknown>): LoadClient {
           for (const p of (m.PeersChanged as MapNode[] | undefined) ?? []) peers.add(String(p.ID));
           for (const id of (m.PeersRemoved as (number | string)[] | undefined) ?? []) peers.delete(String(id));
           onPeers(peers.size);
-        });
+        };
+        let closed = false;
+        let conn = client;
+        let map = await conn.mapStream({ nodeKey, hostname }, onMessage);
         if (map.status !== 200) throw new Error(`${hostname}: map request answered ${map.status}`);
+        // Like tailscaled: when the server ends the long-poll (Headscale does, to connections
+        // it thinks are stale), poll again, on a new Noise connection if the old one is gone.
+        const repoll = async (): Promise<void> => {
+          await map.done;
+          if (closed || signal.aborted) return;
+          try {
+            map = await conn.mapStream({ nodeKey, hostname }, onMessage);
+          } catch {
+            conn.close();
+            conn = await ControlClient.connect({ url: serverUrl, machine: conn.machine });
+            map = await conn.mapStream({ nodeKey, hostname }, onMessage);
+          }
+          return repoll();
+        };
+        repoll().catch(() => {});
         const close = async () => {
+          closed = true;
           map.close();
-          client.close();
+          conn.close();
         };
         signal.addEventListener("abort", () => void close(), { once: true });
         return { close };

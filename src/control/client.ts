@@ -246,7 +246,7 @@ export class ControlClient {
   async mapStream(
     r: { nodeKey: string; discoKey?: string; endpoints?: string[]; hostname: string },
     onMessage: (m: Record<string, unknown>) => void,
-  ): Promise<{ status: number; close(): void; done: Promise<void> }> {
+  ): Promise<{ status: number; close(): void; done: Promise<void>; error(): Error | undefined }> {
     const { status, stream } = await this.post("/machine/map", {
       Version: this.version,
       NodeKey: r.nodeKey,
@@ -257,6 +257,7 @@ export class ControlClient {
       KeepAlive: true,
       Compress: "zstd",
     });
+    let failure: Error | undefined;
     const done = (async () => {
       let buf = Buffer.alloc(0);
       for await (const c of stream) {
@@ -269,8 +270,12 @@ export class ControlClient {
           onMessage(JSON.parse(Buffer.from(decompress(frame)).toString()));
         }
       }
-    })().catch(() => {});
-    return { status, close: () => stream.close(), done };
+    })().catch((e: Error) => {
+      // A frame that does not decode ends this stream: say so rather than go quiet.
+      failure = e;
+      stream.close();
+    });
+    return { status, close: () => stream.close(), done, error: () => failure };
   }
 
   close(): void {
