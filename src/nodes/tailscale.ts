@@ -65,8 +65,9 @@ export class TailscaleInContainer {
     return (await this.engine.exec(this.container, ["ping", "-c1", "-W2", target])).exitCode === 0;
   }
 
-  async curl(url: string): Promise<ExecResult> {
-    return this.engine.exec(this.container, ["curl", "-s", "--max-time", "5", url]);
+  /** `maxTimeS`: a probe polled for a recovery time wants a short one, or it measures curl's wait. */
+  async curl(url: string, maxTimeS = 5): Promise<ExecResult> {
+    return this.engine.exec(this.container, ["curl", "-s", "--max-time", String(maxTimeS), url]);
   }
 
   async tracepath(target: string): Promise<string[]> {
