@@ -9,13 +9,15 @@ const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 
 /** Memory of one running, green lab per recipe (default lab names, one at a time). */
-async function perRecipe(engine: Engine, recipe: string) {
-  const lab = await LabHandle.start(recipe, { lab: BENCH_LAB });
+/** `recipe-3:builtin` is recipe-3 with `--control builtin`. */
+async function perRecipe(engine: Engine, entry: string) {
+  const [recipe, control] = entry.split(":") as [string, string | undefined];
+  const lab = await LabHandle.start(recipe, { lab: BENCH_LAB, options: control ? { control } : {} });
   try {
     await lab.solve();
     await waitGreen(lab);
     const m = await labMemory(engine, BENCH_LAB, recipe);
-    return { recipe, mib: m.bytes / MiB, containers: m.containers };
+    return { recipe: entry, mib: m.bytes / MiB, containers: m.containers };
   } finally {
     await lab.stop();
   }
@@ -88,7 +90,10 @@ export const footprint: Benchmark = {
   title: "Footprint: memory per lab, recipe-3 labs side by side",
   minutes: "~2 min for the four recipes, plus ~15 s per recipe-3 copy",
   options: {
-    "fp-recipes": { default: "recipe-0,recipe-1,recipe-2,recipe-3", help: "recipes whose memory to measure" },
+    "fp-recipes": {
+      default: "recipe-0,recipe-1,recipe-2,recipe-3,recipe-3:builtin",
+      help: "recipes whose memory to measure (recipe-3:builtin = recipe-3 --control builtin)",
+    },
     "max-labs": { default: "8", help: "cap on recipe-3 copies side by side (doubling 1, 2, 4, ...)" },
     "max-start-s": { default: "90", help: "stop doubling when one lab start takes longer than this" },
     "reserve-pct": { default: "25", help: "stop doubling when available memory falls below this % of the total" },

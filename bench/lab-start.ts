@@ -54,13 +54,15 @@ async function pollCheck(recipe: string, deadlineMs: number): Promise<{ ms: numb
   }
 }
 
-async function ours(recipe: string): Promise<Run> {
+/** `recipe-3:builtin` is recipe-3 started with `--control builtin`; other names are recipes as is. */
+async function ours(entry: string): Promise<Run> {
+  const [recipe, control] = entry.split(":") as [string, string | undefined];
   const phases = emptyPhases();
   const t0 = performance.now();
   let run: Run | undefined;
   let failure: unknown;
   try {
-    const up = mustSucceed(await startTs([recipe, "--no-attach"], { timings: true }));
+    const up = mustSucceed(await startTs([recipe, "--no-attach", ...(control ? ["--control", control] : [])], { timings: true }));
     for (const s of up.steps) phases[phaseOf(s.title)] += s.ms;
     // Everything the start command did outside its steps: process start, engine probe,
     // recipe load, plan, keys and TLS, image check.
@@ -125,7 +127,10 @@ export const labStart: Benchmark = {
   minutes: "~4 min with 3 runs; recipe-3 ~25 s a run, its baseline ~30 s",
   options: {
     runs: { default: "3", help: "runs per recipe (the median is reported)" },
-    recipes: { default: "recipe-0,recipe-1,recipe-2,recipe-3", help: "recipes to start" },
+    recipes: {
+      default: "recipe-0,recipe-1,recipe-2,recipe-3,recipe-3:builtin",
+      help: "recipes to start (recipe-3:builtin = recipe-3 --control builtin)",
+    },
     baseline: { default: "yes", help: "also run scripts/bench/recipe-3-baseline.sh (yes|no)" },
   },
   async run(ctx: BenchContext) {

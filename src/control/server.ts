@@ -524,7 +524,10 @@ export class ControlServer {
       }
       if (!shared) continue;
       let f = sharedFrames.get(s.compress);
-      if (!f) sharedFrames.set(s.compress, (f = encode(shared, s.compress)));
+      if (!f) {
+        f = encode(shared, s.compress);
+        sharedFrames.set(s.compress, f);
+      }
       s.write(f);
     }
   }
