@@ -1,19 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { seededRandom } from "../../bench/lib/stats.ts";
 import type { Engine } from "../../src/engine/engine.ts";
 import { hasTmux } from "../../src/workspace/tmux.ts";
 import { ALL, cli, engine, type Leftovers, NOTHING, ours, report } from "./lib.ts";
-
-/** Same PRNG as the benchmarks: a printed seed replays the same interruption moments. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const RECIPE = "recipe-1";
 const CYCLES = ALL ? 20 : 3;
@@ -55,7 +44,7 @@ describe("no leftovers: start/stop cycles and Ctrl-C during starts, through the 
 
   it.runIf(ALL)(`${INTERRUPTS} starts of ${RECIPE} interrupted by SIGINT at random moments leave nothing behind`, async () => {
     const seed = Number(process.env.WG3_DRILL_SEED ?? Date.now() % 1_000_000);
-    const random = seeded(seed);
+    const random = seededRandom(seed);
     const typical = [...startMs].sort((a, b) => a - b)[Math.floor(startMs.length / 2)] ?? 3000;
     const outcomes: string[] = [];
     let interrupted = 0;
