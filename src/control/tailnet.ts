@@ -265,7 +265,7 @@ export class Tailnet {
       // ID, addresses and name.
       existing.nodeKey = a.nodeKey;
       existing.userId = a.userId;
-      existing.hostinfo = a.hostinfo;
+      existing.hostinfo = keepNetInfo(a.hostinfo, existing.hostinfo);
       existing.expiry = undefined;
       existing.cap = a.cap;
       existing.registerMethod = a.method;
@@ -353,9 +353,10 @@ export class Tailnet {
       n.endpoints = r.endpoints;
       dirty = true;
     }
-    if (r.hostinfo && Object.keys(r.hostinfo).length && JSON.stringify(r.hostinfo) !== JSON.stringify(n.hostinfo)) {
+    const hostinfo = r.hostinfo && Object.keys(r.hostinfo).length ? keepNetInfo(r.hostinfo, n.hostinfo) : undefined;
+    if (hostinfo && JSON.stringify(hostinfo) !== JSON.stringify(n.hostinfo)) {
       const routesBefore = JSON.stringify(this.announcedRoutes(n));
-      n.hostinfo = r.hostinfo;
+      n.hostinfo = hostinfo;
       dirty = true;
       persist = persist || JSON.stringify(this.announcedRoutes(n)) !== routesBefore;
     }
@@ -433,6 +434,16 @@ export class Tailnet {
     this.primaries = next;
     return touched;
   }
+}
+
+/**
+ * A client reports Hostinfo without NetInfo at times (e.g. on `tailscale up` after `down`,
+ * before it has probed the network again), and does not resend a NetInfo it already sent.
+ * NetInfo carries PreferredDERP, the node's home DERP region that peers need to reach it, so
+ * a report without one keeps the last known.
+ */
+export function keepNetInfo(next: Record<string, unknown>, prev: Record<string, unknown>): Record<string, unknown> {
+  return next.NetInfo == null && prev.NetInfo != null ? { ...next, NetInfo: prev.NetInfo } : next;
 }
 
 export function isPrefix(p: string): boolean {

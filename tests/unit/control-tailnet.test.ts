@@ -146,6 +146,27 @@ describe("tailnet model", () => {
     expect(m.CollectServices).toBe(false);
   });
 
+  it("a Hostinfo report without NetInfo keeps the node's home DERP region (peers need it to reach the node)", () => {
+    const { t } = tailnet();
+    t.createUser("hope");
+    const { key } = t.createPreAuthKey(1, { reusable: true });
+    const n = t.registerWithKey({
+      machineKey: mk(),
+      nodeKey: nk(),
+      authKey: key,
+      hostinfo: { Hostname: "home", NetInfo: { PreferredDERP: 999 } },
+      cap: 138,
+    });
+    expect(nodeView(t, mapper, n).HomeDERP).toBe(999);
+    // As tailscaled reports after `tailscale down` and `up` again: Hostinfo without NetInfo.
+    t.updateFromMapRequest(n, { hostinfo: { Hostname: "home", RoutableIPs: ["192.168.99.0/24"] } });
+    expect(nodeView(t, mapper, n).HomeDERP).toBe(999);
+    expect(t.announcedRoutes(n)).toEqual(["192.168.99.0/24"]);
+    // A new NetInfo still replaces the old one.
+    t.updateFromMapRequest(n, { hostinfo: { Hostname: "home", NetInfo: { PreferredDERP: 900 } } });
+    expect(nodeView(t, mapper, n).HomeDERP).toBe(900);
+  });
+
   it("state survives a reload: users, nodes, addresses, names and approvals", async () => {
     const { t, dir } = tailnet();
     t.createUser("hope");
