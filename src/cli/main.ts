@@ -420,7 +420,20 @@ Every command takes --help. Lab guides: labs/<recipe>.md.
 `;
 }
 
+/**
+ * A reader that stops early (`| head`, `| grep -q`) closes our output: stop writing to it and
+ * let the command end with its own exit code, instead of dying on EPIPE with a stack trace.
+ */
+function quietWhenOutputCloses(stream: NodeJS.WriteStream): void {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE" && err.code !== "ERR_STREAM_DESTROYED") throw err;
+    stream.write = (() => true) as typeof stream.write;
+  });
+}
+
 export async function main(argv: string[]): Promise<number> {
+  quietWhenOutputCloses(process.stdout);
+  quietWhenOutputCloses(process.stderr);
   const progress = new Progress(process.stderr, argv.includes("--verbose") || argv.includes("-v") || process.env.WG3_VERBOSE === "1");
   const abort = new AbortController();
   let interrupts = 0;

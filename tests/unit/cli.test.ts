@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseArgs } from "../../src/cli/args.ts";
@@ -22,6 +22,26 @@ describe("start.ts", () => {
   it("each command has its own --help", () => {
     expect(run(["stop", "--help"]).stdout).toMatch(/Usage: \.\/start\.ts stop <recipe>/);
     expect(run(["recipe-3", "--help"]).stdout).toMatch(/--control headscale\|builtin/);
+  });
+
+  it("output closed early (| head, | grep -q) ends the command quietly with its own exit code", async () => {
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(startTs, args, { stdio: ["ignore", "pipe", "pipe"] });
+        // The reader is gone before the first line is written, as when `head` has exited.
+        child.stdout.destroy();
+        let stderr = "";
+        child.stderr.on("data", (b: Buffer) => {
+          stderr += b.toString();
+        });
+        child.on("close", (code) => resolve({ code, stderr }));
+      });
+    const help = await run(["--help"]);
+    expect(help).toEqual({ code: 0, stderr: "" });
+    // Negative control: the same spawn with an error keeps its exit code and its sentence.
+    const bad = await run(["recipe-9"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^Unknown command or recipe "recipe-9"/);
   });
 
   it("an unknown recipe or command gets one sentence naming the recipes, and exit 2", () => {
