@@ -34,6 +34,15 @@ export default defineConfig({
       },
       {
         test: {
+          // The first run on a fresh machine (empty caches): slow, so only with WG3_COLD=1
+          // (`npm run test:cold`, which CI runs as a phase of its own).
+          name: "cold",
+          include: ["tests/cold/**/*.test.ts"],
+          testTimeout: 1_800_000,
+        },
+      },
+      {
+        test: {
           // Reliability drills (tests/drills/lib.ts): `npm test` runs the short ones; the long
           // ones need WG3_DRILLS=all (`npm run test:drills`). They run after the other projects,
           // one file at a time, since they share the engine and the workshop subnets with e2e.

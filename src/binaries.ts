@@ -29,6 +29,8 @@ const GO_PACKAGES = {
   },
 } as const;
 
+type GoPackage = (typeof GO_PACKAGES)[keyof typeof GO_PACKAGES];
+
 export function binaryDir(name: keyof typeof GO_PACKAGES, version = versions[name]): string {
   return join(cacheDir(), "bin", `${name}-${version}-linux-amd64`);
 }
@@ -73,43 +75,9 @@ export async function ensureBinaries(name: keyof typeof GO_PACKAGES, progress?: 
   const step = stepper(progress);
   try {
     if (go && versionAtLeast(go, versions.goMinimum)) {
-      await step(`go install ${name} ${version} (cold build, a few minutes)`, async (note) => {
-        const args = ["install", "-trimpath", "-ldflags=-s -w", ...spec.pkgs.map((p) => `${p}@${version}`)];
-        const child = execa("go", args, {
-          reject: false,
-          all: true,
-          cancelSignal: signal,
-          env: {
-            CGO_ENABLED: "0",
-            GOBIN: tmp,
-            GOFLAGS: "-buildvcs=false",
-            GOOS: "linux",
-            GOARCH: "amd64",
-            GOPROXY: `file://${versionListProxy(spec.module, version)},${process.env.GOPROXY || "https://proxy.golang.org,direct"}`,
-          },
-        });
-        child.all?.on("data", (b: Buffer) => {
-          for (const line of b.toString().split("\n").filter(Boolean)) {
-            note(line);
-            progress?.detail(line);
-          }
-        });
-        const r = await child;
-        if (signal?.aborted) {
-          throw new UserError(`Interrupted while building ${name} ${version}; the cache holds no half-built copy.`, 130);
-        }
-        if (r.exitCode !== 0) {
-          const text = String(r.all ?? "");
-          if (/dial tcp|lookup .*no such host|connection refused|i\/o timeout/.test(text)) {
-            throw new UserError(
-              `go install ${name}@${version} could not reach the Go module proxy; connect to the internet (or set GOPROXY) and retry.`,
-              1,
-              text,
-            );
-          }
-          throw new UserError(`go install ${name}@${version} failed: ${text.trim().split("\n").slice(-3).join(" ")}`, 1, text);
-        }
-      });
+      await step(`go install ${name} ${version} (cold build, a few minutes)`, (note) =>
+        goInstall(spec, version, tmp, { name, note, progress, signal }),
+      );
       writeFileSync(join(tmp, "VIA"), `go install (go ${go})\n`);
     } else {
       await step(`download official ${name} ${version} release`, () => downloadRelease(name, version, tmp));
@@ -122,6 +90,53 @@ export async function ensureBinaries(name: keyof typeof GO_PACKAGES, progress?: 
     rmSync(tmp, { recursive: true, force: true });
   }
   return cachedBinaries(name)!;
+}
+
+interface GoRun {
+  name: string;
+  note: (text: string) => void;
+  progress?: Progress;
+  signal?: AbortSignal;
+}
+
+/**
+ * Build the pinned packages into `gobin`. The module is downloaded first (`go mod download`):
+ * from an empty module cache, `go install pkg@v` asks the proxy for the module's version list
+ * to look for a deprecation notice, and proxy.golang.org answers 403 for headscale's; once the
+ * module is in the cache, the install takes it from there.
+ */
+async function goInstall(spec: GoPackage, version: string, gobin: string, run: GoRun): Promise<void> {
+  const env = {
+    CGO_ENABLED: "0",
+    GOBIN: gobin,
+    GOFLAGS: "-buildvcs=false -modcacherw",
+    GOOS: "linux",
+    GOARCH: "amd64",
+    GOPROXY: `file://${versionListProxy(spec.module, version)},${process.env.GOPROXY || "https://proxy.golang.org,direct"}`,
+  };
+  await goCommand(["mod", "download", `${spec.module}@${version}`], env, spec, version, run);
+  await goCommand(["install", "-trimpath", "-ldflags=-s -w", ...spec.pkgs.map((p) => `${p}@${version}`)], env, spec, version, run);
+}
+
+async function goCommand(args: string[], env: Record<string, string>, spec: GoPackage, version: string, run: GoRun): Promise<void> {
+  const what = `go ${args[0] === "mod" ? "mod download" : "install"} ${spec.module}@${version}`;
+  const child = execa("go", args, { reject: false, all: true, cancelSignal: run.signal, env });
+  child.all?.on("data", (b: Buffer) => {
+    for (const line of b.toString().split("\n").filter(Boolean)) {
+      run.note(line);
+      run.progress?.detail(line);
+    }
+  });
+  const r = await child;
+  if (run.signal?.aborted) {
+    throw new UserError(`Interrupted while building ${run.name} ${version}; the cache holds no half-built copy.`, 130);
+  }
+  if (r.exitCode === 0) return;
+  const text = String(r.all ?? "");
+  if (/dial tcp|lookup .*no such host|connection refused|i\/o timeout/.test(text)) {
+    throw new UserError(`${what} could not reach the Go module proxy; connect to the internet (or set GOPROXY) and retry.`, 1, text);
+  }
+  throw new UserError(`${what} failed: ${text.trim().split("\n").slice(-3).join(" ")}`, 1, text);
 }
 
 /**
