@@ -63,8 +63,7 @@ export function dnsConfig(c: MapperConfig): Record<string, unknown> {
 }
 
 function preferredDerp(n: NodeRec): number {
-  const ni = n.hostinfo.NetInfo as { PreferredDERP?: number } | undefined;
-  return typeof ni?.PreferredDERP === "number" ? ni.PreferredDERP : 0;
+  return n.hostinfo.NetInfo?.PreferredDERP ?? 0;
 }
 
 /** The tailcfg.Node of `n` as every node (itself included) sees it. */

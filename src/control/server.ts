@@ -9,12 +9,13 @@ import type { Duplex } from "node:stream";
 import { startAdmin } from "./admin.ts";
 import type { ControlConfig } from "./config.ts";
 import { DerpServer } from "./derp.ts";
-import { formatKey, isZeroKey, type KeyPair, keyPairFrom, newKeyPair, parseKey, zeroKey } from "./keys.ts";
+import { formatKey, type KeyPair, keyPairFrom, newKeyPair, parseKey, zeroKey } from "./keys.ts";
 import { derpMap, fullMapJson, type MapperConfig, nodeView, userProfiles } from "./mapper.ts";
 import { errorFrame, HandshakeError, NoiseConn, respond } from "./noise.ts";
 import { type NodeRec, StateStore, writeFileAtomic } from "./store.ts";
 import { startStun } from "./stun.ts";
-import { isZeroTime, Tailnet, TailnetError } from "./tailnet.ts";
+import { Tailnet, TailnetError } from "./tailnet.ts";
+import { decodeMap, decodeRegister, type Hostinfo, type MapRequest, type RegisterRequest, RequestError } from "./validate.ts";
 import { mapFrameJson } from "./zstd.ts";
 
 /** Request bodies inside Noise are capped like Headscale's (1 MiB). */
@@ -84,7 +85,7 @@ interface PendingLogin {
   id: string;
   machineKey: string;
   nodeKey: string;
-  hostinfo: Record<string, unknown>;
+  hostinfo: Hostinfo;
   cap: number;
   waiters: ((userId: number) => void)[];
   created: number;
@@ -106,14 +107,21 @@ export class ControlServer {
   private changedBatch = new Set<number>();
   private removedBatch = new Set<number>();
   private flushScheduled = false;
+  /** Sees every request body inside Noise before it is decoded (tests record real clients' requests). */
+  onRequestBody: ((path: string, body: Buffer) => void) | undefined;
 
   constructor(
     readonly config: ControlConfig,
     private readonly log: Log = (m) => console.log(m),
   ) {
-    const store = new StateStore(config.stateDir);
+    const store = new StateStore(config.stateDir, this.log);
     this.noiseKey = persistentKey(config.stateDir, "noise.key");
-    this.tailnet = new Tailnet(store, { v4Prefix: config.prefixes.v4, v6Prefix: config.prefixes.v6, baseDomain: config.dns.baseDomain });
+    this.tailnet = new Tailnet(store, {
+      v4Prefix: config.prefixes.v4,
+      v6Prefix: config.prefixes.v6,
+      baseDomain: config.dns.baseDomain,
+      log: this.log,
+    });
     const derpKey = persistentKey(config.stateDir, "derp.key");
     if (config.derp.enabled) this.derp = new DerpServer({ privateKey: derpKey.privateKey, log: (m) => this.log(`derp: ${m}`) });
     this.mapper = {
@@ -180,7 +188,7 @@ export class ControlServer {
     await this.stun?.close();
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((r) => (this.listener ? this.listener.close(() => r()) : r()));
-    this.tailnet.flush();
+    await this.tailnet.flush();
   }
 
   // ---- plain HTTP(S): /key, health, DERP probes, the interactive login page ----
@@ -268,16 +276,29 @@ export class ControlServer {
   private async onNoiseRequest(machineKey: string, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): Promise<void> {
     const path = new URL(req.url, "http://x").pathname;
     if (req.method !== "POST") throw new HttpError(405, "method not allowed");
+    const raw = await readBody(req);
+    this.onRequestBody?.(path, raw);
     if (path === "/machine/register") {
-      const body = parseJson(await readBody(req));
+      const body = this.decode(machineKey, "register", decodeRegister, raw);
       const out = await this.register(machineKey, body, req);
       if (!out) return; // the client went away while waiting for approval
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify(out));
       return;
     }
-    if (path === "/machine/map") return this.map(machineKey, parseJson(await readBody(req)), req, res);
+    if (path === "/machine/map") return this.map(machineKey, this.decode(machineKey, "map", decodeMap, raw), req, res);
     throw new HttpError(404, `${path} is not implemented`);
+  }
+
+  /** Decode a request body into our own type, or refuse it (400) with a log line saying why. */
+  private decode<T>(machineKey: string, what: string, decoder: (v: unknown) => T, body: Buffer): T {
+    try {
+      return decoder(parseJson(body));
+    } catch (e) {
+      if (!(e instanceof RequestError || e instanceof HttpError)) throw e;
+      this.log(`${what} refused from ${machineKey.slice(0, 17)}…: ${e.message}`);
+      throw new HttpError(400, `bad ${what} request: ${e.message}`);
+    }
   }
 
   // ---- /machine/register ----
@@ -296,21 +317,12 @@ export class ControlServer {
 
   private async register(
     machineKey: string,
-    r: Record<string, unknown>,
+    r: RegisterRequest,
     req: http2.Http2ServerRequest,
   ): Promise<Record<string, unknown> | undefined> {
-    let nodeKey: string;
-    try {
-      nodeKey = formatKey("nodekey", parseKey("nodekey", r.NodeKey));
-      if (isZeroKey(parseKey("nodekey", r.NodeKey))) throw new Error("zero node key");
-    } catch (e) {
-      throw new HttpError(400, `bad NodeKey: ${(e as Error).message}`);
-    }
-    const oldNodeKey = typeof r.OldNodeKey === "string" && !/^nodekey:0{64}$/.test(r.OldNodeKey) ? r.OldNodeKey : undefined;
-    const hostinfo = (r.Hostinfo && typeof r.Hostinfo === "object" ? r.Hostinfo : {}) as Record<string, unknown>;
-    const cap = Number(r.Version) || 0;
-    const auth = (r.Auth ?? undefined) as { AuthKey?: string } | undefined;
-    const expiry = typeof r.Expiry === "string" ? r.Expiry : undefined;
+    const { nodeKey, oldNodeKey, hostinfo, version: cap } = r;
+    const auth = r.authKey ? { AuthKey: r.authKey } : undefined;
+    const expiry = r.expiry;
 
     // A node key is bound to the machine that registered it.
     const byKey = this.tailnet.byNodeKey(nodeKey);
@@ -321,7 +333,7 @@ export class ControlServer {
     const existing = this.tailnet.byMachineKey(machineKey);
 
     // A past expiry is a logout.
-    if (expiry && !isZeroTime(expiry) && new Date(expiry) <= new Date()) {
+    if (expiry && expiry <= new Date()) {
       if (existing) {
         this.tailnet.expire(existing.id);
         await this.tailnet.committed();
@@ -354,7 +366,7 @@ export class ControlServer {
     }
 
     // Interactive login: hand out a URL; the follow-up request waits for an admin's approval.
-    const followup = typeof r.Followup === "string" ? r.Followup : "";
+    const followup = r.followup;
     if (followup) {
       const id = followup.split("/register/")[1] ?? "";
       const p = this.pending.get(id);
@@ -404,32 +416,25 @@ export class ControlServer {
     return v;
   };
 
-  private async map(
-    machineKey: string,
-    r: Record<string, unknown>,
-    req: http2.Http2ServerRequest,
-    res: http2.Http2ServerResponse,
-  ): Promise<void> {
-    const nodeKey = typeof r.NodeKey === "string" ? r.NodeKey : "";
-    const node = this.tailnet.byNodeKey(nodeKey);
+  private async map(machineKey: string, r: MapRequest, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): Promise<void> {
+    const node = this.tailnet.byNodeKey(r.nodeKey);
     if (!node) throw new HttpError(404, "node not found; register first");
     if (node.machineKey !== machineKey) {
       this.log(`map: refused node ${node.id}: the Noise machine key does not match the node's`);
       throw new HttpError(403, "machine key does not match the node");
     }
-    const cap = Number(r.Version) || node.cap;
-    if (cap < MIN_CAPVER) throw new HttpError(400, `unsupported client version ${cap}`);
+    if (r.version < MIN_CAPVER) throw new HttpError(400, `unsupported client version ${r.version}`);
     this.tailnet.updateFromMapRequest(node, {
-      discoKey: typeof r.DiscoKey === "string" && !/^discokey:0{64}$/.test(r.DiscoKey) ? r.DiscoKey : undefined,
-      endpoints: Array.isArray(r.Endpoints) ? (r.Endpoints as string[]) : undefined,
-      hostinfo: r.Hostinfo && typeof r.Hostinfo === "object" ? (r.Hostinfo as Record<string, unknown>) : undefined,
-      cap,
+      discoKey: r.discoKey,
+      endpoints: r.endpoints,
+      hostinfo: r.hostinfo,
+      cap: r.version,
     });
-    const compress = r.Compress === "zstd";
+    const compress = r.compress;
     const fullMap = () => encode(fullMapJson(this.tailnet, this.mapper, node, this.viewJson), compress);
 
-    if (!r.Stream) {
-      if (r.OmitPeers) {
+    if (!r.stream) {
+      if (r.omitPeers) {
         // A "lite" update: the state is stored above; the client only reads the status.
         res.writeHead(200);
         res.end();

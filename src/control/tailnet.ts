@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { NodeRec, PreAuthKeyRec, RecordRef, State, StateStore, UserRec } from "./store.ts";
+import { capver, hostinfo as decodeHostinfo, endpoint, type Hostinfo, key, list, RequestError } from "./validate.ts";
 
 /**
  * The tailnet: users, pre-auth keys, nodes with their addresses, names and routes, and who is
@@ -15,6 +16,7 @@ export interface TailnetOptions {
   v6Prefix: string;
   baseDomain: string;
   now?: () => Date;
+  log?: (msg: string) => void;
 }
 
 export type ChangeListener = (changed: Set<number>, removed: Set<number>) => void;
@@ -58,7 +60,8 @@ export class Tailnet {
   private online = new Set<number>();
   private primaries = new Map<string, number>();
   private saveTimer: NodeJS.Immediate | undefined;
-  private saveWaiters: (() => void)[] = [];
+  private saving: Promise<void> | undefined;
+  private saveWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private dirty = new Set<RecordRef>();
   private readonly now: () => Date;
 
@@ -68,7 +71,29 @@ export class Tailnet {
   ) {
     this.state = store.load();
     this.now = opts.now ?? (() => new Date());
+    for (const n of this.state.nodes) this.revalidate(n);
     this.electPrimaries();
+  }
+
+  /**
+   * State written by an older server may hold what clients sent unchecked (a bad disco key,
+   * endpoint, capver or Hostinfo field), which would break every peer's netmap again after a
+   * restart: decode each such field as if it came from a client, and drop what fails.
+   */
+  private revalidate(n: NodeRec): void {
+    const check = <T>(what: string, f: () => T, dflt: T): T => {
+      try {
+        return f();
+      } catch (e) {
+        if (!(e instanceof RequestError)) throw e;
+        this.opts.log?.(`state: node ${n.id}: dropped a stored ${what} that does not decode (${e.message}); the client sends it again`);
+        return dflt;
+      }
+    };
+    n.hostinfo = check("Hostinfo", () => decodeHostinfo(n.hostinfo, "Hostinfo"), {});
+    n.endpoints = check("endpoint list", () => list(endpoint, 64)(n.endpoints, "Endpoints"), []);
+    n.discoKey = check("disco key", () => (n.discoKey === undefined ? undefined : key("discokey")(n.discoKey, "DiscoKey")), undefined);
+    n.cap = check("capability version", () => capver(n.cap, "Cap"), 0);
   }
 
   // ---- change propagation and persistence ----
@@ -96,25 +121,43 @@ export class Tailnet {
   }
 
   private scheduleSave(): void {
-    this.saveTimer ??= setImmediate(() => this.flush());
+    this.saveTimer ??= setImmediate(() => void this.flush().catch(() => {}));
   }
 
-  /** Write the state now; waiters of `committed()` resolve after this. */
-  flush(): void {
+  /**
+   * Write what changed so far, as one commit after any commit in flight; waiters of
+   * `committed()` settle with it. A failed commit keeps its records dirty for the next one.
+   */
+  async flush(): Promise<void> {
     if (this.saveTimer) clearImmediate(this.saveTimer);
     this.saveTimer = undefined;
+    while (this.saving) await this.saving.catch(() => {});
     const dirty = this.dirty;
+    const waiters = this.saveWaiters;
     this.dirty = new Set();
-    this.store.save(this.state, dirty);
-    const w = this.saveWaiters;
     this.saveWaiters = [];
-    for (const f of w) f();
+    if (!dirty.size) return waiters.forEach((w) => w.resolve());
+    this.saving = this.store.commit(this.store.prepare(this.state, dirty));
+    try {
+      await this.saving;
+      for (const w of waiters) w.resolve();
+    } catch (e) {
+      for (const ref of dirty) this.dirty.add(ref);
+      this.opts.log?.(`state: commit failed: ${(e as Error).message}`);
+      for (const w of waiters) w.reject(e as Error);
+      throw e;
+    } finally {
+      this.saving = undefined;
+    }
   }
 
   /** Resolves once every change made so far is on disk. */
   committed(): Promise<void> {
-    if (!this.saveTimer) return Promise.resolve();
-    return new Promise((r) => this.saveWaiters.push(r));
+    if (this.dirty.size || this.saveTimer) {
+      this.scheduleSave();
+      return new Promise((resolve, reject) => this.saveWaiters.push({ resolve, reject }));
+    }
+    return this.saving ?? Promise.resolve();
   }
 
   // ---- users ----
@@ -233,7 +276,7 @@ export class Tailnet {
   }
 
   /** Register a node with a pre-auth key, or re-authenticate an existing one (same machine). */
-  registerWithKey(a: { machineKey: string; nodeKey: string; authKey: string; hostinfo: Record<string, unknown>; cap: number }): NodeRec {
+  registerWithKey(a: { machineKey: string; nodeKey: string; authKey: string; hostinfo: Hostinfo; cap: number }): NodeRec {
     const key = this.validKey(a.authKey);
     const node = this.upsertNode({ ...a, userId: key.userId, ephemeral: key.ephemeral, method: "authkey", keyId: key.id });
     key.used = true;
@@ -242,7 +285,7 @@ export class Tailnet {
   }
 
   /** Register after an admin approved an interactive login (`nodes register --user U --key K`). */
-  registerByAdmin(a: { machineKey: string; nodeKey: string; hostinfo: Record<string, unknown>; cap: number; userId: number }): NodeRec {
+  registerByAdmin(a: { machineKey: string; nodeKey: string; hostinfo: Hostinfo; cap: number; userId: number }): NodeRec {
     const node = this.upsertNode({ ...a, ephemeral: false, method: "cli" });
     this.changed([node.id]);
     return node;
@@ -251,14 +294,14 @@ export class Tailnet {
   private upsertNode(a: {
     machineKey: string;
     nodeKey: string;
-    hostinfo: Record<string, unknown>;
+    hostinfo: Hostinfo;
     cap: number;
     userId: number;
     ephemeral: boolean;
     method: NodeRec["registerMethod"];
     keyId?: number;
   }): NodeRec {
-    const hostname = String(a.hostinfo.Hostname ?? "node");
+    const hostname = a.hostinfo.Hostname || "node";
     const existing = this.byMachineKey(a.machineKey);
     if (existing) {
       // Same machine logging in again (after logout, expiry, or with a new node key): keep its
@@ -342,7 +385,7 @@ export class Tailnet {
   }
 
   /** What a map request reports: disco key, endpoints, host info (non-empty values only), capver. */
-  updateFromMapRequest(n: NodeRec, r: { discoKey?: string; endpoints?: string[]; hostinfo?: Record<string, unknown>; cap?: number }): void {
+  updateFromMapRequest(n: NodeRec, r: { discoKey?: string; endpoints?: string[]; hostinfo?: Hostinfo; cap?: number }): void {
     let dirty = false;
     let persist = false;
     if (r.discoKey && r.discoKey !== n.discoKey) {
@@ -384,8 +427,7 @@ export class Tailnet {
 
   /** Routes the node announces (Hostinfo.RoutableIPs), without exit routes. */
   announcedRoutes(n: NodeRec): string[] {
-    const r = n.hostinfo.RoutableIPs;
-    return Array.isArray(r) ? (r as string[]).filter((p) => p !== "0.0.0.0/0" && p !== "::/0") : [];
+    return (n.hostinfo.RoutableIPs ?? []).filter((p) => p !== "0.0.0.0/0" && p !== "::/0");
   }
 
   /** Announced and approved: what the node may serve. */
@@ -442,7 +484,7 @@ export class Tailnet {
  * NetInfo carries PreferredDERP, the node's home DERP region that peers need to reach it, so
  * a report without one keeps the last known.
  */
-export function keepNetInfo(next: Record<string, unknown>, prev: Record<string, unknown>): Record<string, unknown> {
+export function keepNetInfo(next: Hostinfo, prev: Hostinfo): Hostinfo {
   return next.NetInfo == null && prev.NetInfo != null ? { ...next, NetInfo: prev.NetInfo } : next;
 }
 

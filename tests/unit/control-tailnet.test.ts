@@ -14,8 +14,8 @@ import { dnsLabel, isPrefix, nthAddresses, Tailnet, TailnetError } from "../../s
 
 const dirs: string[] = [];
 const nets: Tailnet[] = [];
-afterEach(() => {
-  for (const t of nets.splice(0)) t.flush(); // the pending group-commit write, before its folder goes
+afterEach(async () => {
+  for (const t of nets.splice(0)) await t.flush(); // the pending group-commit write, before its folder goes
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
