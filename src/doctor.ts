@@ -36,6 +36,7 @@ export async function diagnose(): Promise<Finding[]> {
     });
     out.push(await runtimeFinding(engine));
     if (engine.kind === "podman") out.push(await networkBackendFinding(engine));
+    out.push(await labIsolationFinding(engine));
   } else {
     const podman = await has("podman");
     out.push({
@@ -216,6 +217,18 @@ async function runtimeFinding(engine: Engine): Promise<Finding> {
       .remove({ force: true })
       .catch(() => {});
   }
+}
+
+/** Running labs whose networks the host can route into (started by an older version). */
+async function labIsolationFinding(engine: Engine): Promise<Finding> {
+  const open = await engine.hostRoutableNetworks();
+  if (!open.length) return { name: "lab isolation", status: "ok", detail: "no running lab's network is routable by the host" };
+  return {
+    name: "lab isolation",
+    status: "warn",
+    detail: `the host can route into ${open.join(", ")}: another lab's stop may open them to each other`,
+    fix: "stop and start those labs again (./start.ts stop RECIPE, then ./start.ts RECIPE): new networks are internal",
+  };
 }
 
 /** podman's network backend: netavark isolates lab bridges from each other; CNI does not. */

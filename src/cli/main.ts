@@ -275,6 +275,11 @@ const commands: Record<string, Command> = {
       const plan = await runningPlan(engine, recipe, labOf(p));
       const r = loadRecipe(recipe);
       const actx: ActionContext = { engine, recipe: r, plan, captured: {}, signal: ctx.signal };
+      const open = await engine.hostRoutableNetworks({ lab: plan.lab, recipe });
+      if (open.length)
+        ctx.progress.info(
+          `warning: this lab was started by an older version and the host can route into ${open.join(", ")}, so a "not reachable" check can lie; stop and start it again.`,
+        );
       let failed = 0;
       const scope = scopeOf(plan);
       for (const ex of r.exercises) {

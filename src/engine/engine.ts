@@ -126,6 +126,47 @@ export class Engine {
     return r.Volumes ?? [];
   }
 
+  /**
+   * Create a lab network: a bridge with a fixed subnet that the host neither routes nor NATs.
+   * Podman: "internal" (netavark 1.4 then installs no firewall rules and sets forwarding=0 on
+   * the bridge, so no other network's teardown can open it up; its "isolate" chains, by
+   * contrast, are unhooked from FORWARD when any isolated network is removed). Internal also
+   * stops netavark's masquerade from hitting frames merely bridged to a lab router (with
+   * br_netfilter loaded), so a router sees its LAN's own addresses. Docker Engine isolates
+   * user bridges by default and skips masquerading for bridged frames, while its internal
+   * networks drop frames routed by a container, so a plain bridge there.
+   */
+  async createNetwork(net: {
+    name: string;
+    subnet: string;
+    gateway: string;
+    isolated: boolean;
+    labels: Record<string, string>;
+  }): Promise<void> {
+    const hostBlind = this.kind === "podman" && net.isolated;
+    await this.docker.createNetwork({
+      Name: net.name,
+      Driver: "bridge",
+      CheckDuplicate: true,
+      Internal: hostBlind,
+      IPAM: { Driver: "default", Config: [{ Subnet: net.subnet, Gateway: net.gateway }] },
+      Options: hostBlind ? { isolate: "true" } : {},
+      Labels: net.labels,
+    } as Docker.NetworkCreateOptions);
+  }
+
+  /**
+   * Lab networks (narrowed by `match`) that the host could route into, i.e. not made by
+   * createNetwork's rules: labs started by an older version. Names, sorted.
+   */
+  async hostRoutableNetworks(match: Parameters<typeof labelFilter>[0] = {}): Promise<string[]> {
+    if (this.kind !== "podman") return [];
+    return (await this.listNetworks(match))
+      .filter((n) => !n.Internal)
+      .map((n) => n.Name)
+      .sort();
+  }
+
   /** Remove everything carrying our labels (narrowed by `match`): containers, then networks, then volumes. */
   async removeLabelled(match: Parameters<typeof labelFilter>[0] = {}): Promise<{ containers: number; networks: number; volumes: number }> {
     const containers = await this.listContainers(match);

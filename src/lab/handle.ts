@@ -20,10 +20,18 @@ export class LabHandle {
     readonly plan: LabPlan,
   ) {}
 
-  static async start(recipe: string, opts: { lab?: string; options?: Record<string, string> } = {}): Promise<LabHandle> {
+  /**
+   * Start a lab that this handle owns. The lab name is required (tests take theirs from
+   * tests/support/labs.ts), and a lab that is already running is refused rather than adopted:
+   * whoever calls stop() must be the one who started it.
+   */
+  static async start(recipe: string, opts: { lab: string; options?: Record<string, string> }): Promise<LabHandle> {
     const progress = new Progress(process.stderr, process.env.WG3_VERBOSE === "1", process.env.WG3_VERBOSE !== "1");
     const engine = await ensureEngine({ allowSetup: true, yes: true });
     const r = await up(recipe, { lab: opts.lab, options: opts.options, progress, engine });
+    if (r.alreadyRunning) {
+      throw new Error(`${recipe} already runs in lab "${opts.lab}", started by someone else: this handle neither reuses nor stops it.`);
+    }
     return new LabHandle(engine, loadRecipe(recipe), r.plan);
   }
 

@@ -65,6 +65,13 @@ async function chooseSubnets(engine: Engine, recipe: Recipe, lab: string): Promi
   return out;
 }
 
+/** WG3_GATEWAY for the image's init: the gateway node's address on the first network both share. */
+function gatewayEnv(plan: LabPlan, node: LabPlan["nodes"][string]): Record<string, string> {
+  const gw = node.gateway ? plan.nodes[node.gateway] : undefined;
+  const shared = gw && Object.keys(node.ip).find((net) => gw.ip[net]);
+  return gw && shared ? { WG3_GATEWAY: gw.ip[shared]! } : {};
+}
+
 export async function labContainers(engine: Engine, lab: string, recipe?: string): Promise<Docker.ContainerInfo[]> {
   return engine.listContainers({ lab, recipe });
 }
@@ -143,16 +150,10 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
     await step(`create ${Object.keys(plan.networks).length} networks and ${Object.keys(plan.nodes).length} containers`, async (note) => {
       for (const net of Object.values(plan.networks)) {
         note(`network ${net.name} ${net.subnet}`);
-        await engine.docker.createNetwork({
-          Name: net.name,
-          Driver: "bridge",
-          CheckDuplicate: true,
-          IPAM: { Driver: "default", Config: [{ Subnet: net.subnet, Gateway: net.gateway }] },
-          // podman: drop traffic between this bridge and every other one. Docker Engine
-          // isolates user bridges from each other by default.
-          Options: engine.kind === "podman" && net.isolated ? { isolate: "true" } : {},
-          Labels: labLabels({ lab, recipe: recipe.name, run }, { [LABEL.network]: net.key }),
-        } as Docker.NetworkCreateOptions);
+        await engine.createNetwork({
+          ...net,
+          labels: labLabels({ lab, recipe: recipe.name, run }, { [LABEL.network]: net.key }),
+        });
       }
       await Promise.all(
         Object.values(plan.nodes).map(async (node) => {
@@ -165,7 +166,7 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
             Hostname: node.hostname,
             Image: imageRef(node.image as ImageRole),
             Cmd: node.command,
-            Env: Object.entries(node.env).map(([k, v]) => `${k}=${v}`),
+            Env: Object.entries({ ...node.env, ...gatewayEnv(plan, node) }).map(([k, v]) => `${k}=${v}`),
             Tty: true,
             OpenStdin: true,
             StopTimeout: 3,
@@ -258,6 +259,9 @@ export async function down(engine: Engine, recipe: string, lab = DEFAULT_LAB): P
 export interface NodeStatus {
   node: string;
   container: string;
+  /** The engine's container id: a container that was recreated has another. */
+  id: string;
+  startedAt: string;
   hostname: string;
   state: string;
   addresses: Record<string, string>;
@@ -290,6 +294,8 @@ export async function status(engine: Engine, recipe?: string, lab?: string): Pro
     labs.get(key)!.nodes.push({
       node: c.Labels[LABEL.node]!,
       container: (c.Names[0] ?? "").replace(/^\//, ""),
+      id: c.Id,
+      startedAt: info.State.StartedAt,
       hostname: info.Config.Hostname,
       state: info.State.Status,
       addresses,

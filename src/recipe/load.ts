@@ -45,6 +45,7 @@ const nodeFields: Record<string, Shape> = {
   networks: S.map(S.str(IPV4, "an IPv4 address"), NAME, NAME_TEXT),
   caps: S.list(S.str(/^[A-Z_]+$/, "a capability like NET_ADMIN")),
   sysctls: S.scalars(),
+  gateway: S.str(NAME, NAME_TEXT),
   devices: S.list(S.str(/^\/dev\//, "a device path")),
   env: S.scalars(),
   command: S.list(S.str()),
@@ -144,6 +145,7 @@ export function toNode(n: Record<string, unknown>): NodeSpec {
     networks: (n.networks as Record<string, string>) ?? {},
     caps: (n.caps as string[]) ?? [],
     sysctls: scalars(n.sysctls),
+    gateway: n.gateway as string | undefined,
     devices: (n.devices as string[]) ?? [],
     env: scalars(n.env),
     command: n.command as string[] | undefined,
@@ -229,6 +231,12 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
     for (const [net, ip] of Object.entries(node.networks)) {
       if (!networks[net]) at(["nodes", n, "networks", net], `no network named "${net}" (networks: ${Object.keys(networks).join(", ")})`);
       else if (!ipInCidr(ip, networks[net].subnet)) at(["nodes", n, "networks", net], `${ip} is not inside ${networks[net].subnet}`);
+    }
+    if (node.gateway) {
+      const gw = nodes[node.gateway];
+      if (!gw) at(["nodes", n, "gateway"], `no node named "${node.gateway}" (nodes: ${Object.keys(nodes).join(", ")})`);
+      else if (!Object.keys(node.networks).some((net) => gw.networks[net]))
+        at(["nodes", n, "gateway"], `${node.gateway} shares no network with ${n}`);
     }
     node.files.forEach((f, i) => {
       if (f.template && !existsSync(join(rdir, f.template)))

@@ -50,6 +50,8 @@ export interface NodeSpec {
   networks: Record<string, string>;
   caps: string[];
   sysctls: Record<string, string>;
+  /** The node that is this node's default route (its address on a shared network), set before the node's own process starts. */
+  gateway?: string;
   devices: string[];
   env: Record<string, string>;
   command?: string[];

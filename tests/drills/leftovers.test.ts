@@ -2,9 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seededRandom } from "../../bench/lib/stats.ts";
 import type { Engine } from "../../src/engine/engine.ts";
 import { hasTmux } from "../../src/workspace/tmux.ts";
+import { testLabName } from "../support/labs.ts";
 import { ALL, cli, engine, type Leftovers, NOTHING, ours, report } from "./lib.ts";
 
 const RECIPE = "recipe-1";
+const LAB = testLabName("leftovers");
+const MINE = { lab: LAB, recipe: RECIPE };
 const CYCLES = ALL ? 20 : 3;
 const INTERRUPTS = 10;
 
@@ -16,27 +19,27 @@ describe("no leftovers: start/stop cycles and Ctrl-C during starts, through the 
   beforeAll(async () => {
     e = await engine();
     // A lab someone left running would make every assertion below meaningless: say so.
-    expect(await ours(e, { recipe: RECIPE }), `${RECIPE} must not be running before the drill`).toEqual(NOTHING);
+    expect(await ours(e, MINE), `${RECIPE} must not be running before the drill`).toEqual(NOTHING);
     before = await ours(e);
   });
   afterAll(async () => {
-    await cli(["stop", RECIPE]);
+    await cli(["stop", RECIPE, "--lab", LAB]);
   });
 
   it(`${CYCLES} start/stop cycles of ${RECIPE} leave no container, network, volume, tmux session or state`, async () => {
     for (let i = 0; i < CYCLES; i++) {
-      const up = await cli([RECIPE, "--no-attach"]);
+      const up = await cli([RECIPE, "--no-attach", "--lab", LAB]);
       expect(up.code, up.stderr).toBe(0);
       startMs.push(up.ms);
       // Positive control: the lab really was there (so "nothing afterwards" means something).
-      const running = await ours(e, { recipe: RECIPE });
+      const running = await ours(e, MINE);
       expect(running.containers).toHaveLength(4);
       expect(running.networks).toHaveLength(2);
       expect(running.planDirs).toHaveLength(1);
-      if (await hasTmux()) expect(running.sessions).toEqual([`wg3-${RECIPE}`]);
-      const down = await cli(["stop", RECIPE]);
+      if (await hasTmux()) expect(running.sessions).toEqual([`wg3-${LAB}-${RECIPE}`]);
+      const down = await cli(["stop", RECIPE, "--lab", LAB]);
       expect(down.code, down.stderr).toBe(0);
-      expect(await ours(e, { recipe: RECIPE }), `after cycle ${i + 1}`).toEqual(NOTHING);
+      expect(await ours(e, MINE), `after cycle ${i + 1}`).toEqual(NOTHING);
     }
     expect(await ours(e)).toEqual(before);
     report(`${CYCLES} start/stop cycles of ${RECIPE}: nothing left; start took ${startMs.map((m) => (m / 1000).toFixed(1)).join(", ")} s`);
@@ -51,10 +54,10 @@ describe("no leftovers: start/stop cycles and Ctrl-C during starts, through the 
     for (let i = 0; i < INTERRUPTS; i++) {
       // Anywhere from process start-up to the end of a typical start.
       const at = Math.round(random() * typical);
-      const r = await cli([RECIPE, "--no-attach"], { interruptAfterMs: at });
+      const r = await cli([RECIPE, "--no-attach", "--lab", LAB], { interruptAfterMs: at });
       if (r.code === 0) {
         outcomes.push(`${at}ms: finished first`);
-        expect((await cli(["stop", RECIPE])).code).toBe(0);
+        expect((await cli(["stop", RECIPE, "--lab", LAB])).code).toBe(0);
       } else {
         interrupted++;
         // Our handler exits 130; before it is installed (Node still loading), SIGINT kills the process.
@@ -62,7 +65,7 @@ describe("no leftovers: start/stop cycles and Ctrl-C during starts, through the 
         outcomes.push(`${at}ms: ${r.code === 130 ? "cleaned up, exit 130" : "killed while loading"}`);
       }
       // No waiting: the interrupted command itself must have removed what it created.
-      expect(await ours(e, { recipe: RECIPE }), `after interruption at ${at} ms (seed ${seed}): ${r.stderr}`).toEqual(NOTHING);
+      expect(await ours(e, MINE), `after interruption at ${at} ms (seed ${seed}): ${r.stderr}`).toEqual(NOTHING);
     }
     expect(await ours(e)).toEqual(before);
     report(`SIGINT drill (seed ${seed}, typical start ${Math.round(typical)} ms): ${outcomes.join("; ")}`);

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabHandle, waitFor } from "../../src/lab/handle.ts";
 import type { HeadscaleInContainer } from "../../src/nodes/headscale.ts";
 import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
+import { testLabName } from "../support/labs.ts";
 import { ALL, CONTROLS, recoveryTime, report } from "./lib.ts";
 
 /**
@@ -29,7 +30,7 @@ describe.runIf(ALL).each(CONTROLS)("recipe-3 restart drills with --control %s", 
   const meshHealthy = async () => JSON.stringify(await onlineNames()) === JSON.stringify(["home", "roaming"]) && (await routeWorks());
 
   beforeAll(async () => {
-    lab = await LabHandle.start("recipe-3", { options: { control } });
+    lab = await LabHandle.start("recipe-3", { lab: testLabName(`restart-${control}`), options: { control } });
     cs = lab.headscale();
     home = lab.tailscale("ts-client-home");
     roaming = lab.tailscale("ts-client-roaming");

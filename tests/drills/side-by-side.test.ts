@@ -2,14 +2,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine/engine.ts";
 import { runningPlan } from "../../src/lab/lifecycle.ts";
 import type { LabPlan } from "../../src/lab/plan.ts";
+import { testLabName } from "../support/labs.ts";
 import { ALL, cli, engine, NOTHING, ours, report } from "./lib.ts";
 
+const LABS = { a: testLabName("side-a"), b: testLabName("side-b") };
+
 /**
- * Two copies of recipe-3 side by side (--lab a, --lab b), through the real CLI: both pass all
+ * Two copies of recipe-3 side by side (two --lab copies), through the real CLI: both pass all
  * checks, and neither reaches the other's networks. Every "cannot reach" has its "can reach"
  * twin in the own lab first, so a broken probe cannot pass for isolation.
  */
-describe.runIf(ALL)("two recipe-3 labs side by side (--lab a, --lab b)", () => {
+describe.runIf(ALL)("two recipe-3 labs side by side (two --lab copies)", () => {
   let e: Engine;
   const plans: Record<string, LabPlan> = {};
   const sh = (plan: LabPlan, node: string, script: string) => e.sh(plan.nodes[node]!.container, script, { timeoutMs: 20_000 });
@@ -17,29 +20,29 @@ describe.runIf(ALL)("two recipe-3 labs side by side (--lab a, --lab b)", () => {
 
   beforeAll(async () => {
     e = await engine();
-    for (const lab of ["a", "b"]) {
+    for (const [key, lab] of Object.entries(LABS)) {
       expect(await ours(e, { lab, recipe: "recipe-3" }), `lab ${lab} must not be running`).toEqual(NOTHING);
       const t0 = performance.now();
       const up = await cli(["recipe-3", "--lab", lab, "--no-attach"]);
       expect(up.code, up.stderr).toBe(0);
       report(`recipe-3 --lab ${lab} up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-      plans[lab] = await runningPlan(e, "recipe-3", lab);
+      plans[key] = await runningPlan(e, "recipe-3", lab);
     }
   });
   afterAll(async () => {
-    for (const lab of ["a", "b"]) await cli(["stop", "recipe-3", "--lab", lab]);
-    for (const lab of ["a", "b"]) expect(await ours(e, { lab, recipe: "recipe-3" })).toEqual(NOTHING);
+    for (const lab of Object.values(LABS)) await cli(["stop", "recipe-3", "--lab", lab]);
+    for (const lab of Object.values(LABS)) expect(await ours(e, { lab, recipe: "recipe-3" })).toEqual(NOTHING);
   });
 
   it("they use different container names and subnets", () => {
     const [a, b] = [plans.a!, plans.b!];
-    expect(a.nodes.headscale!.container).toBe("a-recipe-3_headscale");
-    expect(b.nodes.headscale!.container).toBe("b-recipe-3_headscale");
+    expect(a.nodes.headscale!.container).toBe(`${LABS.a}-recipe-3_headscale`);
+    expect(b.nodes.headscale!.container).toBe(`${LABS.b}-recipe-3_headscale`);
     for (const net of ["home", "roaming"]) expect(a.networks[net]!.subnet).not.toBe(b.networks[net]!.subnet);
   });
 
   it("both pass every check (after solve)", async () => {
-    for (const lab of ["a", "b"]) {
+    for (const lab of Object.values(LABS)) {
       const solve = await cli(["solve", "recipe-3", "--lab", lab]);
       expect(solve.code, solve.stderr).toBe(0);
       const check = await cli(["check", "recipe-3", "--lab", lab]);

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabHandle, waitFor } from "../../src/lab/handle.ts";
+import { testLabName } from "../support/labs.ts";
 
 describe("recipe-0: a three-peer mesh built by hand", () => {
   let lab: LabHandle;
@@ -7,7 +8,7 @@ describe("recipe-0: a three-peer mesh built by hand", () => {
   const overlay = (p: string) => `172.16.100.${p.slice(-1)}`;
 
   beforeAll(async () => {
-    lab = await LabHandle.start("recipe-0");
+    lab = await LabHandle.start("recipe-0", { lab: testLabName("r0") });
   });
   afterAll(async () => {
     await lab?.stop();

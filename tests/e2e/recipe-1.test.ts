@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabHandle } from "../../src/lab/handle.ts";
+import { testLabName } from "../support/labs.ts";
 
 describe("recipe-1: the lighthouse", () => {
   let lab: LabHandle;
 
   beforeAll(async () => {
-    lab = await LabHandle.start("recipe-1");
+    lab = await LabHandle.start("recipe-1", { lab: testLabName("r1") });
   });
   afterAll(async () => {
     await lab?.stop();

@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabHandle, waitFor } from "../../src/lab/handle.ts";
+import { testLabName } from "../support/labs.ts";
 
 describe("recipe-2: lighthouse + subnet router", () => {
   let lab: LabHandle;
   let web: string;
 
   beforeAll(async () => {
-    lab = await LabHandle.start("recipe-2");
+    lab = await LabHandle.start("recipe-2", { lab: testLabName("r2") });
     web = lab.ip("webserver", "home");
   });
   afterAll(async () => {

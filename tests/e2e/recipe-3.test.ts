@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LabHandle, waitFor } from "../../src/lab/handle.ts";
 import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import { recipesDir } from "../../src/paths.ts";
+import { testLabName } from "../support/labs.ts";
 
 const TAILNET_V4 = /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./;
 
@@ -15,12 +16,13 @@ describe.each(controls)("recipe-3 with --control %s: the coordinated mesh", (con
   let home: TailscaleInContainer;
   let roaming: TailscaleInContainer;
   let web: string;
+  const labName = testLabName(`r3-${control}`);
   const login = () => `https://${lab.ip("headscale", "roaming")}`;
   const homeFlags = () => ["--login-server", login(), "--hostname", "home", `--advertise-routes=${lab.plan.networks.home!.subnet}`];
   const roamingFlags = () => ["--login-server", login(), "--hostname", "roaming", "--accept-routes"];
 
   beforeAll(async () => {
-    lab = await LabHandle.start("recipe-3", { options: { control } });
+    lab = await LabHandle.start("recipe-3", { lab: labName, options: { control } });
     home = lab.tailscale("ts-client-home");
     roaming = lab.tailscale("ts-client-roaming");
     web = lab.ip("webserver", "home");
@@ -155,8 +157,8 @@ describe.each(controls)("recipe-3 with --control %s: the coordinated mesh", (con
       const configBefore = readFileSync(join(recipesDir, "recipe-3", "headscale.yaml"), "utf8");
       const before = await home.ip();
       await lab.stop();
-      expect(await lab.engine.listContainers({ lab: "default", recipe: "recipe-3" })).toEqual([]);
-      lab = await LabHandle.start("recipe-3", { options: { control } });
+      expect(await lab.engine.listContainers({ lab: labName, recipe: "recipe-3" })).toEqual([]);
+      lab = await LabHandle.start("recipe-3", { lab: labName, options: { control } });
       home = lab.tailscale("ts-client-home");
       roaming = lab.tailscale("ts-client-roaming");
       const nodes = await lab.headscale().nodes();

@@ -9,7 +9,6 @@
  * Everything is labelled with a per-run lab name and removed by label in afterAll.
  */
 import { randomBytes } from "node:crypto";
-import type Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine, ExecResult } from "../../src/engine/engine.ts";
 import { LABEL, labLabels } from "../../src/engine/labels.ts";
@@ -110,24 +109,8 @@ async function sh(container: string, script: string): Promise<string> {
 // Topology
 
 async function createNetwork(net: Net): Promise<void> {
-  const e = eng();
-  await e.docker.createNetwork({
-    Name: net.name,
-    Driver: "bridge",
-    CheckDuplicate: true,
-    IPAM: { Driver: "default", Config: [{ Subnet: net.subnet, Gateway: net.gateway }] },
-    // podman: "internal" because netavark (1.4) masquerades every packet from the subnet to a
-    // destination outside it, and with br_netfilter loaded (bridge-nf-call-iptables=1) that
-    // includes frames merely *bridged* to the router container: the router would see the
-    // bridge gateway as the source and the routed replies would be lost. Internal networks
-    // get no NAT rules and forwarding=0 on the bridge, so the engine host does not route
-    // between them (netavark then installs no firewall rules at all, so "isolate" is kept
-    // only to match src/lab/lifecycle.ts). Docker Engine isolates user bridges by default and
-    // skips masquerading for bridged traffic, while its internal networks drop routed frames.
-    Internal: e.kind === "podman",
-    Options: e.kind === "podman" ? { isolate: "true" } : {},
-    Labels: labLabels(ID, { [LABEL.network]: net.key }),
-  } as Docker.NetworkCreateOptions);
+  // The same call the lab lifecycle makes: see Engine.createNetwork for why it is internal.
+  await eng().createNetwork({ ...net, isolated: true, labels: labLabels(ID, { [LABEL.network]: net.key }) });
 }
 
 interface NodeSpec {

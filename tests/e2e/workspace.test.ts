@@ -13,6 +13,7 @@ import { waitFor } from "../../src/lab/handle.ts";
 import { makePlan, resolveOptions } from "../../src/lab/plan.ts";
 import { ROOT, recipesDir } from "../../src/paths.ts";
 import { loadRecipe } from "../../src/recipe/load.ts";
+import { defaultLabBusy } from "../support/labs.ts";
 
 const RECIPE = "recipe-0";
 const SESSION = "wg3-recipe-0";
@@ -67,11 +68,11 @@ const graph = async () => {
   return r.stdout;
 };
 
-describe("the attendee's workspace, through ./start.ts (recipe-0)", () => {
-  beforeAll(async () => {
-    // A previous run that died half-way may have left the lab; we hold the engine lock, so it is ours.
-    await cli("stop", RECIPE);
-  });
+// The workspace is tested under the workshop's own names (session wg3-recipe-0, the book's
+// commands), so it needs the default recipe-0 lab, and skips when someone else runs it.
+const busy = await defaultLabBusy(await ensureEngine({}), [RECIPE]);
+
+describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${busy ? ` (${busy})` : ""}`, () => {
   afterAll(async () => {
     await cli("stop", RECIPE);
     await execa("tmux", ["kill-session", "-t", `=${SESSION}`], { reject: false });

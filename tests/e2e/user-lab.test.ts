@@ -1,0 +1,72 @@
+/**
+ * Tests never touch what the user runs. The default recipe-3 lab is started the way a user
+ * does (./start.ts recipe-3), or, when the user already runs it, taken as it is and only
+ * looked at; a test lab of the same recipe then runs beside it, start to solve to stop. The
+ * default lab keeps its containers, its workspace and its check answer.
+ */
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureEngine } from "../../src/engine/setup.ts";
+import { ROOT } from "../../src/paths.ts";
+import { hasTmux, sessionExists } from "../../src/workspace/tmux.ts";
+import { defaultLabBusy, defaultLabsRunning, testLabName } from "../support/labs.ts";
+
+const RECIPE = "recipe-3";
+const engine = await ensureEngine({});
+const usersOwn = (await defaultLabsRunning(engine)).includes(RECIPE);
+// Another default lab holding recipe-3's subnets would stop us starting it; then skip.
+const blocked = usersOwn ? undefined : await defaultLabBusy(engine, ["recipe-1", "recipe-2"]);
+
+const cli = (...args: string[]) => execa(join(ROOT, "start.ts"), args, { reject: false, stdin: "ignore", timeout: 300_000 });
+
+interface Snapshot {
+  ids: string[];
+  check: { code: number | undefined; stdout: string };
+  workspace: boolean;
+}
+
+async function snapshot(): Promise<Snapshot> {
+  const ids = (await engine.listContainers({ lab: "default", recipe: RECIPE })).map((c) => `${c.Names[0]} ${c.Id} ${c.State}`).sort();
+  const check = await cli("check", RECIPE);
+  return {
+    ids,
+    check: { code: check.exitCode, stdout: check.stdout },
+    workspace: (await hasTmux()) && (await sessionExists(`wg3-${RECIPE}`)),
+  };
+}
+
+describe.skipIf(blocked)(`a test lab beside the user's default ${RECIPE}${blocked ? ` (${blocked})` : ""}`, () => {
+  let before: Snapshot;
+  const lab = testLabName("beside");
+
+  beforeAll(async () => {
+    if (!usersOwn) {
+      const r = await cli(RECIPE, "--no-attach");
+      expect(r.exitCode, r.stderr).toBe(0);
+    }
+    before = await snapshot();
+    // Positive control: there is something to keep (five running containers, a check answer).
+    expect(before.ids).toHaveLength(5);
+    expect(before.ids.every((l) => l.endsWith(" running"))).toBe(true);
+    expect(before.check.stdout).toMatch(/exercises pass\.|not done yet\./);
+  });
+  afterAll(async () => {
+    await cli("stop", RECIPE, "--lab", lab);
+    if (!usersOwn) await cli("stop", RECIPE);
+  });
+
+  it("the test lab starts, passes every check and stops, on its own names and subnets", async () => {
+    expect((await cli(RECIPE, "--lab", lab, "--no-attach")).exitCode).toBe(0);
+    expect((await cli("solve", RECIPE, "--lab", lab)).exitCode).toBe(0);
+    const check = await cli("check", RECIPE, "--lab", lab);
+    expect(check.exitCode, check.stdout).toBe(0);
+    const mine = await engine.listContainers({ lab, recipe: RECIPE });
+    expect(mine.map((c) => c.Names[0]).every((n) => n?.startsWith(`/${lab}-`))).toBe(true);
+    expect((await cli("stop", RECIPE, "--lab", lab)).exitCode).toBe(0);
+  });
+
+  it("the default lab is untouched: same containers, same workspace, same check answer", async () => {
+    expect(await snapshot()).toEqual(before);
+  });
+});
