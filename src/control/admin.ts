@@ -67,7 +67,7 @@ function routes(ctl: ControlServer): [string, RegExp, Handler][] {
     return n;
   };
   return [
-    ["GET", /^\/health$/, () => ({ status: "pass", nodes: t.nodes().length })],
+    ["GET", /^\/health$/, () => ({ status: "pass", nodes: t.nodes().length, pending_logins: ctl.pendingLogins })],
     ["GET", /^\/users$/, () => t.users()],
     ["POST", /^\/users$/, (b) => t.createUser(String(b.name ?? ""))],
     [

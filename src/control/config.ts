@@ -14,7 +14,100 @@ export interface ControlConfig {
   adminSocket: string;
   prefixes: { v4: string; v6: string };
   dns: { baseDomain: string; nameservers: string[] };
-  derp: { enabled: boolean; region: DerpRegion; stunListen?: { host: string; port: number } };
+  derp: { enabled: boolean; region: DerpRegion; stunListen?: { host: string; port: number }; verifyClients: boolean };
+  /** Prometheus /metrics on its own address (Headscale's metrics_listen_addr); none if unset. */
+  metricsListen?: { host: string; port: number };
+  limits: Limits;
+}
+
+/**
+ * Bounds on what a peer can make the server hold, and how fast a vanished peer is noticed.
+ * Durations in ms. Config file: the `limits:` map, snake_case keys, durations like 30s or 15m.
+ */
+export interface Limits {
+  /** Interactive logins waiting for an admin; the least recently used is dropped beyond this. */
+  maxPendingLogins: number;
+  /** A pending interactive login expires after this (Headscale: 15 minutes). */
+  pendingLoginTtl: number;
+  /** TCP connections on the control port (control, DERP, /key), new ones refused beyond it. */
+  maxConnections: number;
+  /** From TCP accept to a complete HTTP request head (so to the ts2021 upgrade). */
+  handshakeTimeout: number;
+  /** Concurrent HTTP/2 streams per Noise connection (tailscaled uses 3 at most). */
+  maxStreamsPerConnection: number;
+  /** Request bodies inside Noise (Headscale: 1 MiB). */
+  maxBodyBytes: number;
+  /** A request body must arrive whole within this. */
+  bodyReadTimeout: number;
+  /** A Noise connection with no open stream is closed after this. */
+  noiseIdleTimeout: number;
+  /** HTTP/2 PING on every Noise connection this often (0: never) ... */
+  pingInterval: number;
+  /** ... and the connection is dead if the answer takes longer than this. */
+  pingTimeout: number;
+  /** TCP keepalive probes start after this much silence. */
+  tcpKeepalive: number;
+  /** A map stream whose client does not take its data within this is closed. */
+  writeTimeout: number;
+  /** ... or as soon as this much is queued for it. */
+  maxBufferedBytes: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxPendingLogins: 1000,
+  pendingLoginTtl: 15 * 60_000,
+  maxConnections: 10_000,
+  handshakeTimeout: 10_000,
+  maxStreamsPerConnection: 100,
+  maxBodyBytes: 1 << 20,
+  bodyReadTimeout: 10_000,
+  noiseIdleTimeout: 5 * 60_000,
+  pingInterval: 15_000,
+  pingTimeout: 10_000,
+  tcpKeepalive: 15_000,
+  writeTimeout: 30_000,
+  maxBufferedBytes: 8 << 20,
+};
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
+
+/** A count or a Go-style duration ("500ms", "15s", "1m30s"); bare numbers are ms for durations. */
+function limitValue(v: unknown, what: string, duration: boolean): number {
+  if (typeof v === "number" && Number.isFinite(v) && v >= 0) return v;
+  const text = String(v);
+  let total = 0;
+  let rest = text;
+  while (duration && rest) {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
+    if (!m) break;
+    total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
+    rest = rest.slice(m[0].length);
+  }
+  if (duration && !rest && text) return total;
+  throw new ConfigError(`${what}: want ${duration ? "a duration like 30s" : "a non-negative number"}, got ${JSON.stringify(v)}`);
+}
+
+const snake = (k: string) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+const DURATIONS = new Set<keyof Limits>([
+  "pendingLoginTtl",
+  "handshakeTimeout",
+  "bodyReadTimeout",
+  "noiseIdleTimeout",
+  "pingInterval",
+  "pingTimeout",
+  "tcpKeepalive",
+  "writeTimeout",
+]);
+
+function parseLimits(raw: Raw, where: string): Limits {
+  const known = new Map(Object.keys(DEFAULT_LIMITS).map((k) => [snake(k), k as keyof Limits]));
+  const out = { ...DEFAULT_LIMITS };
+  for (const [k, v] of Object.entries(raw)) {
+    const key = known.get(k);
+    if (!key) throw new ConfigError(`${where}: limits.${k} is not a known limit (known: ${[...known.keys()].join(", ")})`);
+    out[key] = limitValue(v, `${where}: limits.${k}`, DURATIONS.has(key));
+  }
+  return out;
 }
 
 export class ConfigError extends Error {}
@@ -81,8 +174,11 @@ export function parseConfig(text: string, where = "config"): ControlConfig {
     adminSocket: str(raw.unix_socket, "", DEFAULT_ADMIN_SOCKET),
     prefixes: { v4: str(prefixes.v4, "", "100.64.0.0/10"), v6: str(prefixes.v6, "", "fd7a:115c:a1e0::/48") },
     dns: { baseDomain, nameservers: Array.isArray(obj(dns.nameservers).global) ? (obj(dns.nameservers).global as string[]) : [] },
+    ...(raw.metrics_listen_addr ? { metricsListen: hostPort(String(raw.metrics_listen_addr), `${where}: metrics_listen_addr`) } : {}),
+    limits: parseLimits(obj(raw.limits), where),
     derp: {
       enabled: derpEnabled,
+      verifyClients: derp.verify_clients !== false,
       region,
       ...(derpEnabled && derp.stun_listen_addr !== ""
         ? { stunListen: hostPort(String(derp.stun_listen_addr ?? "0.0.0.0:3478"), "stun_listen_addr") }

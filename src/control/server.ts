@@ -3,7 +3,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { startAdmin } from "./admin.ts";
@@ -12,14 +12,13 @@ import { DerpServer } from "./derp.ts";
 import { formatKey, type KeyPair, keyPairFrom, newKeyPair, parseKey, zeroKey } from "./keys.ts";
 import { derpMap, fullMapJson, type MapperConfig, nodeView, userProfiles } from "./mapper.ts";
 import { errorFrame, HandshakeError, NoiseConn, respond } from "./noise.ts";
+import { PendingLogins } from "./pending.ts";
 import { type NodeRec, StateStore, writeFileAtomic } from "./store.ts";
 import { startStun } from "./stun.ts";
 import { Tailnet, TailnetError } from "./tailnet.ts";
 import { decodeMap, decodeRegister, type Hostinfo, type MapRequest, type RegisterRequest, RequestError } from "./validate.ts";
 import { mapFrameJson } from "./zstd.ts";
 
-/** Request bodies inside Noise are capped like Headscale's (1 MiB). */
-export const MAX_BODY = 1 << 20;
 /** The oldest client we accept: capver 102 is tailscale 1.70. */
 export const MIN_CAPVER = 102;
 const KEEPALIVE_MS = () => 50_000 + Math.floor(Math.random() * 9_000);
@@ -46,17 +45,30 @@ class HttpError extends Error {
   }
 }
 
-async function readBody(req: http2.Http2ServerRequest | IncomingMessage, limit = MAX_BODY): Promise<Buffer> {
+/** Read a whole request body, refusing it beyond `limit` bytes (413) or after `timeoutMs` (408). */
+async function readBody(req: http2.Http2ServerRequest, limit: number, timeoutMs: number): Promise<Buffer> {
   const declared = Number(req.headers["content-length"] ?? 0);
   if (declared > limit) throw new HttpError(413, `request body over ${limit} bytes`);
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new HttpError(413, `request body over ${limit} bytes`);
-    parts.push(chunk);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new HttpError(408, `request body not complete within ${timeoutMs} ms`)), timeoutMs);
+  });
+  const read = (async () => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) throw new HttpError(413, `request body over ${limit} bytes`);
+      parts.push(chunk);
+    }
+    return Buffer.concat(parts);
+  })();
+  try {
+    return await Promise.race([read, late]);
+  } finally {
+    clearTimeout(timer);
+    read.catch(() => {});
   }
-  return Buffer.concat(parts);
 }
 
 function parseJson(body: Buffer): Record<string, unknown> {
@@ -81,14 +93,10 @@ function encode(json: string, compress: boolean): Buffer {
   return compress ? mapFrameJson(json) : lengthPrefixed(Buffer.from(json));
 }
 
-interface PendingLogin {
-  id: string;
+/** The Noise peer a request came over: its machine key, and a way to drop its connection. */
+interface NoisePeer {
   machineKey: string;
-  nodeKey: string;
-  hostinfo: Hostinfo;
-  cap: number;
-  waiters: ((userId: number) => void)[];
-  created: number;
+  close(why: string): void;
 }
 
 export class ControlServer {
@@ -97,7 +105,7 @@ export class ControlServer {
   readonly derp: DerpServer | undefined;
   private readonly mapper: MapperConfig;
   private readonly sessions = new Map<number, MapSession>();
-  private readonly pending = new Map<string, PendingLogin>();
+  private readonly pending: PendingLogins;
   private readonly sockets = new Set<Duplex>();
   private listener: http.Server | undefined;
   private admin: http.Server | undefined;
@@ -107,6 +115,14 @@ export class ControlServer {
   private changedBatch = new Set<number>();
   private removedBatch = new Set<number>();
   private flushScheduled = false;
+  /** Counters for /metrics. */
+  readonly stats = {
+    mapBytes: 0,
+    openStreams: 0,
+    noiseConnections: 0,
+    registers: new Map<string, number>(),
+    refused: new Map<string, number>(),
+  };
   /** Sees every request body inside Noise before it is decoded (tests record real clients' requests). */
   onRequestBody: ((path: string, body: Buffer) => void) | undefined;
 
@@ -115,6 +131,7 @@ export class ControlServer {
     private readonly log: Log = (m) => console.log(m),
   ) {
     const store = new StateStore(config.stateDir, this.log);
+    this.pending = new PendingLogins(config.limits.maxPendingLogins, config.limits.pendingLoginTtl);
     this.noiseKey = persistentKey(config.stateDir, "noise.key");
     this.tailnet = new Tailnet(store, {
       v4Prefix: config.prefixes.v4,
@@ -149,11 +166,16 @@ export class ControlServer {
   async start(): Promise<{ port: number; stunPort?: number }> {
     const { host, port, tls } = this.config.listen;
     const handler = (req: IncomingMessage, res: ServerResponse) => this.onHttp(req, res);
+    // Node checks headersTimeout only this often (30 s by default).
+    const opts = { connectionsCheckingInterval: Math.min(1_000, this.config.limits.handshakeTimeout) };
     const server = tls
-      ? https.createServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, handler)
-      : http.createServer(handler);
+      ? https.createServer({ ...opts, cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, handler)
+      : http.createServer(opts, handler);
+    // Upgraded connections (ts2021, DERP) leave the HTTP server: these bound only the time to a
+    // complete request head, and how many connections may be open at all.
     server.requestTimeout = 0;
-    server.headersTimeout = 30_000;
+    server.headersTimeout = this.config.limits.handshakeTimeout;
+    server.maxConnections = this.config.limits.maxConnections;
     server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     server.on("connection", (s: Duplex) => {
       this.sockets.add(s);
@@ -209,7 +231,7 @@ export class ControlServer {
         return json(res, 200, derpMap(this.mapper.derp));
       }
       const reg = /^\/register\/([A-Za-z0-9_-]+)$/.exec(url.pathname);
-      if (req.method === "GET" && reg && this.pending.has(reg[1]!)) {
+      if (req.method === "GET" && reg && this.pending.get(reg[1]!)) {
         res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
         res.end(
           `<!doctype html><title>Register node</title><h1>Register this node</h1>` +
@@ -251,32 +273,105 @@ export class ControlServer {
       return;
     }
     socket.write(hs.response);
+    this.serveNoise(
+      socket,
+      new NoiseConn(socket, hs.result, { machineKey: hs.result.machineKey, version: hs.result.version }, head),
+      formatKey("mkey", hs.result.machineKey),
+    );
+  }
+
+  /**
+   * HTTP/2 inside one Noise connection, with its bounds: streams per connection, an idle
+   * timeout when no stream is open, TCP keepalive, and an HTTP/2 PING that must be answered in
+   * time, so a vanished client (cut cable, stopped process) is noticed within seconds.
+   */
+  private serveNoise(socket: Duplex, conn: NoiseConn, machineKey: string): void {
+    const L = this.config.limits;
     // Small request/response frames inside Noise: without TCP_NODELAY each waits on delayed ACKs.
-    (socket as { setNoDelay?(b: boolean): void }).setNoDelay?.(true);
-    (socket as { setTimeout?(n: number): void }).setTimeout?.(0);
-    const machineKey = formatKey("mkey", hs.result.machineKey);
-    const conn = new NoiseConn(socket, hs.result, { machineKey: hs.result.machineKey, version: hs.result.version }, head);
+    const tcp = socket as Partial<Socket>;
+    tcp.setNoDelay?.(true);
+    tcp.setTimeout?.(0);
+    if (L.tcpKeepalive) tcp.setKeepAlive?.(true, L.tcpKeepalive);
     conn.on("error", () => {});
-    const h2 = http2.createServer({ settings: { maxConcurrentStreams: 1000 } });
+    const peer: NoisePeer = {
+      machineKey,
+      close: (why) => {
+        if (conn.destroyed) return;
+        this.log(`closing the connection of ${machineKey.slice(0, 17)}…: ${why}`);
+        conn.destroy();
+      },
+    };
+    const h2 = http2.createServer({ settings: { maxConcurrentStreams: L.maxStreamsPerConnection } });
     h2.setTimeout(0);
+    h2.on("session", (session: http2.ServerHttp2Session) => this.watchSession(session, peer));
     h2.on("request", (r: http2.Http2ServerRequest, w: http2.Http2ServerResponse) => {
-      this.onNoiseRequest(machineKey, r, w).catch((e) => {
-        const status = e instanceof HttpError ? e.status : 500;
-        if (status === 500) this.log(`error on ${r.url}: ${(e as Error).stack ?? e}`);
-        if (!w.headersSent) {
-          w.writeHead(status, { "content-type": "text/plain" });
-          w.end(`${(e as Error).message}\n`);
-        } else w.stream.close();
-      });
+      this.onNoiseRequest(peer, r, w).catch((e) => this.failRequest(r, w, e));
     });
     h2.on("sessionError", () => conn.destroy());
     h2.emit("connection", conn);
   }
 
-  private async onNoiseRequest(machineKey: string, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): Promise<void> {
+  /** Idle timeout (no open stream) and PING liveness for one HTTP/2 session. */
+  private watchSession(session: http2.ServerHttp2Session, peer: NoisePeer): void {
+    const L = this.config.limits;
+    let open = 0;
+    let idle: NodeJS.Timeout | undefined;
+    const armIdle = () => {
+      idle = setTimeout(() => peer.close(`no request for ${L.noiseIdleTimeout} ms`), L.noiseIdleTimeout);
+    };
+    this.stats.noiseConnections++;
+    session.on("stream", (stream: http2.ServerHttp2Stream) => {
+      open++;
+      this.stats.openStreams++;
+      clearTimeout(idle);
+      stream.on("close", () => {
+        this.stats.openStreams--;
+        if (--open === 0) armIdle();
+      });
+    });
+    armIdle();
+    const ping = L.pingInterval ? setInterval(() => this.ping(session, peer), L.pingInterval) : undefined;
+    session.on("close", () => {
+      this.stats.noiseConnections--;
+      clearTimeout(idle);
+      clearInterval(ping);
+    });
+  }
+
+  private ping(session: http2.ServerHttp2Session, peer: NoisePeer): void {
+    if (session.closed || session.destroyed) return;
+    const timer = setTimeout(
+      () => peer.close(`no answer to an HTTP/2 PING within ${this.config.limits.pingTimeout} ms`),
+      this.config.limits.pingTimeout,
+    );
+    try {
+      session.ping((err) => {
+        if (!err) clearTimeout(timer);
+      });
+    } catch {
+      clearTimeout(timer); // too many pings in flight: the earlier ones' timers still run
+    }
+  }
+
+  /** Answer a failed request with its status, or reset its stream if the answer had begun. */
+  private failRequest(r: http2.Http2ServerRequest, w: http2.Http2ServerResponse, e: unknown): void {
+    const status = e instanceof HttpError ? e.status : 500;
+    if (status === 500) this.log(`error on ${r.url}: ${(e as Error).stack ?? e}`);
+    try {
+      if (w.headersSent || w.stream.destroyed) return void w.stream.close();
+      w.writeHead(status, { "content-type": "text/plain" });
+      // A body we stopped reading (too big, too slow) must not hold the stream open.
+      w.end(`${(e as Error).message}\n`, () => {
+        if (!r.complete) w.stream.close();
+      });
+    } catch {}
+  }
+
+  private async onNoiseRequest(peer: NoisePeer, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): Promise<void> {
+    const { machineKey } = peer;
     const path = new URL(req.url, "http://x").pathname;
     if (req.method !== "POST") throw new HttpError(405, "method not allowed");
-    const raw = await readBody(req);
+    const raw = await readBody(req, this.config.limits.maxBodyBytes, this.config.limits.bodyReadTimeout);
     this.onRequestBody?.(path, raw);
     if (path === "/machine/register") {
       const body = this.decode(machineKey, "register", decodeRegister, raw);
@@ -286,7 +381,7 @@ export class ControlServer {
       res.end(JSON.stringify(out));
       return;
     }
-    if (path === "/machine/map") return this.map(machineKey, this.decode(machineKey, "map", decodeMap, raw), req, res);
+    if (path === "/machine/map") return this.map(peer, this.decode(machineKey, "map", decodeMap, raw), res);
     throw new HttpError(404, `${path} is not implemented`);
   }
 
@@ -366,21 +461,23 @@ export class ControlServer {
     }
 
     // Interactive login: hand out a URL; the follow-up request waits for an admin's approval.
-    const followup = r.followup;
-    if (followup) {
-      const id = followup.split("/register/")[1] ?? "";
-      const p = this.pending.get(id);
-      if (!p || p.machineKey !== machineKey) return { Error: "unknown or expired login URL; run tailscale up again" };
+    const p = r.followup ? this.pending.get(r.followup.split("/register/")[1] ?? "") : undefined;
+    if (p && p.machineKey === machineKey) {
       const userId = await new Promise<number | undefined>((resolve) => {
         p.waiters.push(resolve);
         req.on("close", () => resolve(undefined));
       });
-      if (userId === undefined) return undefined;
-      return this.registerResponse(userId);
+      if (userId !== undefined) return this.registerResponse(userId);
+      if (req.stream.closed) return undefined; // the client went away
+      // The login expired or was evicted while the client waited: a new one, as for an unknown URL.
     }
+    return this.startLogin(machineKey, nodeKey, hostinfo, cap);
+  }
+
+  /** A fresh pending login and its URL (also for an unknown or expired follow-up, as Headscale does). */
+  private startLogin(machineKey: string, nodeKey: string, hostinfo: Hostinfo, cap: number): Record<string, unknown> {
     const id = randomBytes(12).toString("base64url");
-    this.pending.set(id, { id, machineKey, nodeKey, hostinfo, cap, waiters: [], created: Date.now() });
-    for (const [k, p] of this.pending) if (Date.now() - p.created > 3_600_000) this.pending.delete(k);
+    this.pending.add({ id, machineKey, nodeKey, hostinfo, cap, waiters: [], created: Date.now() });
     const url = `${this.config.serverUrl.replace(/\/$/, "")}/register/${id}`;
     this.log(`interactive login pending: headscale nodes register --user USERNAME --key ${id}`);
     return { AuthURL: url, MachineAuthorized: false };
@@ -399,8 +496,7 @@ export class ControlServer {
       userId: user.id,
     });
     await this.tailnet.committed();
-    this.pending.delete(id);
-    for (const w of p.waiters) w(user.id);
+    this.pending.drop(id, user.id);
     this.log(`node ${n.id} ${n.givenName} (${n.ipv4}) registered by an admin for user ${user.name}`);
     return n.id;
   }
@@ -416,43 +512,63 @@ export class ControlServer {
     return v;
   };
 
-  private async map(machineKey: string, r: MapRequest, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): Promise<void> {
+  private async map(peer: NoisePeer, r: MapRequest, res: http2.Http2ServerResponse): Promise<void> {
     const node = this.tailnet.byNodeKey(r.nodeKey);
     if (!node) throw new HttpError(404, "node not found; register first");
-    if (node.machineKey !== machineKey) {
+    if (node.machineKey !== peer.machineKey) {
       this.log(`map: refused node ${node.id}: the Noise machine key does not match the node's`);
       throw new HttpError(403, "machine key does not match the node");
     }
     if (r.version < MIN_CAPVER) throw new HttpError(400, `unsupported client version ${r.version}`);
+    // A lite update states the client's endpoints as they are now: none means none.
+    const lite = !r.stream && r.omitPeers;
     this.tailnet.updateFromMapRequest(node, {
       discoKey: r.discoKey,
-      endpoints: r.endpoints,
+      endpoints: r.endpoints ?? (lite ? [] : undefined),
       hostinfo: r.hostinfo,
       cap: r.version,
     });
-    const compress = r.compress;
-    const fullMap = () => encode(fullMapJson(this.tailnet, this.mapper, node, this.viewJson), compress);
-
-    if (!r.stream) {
-      if (r.omitPeers) {
-        // A "lite" update: the state is stored above; the client only reads the status.
-        res.writeHead(200);
-        res.end();
-        return;
-      }
-      res.writeHead(200, { "content-type": "application/octet-stream" });
-      res.end(fullMap());
+    if (lite) {
+      // The state is stored above; the client only reads the status.
+      res.writeHead(200);
+      res.end();
       return;
     }
-
+    const first = encode(fullMapJson(this.tailnet, this.mapper, node, this.viewJson), r.compress);
     res.writeHead(200, { "content-type": "application/octet-stream" });
+    if (!r.stream) {
+      this.stats.mapBytes += first.length;
+      return void res.end(first);
+    }
+    await this.streamMap(peer, node.id, r.compress, first, res);
+  }
+
+  /**
+   * The long-poll: the full map, then changes and keep-alives until the client goes. A client
+   * that does not take its data (backpressure for writeTimeout, or maxBufferedBytes queued)
+   * loses its connection rather than making the server buffer without bound.
+   */
+  private async streamMap(
+    peer: NoisePeer,
+    nodeId: number,
+    compress: boolean,
+    first: Buffer,
+    res: http2.Http2ServerResponse,
+  ): Promise<void> {
+    const L = this.config.limits;
     let keepalive: NodeJS.Timeout | undefined;
+    let stalled: NodeJS.Timeout | undefined;
     let ended = false;
+    const stream = res.stream;
     const session: MapSession = {
-      nodeId: node.id,
+      nodeId,
       compress,
       write: (f) => {
-        if (!ended) res.write(f);
+        if (ended || stream.destroyed) return;
+        this.stats.mapBytes += f.length;
+        if (stream.write(f)) return;
+        if (stream.writableLength > L.maxBufferedBytes) return peer.close(`over ${L.maxBufferedBytes} bytes of map data queued`);
+        stalled ??= setTimeout(() => peer.close(`map data not taken within ${L.writeTimeout} ms`), L.writeTimeout);
       },
       end: () => {
         if (ended) return;
@@ -461,30 +577,29 @@ export class ControlServer {
         res.end();
       },
     };
+    stream.on("drain", () => {
+      clearTimeout(stalled);
+      stalled = undefined;
+    });
     const arm = () => {
       keepalive = setTimeout(() => {
         session.write(encode(KEEPALIVE_JSON, compress));
         arm();
       }, KEEPALIVE_MS());
     };
-    this.sessions.get(node.id)?.end();
-    this.sessions.set(node.id, session);
-    session.write(fullMap());
+    this.sessions.get(nodeId)?.end();
+    this.sessions.set(nodeId, session);
+    session.write(first);
     arm();
-    this.tailnet.setOnline(node.id, true);
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        ended = true;
-        clearTimeout(keepalive);
-        if (this.sessions.get(node.id) === session) {
-          this.sessions.delete(node.id);
-          this.tailnet.setOnline(node.id, false);
-        }
-        resolve();
-      };
-      res.on("close", done);
-      req.on("close", done);
-    });
+    this.tailnet.setOnline(nodeId, true);
+    await new Promise<void>((resolve) => stream.once("close", resolve));
+    ended = true;
+    clearTimeout(keepalive);
+    clearTimeout(stalled);
+    if (this.sessions.get(nodeId) === session) {
+      this.sessions.delete(nodeId);
+      this.tailnet.setOnline(nodeId, false);
+    }
   }
 
   /**
@@ -535,6 +650,11 @@ export class ControlServer {
       }
       s.write(f);
     }
+  }
+
+  /** Interactive logins waiting for an admin (bounded by limits.max_pending_logins). */
+  get pendingLogins(): number {
+    return this.pending.size;
   }
 
   /** For the admin API: is there a live map stream for this node? */

@@ -1,5 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -8,8 +7,7 @@ import { ControlClient } from "../../src/control/client.ts";
 import { formatKey, newKeyPair } from "../../src/control/keys.ts";
 import { StateStore } from "../../src/control/store.ts";
 import { Tailnet } from "../../src/control/tailnet.ts";
-import { waitFor } from "../../src/lab/handle.ts";
-import { freePort } from "../integration/tailscaled-host.ts";
+import { serve, stop } from "./control-fixtures/child-server.ts";
 
 /**
  * Crash safety of the state: the real server process (src/control/main.ts) is SIGKILLed at
@@ -23,42 +21,6 @@ const root = mkdtempSync(join(tmpdir(), "wg3-crash-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 const opts = { v4Prefix: "100.64.0.0/10", v6Prefix: "fd7a:115c:a1e0::/48", baseDomain: "tailnet.test" };
 const nodeKey = () => formatKey("nodekey", newKeyPair().publicKey);
-
-interface Server {
-  proc: ChildProcess;
-  url: string;
-  socket: string;
-  exited: Promise<NodeJS.Signals | null>;
-}
-
-async function serve(dir: string, crashAt = 0): Promise<Server> {
-  const port = await freePort();
-  mkdirSync(dir, { recursive: true });
-  const socket = join(dir, "admin.sock");
-  const config = join(dir, "config.yaml");
-  writeFileSync(
-    config,
-    [
-      `server_url: http://127.0.0.1:${port}`,
-      `listen_addr: 127.0.0.1:${port}`,
-      `state_dir: ${join(dir, "state")}`,
-      `unix_socket: ${socket}`,
-      "dns: { base_domain: tailnet.test }",
-      'derp: { server: { enabled: true, stun_listen_addr: "" } }',
-    ].join("\n"),
-  );
-  const env = { ...process.env, WG3_CONTROL_CRASH_AT_STEP: String(crashAt) };
-  const proc = spawn(process.execPath, ["--import", "tsx", "src/control/main.ts", "serve", "--config", config], { env, stdio: "ignore" });
-  const exited = new Promise<NodeJS.Signals | null>((r) => proc.once("exit", (_c, sig) => r(sig)));
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor("the control server answers /health", async () => (await fetch(`${url}/health`)).ok, 20_000);
-  return { proc, url, socket, exited };
-}
-
-async function stop(s: Server): Promise<void> {
-  if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill("SIGTERM");
-  await s.exited;
-}
 
 async function register(url: string, authKey: string, hostname: string): Promise<"ack" | "lost"> {
   try {
