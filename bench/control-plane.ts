@@ -1,5 +1,5 @@
-import { type LoadResult, repoLoadClient, runLoad } from "./control/loadgen.ts";
-import { cpuSeconds, memory } from "./control/proc.ts";
+import { repoLoadClient } from "./control/client-adapter.ts";
+import { type LoadResult, runLoad } from "./control/loadgen.ts";
 import { type ControlServer, startBuiltin, startHeadscale } from "./control/servers.ts";
 import { type Benchmark, checkAborted, list, num } from "./lib/bench.ts";
 import { round } from "./lib/stats.ts";
@@ -41,7 +41,7 @@ export const controlPlane: Benchmark = {
     const t0 = Date.now();
     const sizes = list(ctx, "sizes").map(Number);
     const servers = list(ctx, "servers");
-    const client = await repoLoadClient();
+    const client = repoLoadClient();
     const notes: string[] = [
       "Each size runs against a fresh server on 127.0.0.1 (Headscale: the cached pinned binary, plain HTTP, SQLite in a temp directory). The load generator shares the machine's cores with the server.",
       "CPU seconds: the server's user + system time from the first registration until every node has all peers (/proc/PID/stat); peak RSS: VmHWM of /proc/PID/status.",
@@ -49,42 +49,7 @@ export const controlPlane: Benchmark = {
     ];
     const rows: Row[] = [];
     const raw: Record<string, unknown>[] = [];
-    if ("unavailable" in client)
-      notes.push(
-        `Load client not available: ${client.unavailable}. Rows below marked "skipped" show only the server's idle start-up cost.`,
-      );
     for (const kind of servers) {
-      if ("unavailable" in client) {
-        // Without a client, still prove the server side of the scaffolding: start, key, /proc.
-        checkAborted(ctx.signal);
-        const s = await start(kind);
-        if ("unavailable" in s) {
-          rows.push({
-            server: kind,
-            nodes: 0,
-            fullMeshS: null,
-            registeredS: null,
-            cpuS: null,
-            rssMiB: null,
-            note: `skipped: ${s.unavailable}`,
-          });
-          continue;
-        }
-        try {
-          rows.push({
-            server: `${kind} ${s.version}`,
-            nodes: 0,
-            fullMeshS: null,
-            registeredS: null,
-            cpuS: round(cpuSeconds(s.pid), 2),
-            rssMiB: round(memory(s.pid).peakRss / 2 ** 20, 1),
-            note: "skipped: no load client; idle after start-up",
-          });
-        } finally {
-          await s.stop();
-        }
-        continue;
-      }
       for (const n of sizes) {
         checkAborted(ctx.signal);
         const s = await start(kind);

@@ -1,19 +1,43 @@
 import { ControlClient } from "../../src/control/client.ts";
 import { formatKey, newKeyPair } from "../../src/control/keys.ts";
-import type { LoadClient, SimulatedNode } from "./loadgen.ts";
+
+/**
+ * What the load generator needs from a Tailscale control-protocol client: this repo's
+ * src/control/client.ts, adapted below.
+ */
+export interface SimulatedNode {
+  /** End the map stream and the Noise connection. */
+  close(): Promise<void>;
+}
+
+export interface LoadClient {
+  /**
+   * Register one new node (fresh machine, node and disco keys) with `authKey` over
+   * POST /ts2021 (Noise) + /machine/register, then hold a streaming POST /machine/map
+   * (Stream: true). After every map response (full netmap or incremental PeersChanged /
+   * PeersRemoved / lite update) call `onPeers` with how many peers the node knows now.
+   */
+  startNode(opts: {
+    serverUrl: string;
+    authKey: string;
+    hostname: string;
+    onPeers: (count: number) => void;
+    signal: AbortSignal;
+  }): Promise<SimulatedNode>;
+}
 
 interface MapNode {
   ID?: number | string;
 }
 
 /**
- * The load generator's view of src/control/client.ts (issue 6's client side of the protocol,
+ * The load generator's view of src/control/client.ts (the client side of the protocol,
  * built on the server's own Noise, key and framing code): one simulated node = one Noise
  * connection, one registration with the pre-auth key, one streaming map request. The peer
  * set follows the full netmap (Peers) and the deltas (PeersChanged, PeersRemoved). A stream the
  * server ends is polled again, as tailscaled does.
  */
-export function adaptClient(_mod: Record<string, unknown>): LoadClient {
+export function repoLoadClient(): LoadClient {
   return {
     async startNode({ serverUrl, authKey, hostname, onPeers, signal }): Promise<SimulatedNode> {
       const client = await ControlClient.connect({ url: serverUrl });

@@ -1,47 +1,7 @@
 import { setMaxListeners } from "node:events";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
-import { ROOT } from "../../src/paths.ts";
+import type { LoadClient, SimulatedNode } from "./client-adapter.ts";
 import { cpuSeconds, memory } from "./proc.ts";
 import type { ControlServer } from "./servers.ts";
-
-/**
- * What the load generator needs from a Tailscale control-protocol client. The client itself
- * is NOT written here: it comes from src/control/client.ts (issue 6, reusing the server's
- * Noise, key and framing code). bench/control/client-adapter.ts turns that module into this.
- */
-export interface SimulatedNode {
-  /** End the map stream and the Noise connection. */
-  close(): Promise<void>;
-}
-
-export interface LoadClient {
-  /**
-   * Register one new node (fresh machine, node and disco keys) with `authKey` over
-   * POST /ts2021 (Noise) + /machine/register, then hold a streaming POST /machine/map
-   * (Stream: true). After every map response (full netmap or incremental PeersChanged /
-   * PeersRemoved / lite update) call `onPeers` with how many peers the node knows now.
-   */
-  startNode(opts: {
-    serverUrl: string;
-    authKey: string;
-    hostname: string;
-    onPeers: (count: number) => void;
-    signal: AbortSignal;
-  }): Promise<SimulatedNode>;
-}
-
-export const CLIENT_MODULE = join(ROOT, "src", "control", "client.ts");
-
-/** The repository's client, adapted, or why there is none yet. */
-export async function repoLoadClient(): Promise<LoadClient | { unavailable: string }> {
-  if (!existsSync(CLIENT_MODULE)) return { unavailable: "src/control/client.ts does not exist yet (issue 6)" };
-  const mod: Record<string, unknown> = await import(pathToFileURL(CLIENT_MODULE).href);
-  // Imported only now, so that the benchmark still runs (and says why) without the client.
-  const { adaptClient } = await import("./client-adapter.ts");
-  return adaptClient(mod);
-}
 
 export interface LoadResult {
   nodes: number;

@@ -1,9 +1,15 @@
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import { dirname } from "node:path";
-import type { ControlServer } from "./server.ts";
 import type { NodeRec } from "./store.ts";
-import { TailnetError } from "./tailnet.ts";
+import { type Tailnet, TailnetError } from "./tailnet.ts";
+
+/** What the admin API needs of the server (an interface, so admin.ts does not import server.ts). */
+export interface ControlServer {
+  readonly tailnet: Tailnet;
+  readonly pendingLogins: number;
+  approveLogin(id: string, userRef: string): Promise<number>;
+}
 
 /**
  * The admin API: JSON over HTTP on a unix socket (mode 0660, root's), never on the network,
