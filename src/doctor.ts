@@ -3,7 +3,6 @@ import { execa } from "execa";
 import { cachedBinaries, goVersion, releaseUrl, versionAtLeast } from "./binaries.ts";
 import { describeNoEngine, findEngine } from "./engine/connect.ts";
 import { Engine } from "./engine/engine.ts";
-import { LABEL, PROJECT } from "./engine/labels.ts";
 import { hostDevicePath, missingDeviceSentence, TUN } from "./engine/preflight.ts";
 import { usedSubnets } from "./engine/subnets.ts";
 import { baseImagePresent } from "./images/base-image.ts";
@@ -28,7 +27,7 @@ export async function diagnose(): Promise<Finding[]> {
   const found = await findEngine();
   let engine: Engine | undefined;
   if (found.live) {
-    engine = new Engine(found.live.endpoint.dockerHost, found.live.kind!, found.live.version ?? "?");
+    engine = Engine.of(found.live);
     out.push({
       name: "container engine",
       status: "ok",
@@ -176,8 +175,8 @@ export async function diagnose(): Promise<Finding[]> {
  * rlimits), and then no lab can start.
  */
 async function runtimeFinding(engine: Engine): Promise<Finding> {
-  const info = (await engine.docker.info()) as { DefaultRuntime?: string; CgroupVersion?: string };
-  const runtime = `${info.DefaultRuntime ?? "?"} (cgroups v${info.CgroupVersion ?? "?"})`;
+  const info = await engine.runtimeInfo();
+  const runtime = `${info.runtime} (cgroups v${info.cgroupVersion})`;
   let image: string | undefined;
   for (const ref of [imageRef("base"), versions.debian.baseImage]) {
     if (await engine.imageExists(ref)) {
@@ -186,36 +185,20 @@ async function runtimeFinding(engine: Engine): Promise<Finding> {
     }
   }
   if (!image) return { name: "OCI runtime", status: "ok", detail: `${runtime}; not tried yet (no image to try it with)` };
-  const name = `wg3ways-doctor-${process.pid}-${Date.now()}`;
   try {
-    const c = await engine.docker.createContainer({
-      name,
-      Image: image,
-      Cmd: ["true"],
-      Labels: { [LABEL.project]: PROJECT, [LABEL.role]: "doctor" },
-      HostConfig: { NetworkMode: "none" },
-    });
-    await c.start();
-    const r = (await Promise.race([
-      c.wait(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error("no exit within 30 s")), 30_000).unref()),
-    ])) as { StatusCode: number };
-    if (r.StatusCode !== 0) throw new Error(`a test container exited ${r.StatusCode}`);
+    const { exitCode: code } = await engine.runOnce(image, ["true"]);
+    if (code !== 0) throw new Error(`a test container exited ${code}`);
     return { name: "OCI runtime", status: "ok", detail: `${runtime}; a test container ran` };
   } catch (err) {
+    const why = String((err as Error).message ?? err)
+      .split("\n")[0]!
+      .slice(0, 300);
     return {
       name: "OCI runtime",
       status: "missing",
-      detail: `${runtime} cannot run a container: ${String((err as Error).message ?? err)
-        .split("\n")[0]!
-        .slice(0, 300)}`,
+      detail: `${runtime} cannot run a container: ${why}`,
       fix: "sudo ./start.ts setup   (its podman service uses runc with settings that work on this host)",
     };
-  } finally {
-    await engine.docker
-      .getContainer(name)
-      .remove({ force: true })
-      .catch(() => {});
   }
 }
 

@@ -4,19 +4,13 @@ import { type LabHandle, waitFor } from "../../src/lab/handle.ts";
 
 /** Memory a container uses as `docker stats` shows it: usage minus inactive page cache. */
 export async function containerMemory(engine: Engine, id: string): Promise<number> {
-  const s = (await engine.docker.getContainer(id).stats({ stream: false })) as unknown as {
-    memory_stats?: { usage?: number; stats?: Record<string, number> };
-  };
-  const usage = s.memory_stats?.usage ?? 0;
-  const st = s.memory_stats?.stats ?? {};
-  const cache = st.total_inactive_file ?? st.inactive_file ?? 0;
-  return Math.max(0, usage - cache);
+  return engine.memoryUsage(id);
 }
 
 /** Sum of engine-reported memory over every container of a lab. */
 export async function labMemory(engine: Engine, lab: string, recipe: string): Promise<{ bytes: number; containers: number }> {
   const cs = await engine.listContainers({ lab, recipe });
-  const each = await Promise.all(cs.map((c) => containerMemory(engine, c.Id)));
+  const each = await Promise.all(cs.map((c) => containerMemory(engine, c.id)));
   return { bytes: each.reduce((a, b) => a + b, 0), containers: cs.length };
 }
 

@@ -1,32 +1,47 @@
+import { createReadStream } from "node:fs";
 import { PassThrough } from "node:stream";
 import type Docker from "dockerode";
-import { dockerodeFor, type EngineKind } from "./connect.ts";
-import { labelFilter } from "./labels.ts";
+import { pack } from "tar-stream";
+import { dockerodeFor, type EngineKind, type Probe } from "./connect.ts";
+import { LABEL, labelFilter, PROJECT } from "./labels.ts";
+import type {
+  BuildSpec,
+  ContainerDetails,
+  ContainerSpec,
+  ContainerSummary,
+  ExecOptions,
+  ExecResult,
+  ImageSummary,
+  LabelMatch,
+  NetworkSummary,
+  RuntimeInfo,
+} from "./types.ts";
 
-export interface ExecResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-}
+export type { ContainerDetails, ContainerSpec, ContainerSummary, ExecOptions, ExecResult, ImageSummary, NetworkSummary } from "./types.ts";
 
-export interface ExecOptions {
-  env?: Record<string, string>;
-  user?: string;
-  workdir?: string;
-  /** Abort after this many ms (the process inside keeps running; callers use `timeout` for that). */
-  timeoutMs?: number;
-}
+const notFound = (e: { statusCode?: number }) => {
+  if (e.statusCode !== 404) throw e;
+};
 
-/** One connection to a Docker-API engine (podman or Docker), with the few verbs the harness needs. */
+/**
+ * The harness's only way to a container engine (podman or Docker Engine, through the Docker
+ * API): networks, containers, exec, files, images and labels. Nothing outside src/engine/
+ * sees the API client or its types.
+ */
 export class Engine {
-  readonly docker: Docker;
+  readonly #docker: Docker;
 
   constructor(
     readonly dockerHost: string,
     readonly kind: EngineKind,
     readonly version: string,
   ) {
-    this.docker = dockerodeFor(dockerHost);
+    this.#docker = dockerodeFor(dockerHost);
+  }
+
+  /** The engine a probe found answering. */
+  static of(live: Probe): Engine {
+    return new Engine(live.endpoint.dockerHost, live.kind ?? "podman", live.version ?? "?");
   }
 
   /** The CLI a person would type on this host for the same engine (podman, or docker -H HOST). */
@@ -37,7 +52,7 @@ export class Engine {
   /** The last lines a container logged (stdout and stderr), or "" when there are none. */
   async logTail(container: string, lines = 15): Promise<string> {
     try {
-      const buf = (await this.docker.getContainer(container).logs({ stdout: true, stderr: true, tail: lines })) as unknown as Buffer;
+      const buf = (await this.#docker.getContainer(container).logs({ stdout: true, stderr: true, tail: lines })) as unknown as Buffer;
       // Logs of a container without a TTY are multiplexed: 8-byte frame headers before each chunk.
       if (buf[0] !== 1 && buf[0] !== 2) return buf.toString("utf8").trim();
       const out: string[] = [];
@@ -54,7 +69,7 @@ export class Engine {
 
   /** Run a command in a running container and collect its output and exit code. */
   async exec(container: string, cmd: string[], opts: ExecOptions = {}): Promise<ExecResult> {
-    const c = this.docker.getContainer(container);
+    const c = this.#docker.getContainer(container);
     const exec = await c.exec({
       Cmd: cmd,
       AttachStdout: true,
@@ -69,7 +84,7 @@ export class Engine {
     const chunks = { out: [] as Buffer[], err: [] as Buffer[] };
     out.on("data", (b: Buffer) => chunks.out.push(b));
     err.on("data", (b: Buffer) => chunks.err.push(b));
-    this.docker.modem.demuxStream(stream, out, err);
+    this.#docker.modem.demuxStream(stream, out, err);
     await new Promise<void>((resolve, reject) => {
       const timer = opts.timeoutMs
         ? setTimeout(() => {
@@ -113,17 +128,145 @@ export class Engine {
     return this.exec(container, ["sh", "-c", script], opts);
   }
 
-  async listContainers(match: Parameters<typeof labelFilter>[0] = {}): Promise<Docker.ContainerInfo[]> {
-    return this.docker.listContainers({ all: true, filters: labelFilter(match) });
+  // --- Containers -------------------------------------------------------------------------
+
+  async listContainers(match: LabelMatch = {}): Promise<ContainerSummary[]> {
+    const list = await this.#docker.listContainers({ all: true, filters: labelFilter(match) });
+    return list.map((c) => ({ id: c.Id, name: (c.Names[0] ?? c.Id).replace(/^\//, ""), state: c.State, labels: c.Labels ?? {} }));
   }
 
-  async listNetworks(match: Parameters<typeof labelFilter>[0] = {}): Promise<Docker.NetworkInspectInfo[]> {
-    return this.docker.listNetworks({ filters: labelFilter(match) });
+  /** Every container id the API lists, ours or not (for leftovers checks). */
+  async allContainerIds(): Promise<string[]> {
+    return (await this.#docker.listContainers({ all: true })).map((c) => c.Id);
   }
 
-  async listVolumes(match: Parameters<typeof labelFilter>[0] = {}): Promise<Docker.VolumeInspectInfo[]> {
-    const r = await this.docker.listVolumes({ filters: labelFilter(match) });
-    return r.Volumes ?? [];
+  /** Create a container on its networks with fixed addresses (the first network is eth0). */
+  async createContainer(spec: ContainerSpec): Promise<string> {
+    const [first, ...rest] = spec.networks;
+    if (!first) throw new Error(`container ${spec.name} needs at least one network`);
+    const c = await this.#docker.createContainer({
+      name: spec.name,
+      Hostname: spec.hostname,
+      Image: spec.image,
+      Cmd: spec.command,
+      Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+      Tty: true,
+      OpenStdin: true,
+      StopTimeout: 3,
+      Labels: spec.labels,
+      HostConfig: {
+        NetworkMode: first.name,
+        CapAdd: spec.caps,
+        Sysctls: spec.sysctls,
+        Devices: spec.devices.map((d) => ({ PathOnHost: d, PathInContainer: d, CgroupPermissions: "rwm" })),
+      },
+      NetworkingConfig: { EndpointsConfig: { [first.name]: { IPAMConfig: { IPv4Address: first.ip } } } },
+    });
+    for (const net of rest) {
+      await this.#docker.getNetwork(net.name).connect({ Container: c.id, EndpointConfig: { IPAMConfig: { IPv4Address: net.ip } } });
+    }
+    return c.id;
+  }
+
+  async start(container: string): Promise<void> {
+    await this.#docker.getContainer(container).start();
+  }
+
+  /** Stop (SIGTERM, then SIGKILL after `graceSeconds`). */
+  async stop(container: string, graceSeconds = 3): Promise<void> {
+    await this.#docker.getContainer(container).stop({ t: graceSeconds });
+  }
+
+  async inspect(container: string): Promise<ContainerDetails> {
+    const i = await this.#docker.getContainer(container).inspect();
+    const addresses: Record<string, string> = {};
+    for (const [net, v] of Object.entries(i.NetworkSettings.Networks ?? {})) addresses[net] = v.IPAddress;
+    return {
+      id: i.Id,
+      name: i.Name.replace(/^\//, ""),
+      state: i.State.Status,
+      labels: i.Config.Labels ?? {},
+      hostname: i.Config.Hostname,
+      startedAt: i.State.StartedAt,
+      running: i.State.Running,
+      exitCode: i.State.ExitCode,
+      addresses,
+    };
+  }
+
+  /** Copy one file into a container (created or running) with the given mode. */
+  async putFile(container: string, path: string, content: string | Buffer, mode: number): Promise<void> {
+    const p = pack();
+    p.entry({ name: path.replace(/^\/+/, ""), mode }, typeof content === "string" ? Buffer.from(content) : content);
+    p.finalize();
+    await this.#docker.getContainer(container).putArchive(p as never, { path: "/" });
+  }
+
+  /** Memory a container uses as `docker stats` shows it: usage minus inactive page cache. */
+  async memoryUsage(container: string): Promise<number> {
+    const s = (await this.#docker.getContainer(container).stats({ stream: false })) as unknown as {
+      memory_stats?: { usage?: number; stats?: Record<string, number> };
+    };
+    const st = s.memory_stats?.stats ?? {};
+    return Math.max(0, (s.memory_stats?.usage ?? 0) - (st.total_inactive_file ?? st.inactive_file ?? 0));
+  }
+
+  /**
+   * Run `command` once in a throwaway labelled container without network, to its end; return
+   * its exit code and output. The container is removed whatever happens.
+   */
+  async runOnce(
+    image: string,
+    command: string[],
+    opts: { entrypoint?: string[]; labels?: Record<string, string>; timeoutMs?: number } = {},
+  ): Promise<{ exitCode: number; output: string }> {
+    const name = `wg3ways-once-${process.pid}-${Date.now()}`;
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    try {
+      const c = await this.#docker.createContainer({
+        name,
+        Image: image,
+        Entrypoint: opts.entrypoint,
+        Cmd: command,
+        Labels: opts.labels ?? { [LABEL.project]: PROJECT, [LABEL.role]: "probe" },
+        HostConfig: { NetworkMode: "none" },
+      });
+      await c.start();
+      const r = (await Promise.race([
+        c.wait(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error(`no exit within ${timeoutMs / 1000} s`)), timeoutMs).unref()),
+      ])) as { StatusCode: number };
+      return { exitCode: r.StatusCode, output: await this.logTail(name, 10_000) };
+    } finally {
+      await this.#docker
+        .getContainer(name)
+        .remove({ force: true })
+        .catch(() => {});
+    }
+  }
+
+  async runtimeInfo(): Promise<RuntimeInfo> {
+    const info = (await this.#docker.info()) as { DefaultRuntime?: string; CgroupVersion?: string };
+    return { runtime: info.DefaultRuntime ?? "?", cgroupVersion: info.CgroupVersion ?? "?" };
+  }
+
+  // --- Networks and volumes ---------------------------------------------------------------
+
+  /** Our networks (narrowed by `match`), or with `match === "all"` every network of the engine. */
+  async listNetworks(match: LabelMatch | "all" = {}): Promise<NetworkSummary[]> {
+    const list = await this.#docker.listNetworks(match === "all" ? {} : { filters: labelFilter(match) });
+    return list.map((n) => ({
+      id: n.Id,
+      name: n.Name,
+      labels: n.Labels ?? {},
+      subnets: (n.IPAM?.Config ?? []).map((c) => c.Subnet ?? "").filter((sub) => sub.includes(".")),
+      internal: Boolean(n.Internal),
+    }));
+  }
+
+  async listVolumes(match: LabelMatch = {}): Promise<{ name: string }[]> {
+    const r = await this.#docker.listVolumes({ filters: labelFilter(match) });
+    return (r.Volumes ?? []).map((v) => ({ name: v.Name }));
   }
 
   /**
@@ -144,7 +287,7 @@ export class Engine {
     labels: Record<string, string>;
   }): Promise<void> {
     const hostBlind = this.kind === "podman" && net.isolated;
-    await this.docker.createNetwork({
+    await this.#docker.createNetwork({
       Name: net.name,
       Driver: "bridge",
       CheckDuplicate: true,
@@ -159,43 +302,118 @@ export class Engine {
    * Lab networks (narrowed by `match`) that the host could route into, i.e. not made by
    * createNetwork's rules: labs started by an older version. Names, sorted.
    */
-  async hostRoutableNetworks(match: Parameters<typeof labelFilter>[0] = {}): Promise<string[]> {
+  async hostRoutableNetworks(match: LabelMatch = {}): Promise<string[]> {
     if (this.kind !== "podman") return [];
     return (await this.listNetworks(match))
-      .filter((n) => !n.Internal)
-      .map((n) => n.Name)
+      .filter((n) => !n.internal)
+      .map((n) => n.name)
       .sort();
   }
 
   /** Remove everything carrying our labels (narrowed by `match`): containers, then networks, then volumes. */
-  async removeLabelled(match: Parameters<typeof labelFilter>[0] = {}): Promise<{ containers: number; networks: number; volumes: number }> {
+  async removeLabelled(match: LabelMatch = {}): Promise<{ containers: number; networks: number; volumes: number }> {
     const containers = await this.listContainers(match);
-    await Promise.all(
-      containers.map((c) =>
-        this.docker
-          .getContainer(c.Id)
-          .remove({ force: true, v: true })
-          .catch((e: { statusCode?: number }) => {
-            if (e.statusCode !== 404) throw e;
-          }),
-      ),
-    );
+    await Promise.all(containers.map((c) => this.#docker.getContainer(c.id).remove({ force: true, v: true }).catch(notFound)));
     const networks = await this.listNetworks(match);
-    for (const n of networks) {
-      await this.docker
-        .getNetwork(n.Id)
-        .remove()
-        .catch((e: { statusCode?: number }) => {
-          if (e.statusCode !== 404) throw e;
-        });
-    }
+    for (const n of networks) await this.#docker.getNetwork(n.id).remove().catch(notFound);
     const volumes = await this.listVolumes(match);
     for (const v of volumes)
-      await this.docker
-        .getVolume(v.Name)
+      await this.#docker
+        .getVolume(v.name)
         .remove({ force: true })
         .catch(() => {});
     return { containers: containers.length, networks: networks.length, volumes: volumes.length };
+  }
+
+  // --- Images -------------------------------------------------------------------------------
+
+  /** Our images (label wg3ways.project), optionally of one role. */
+  async listImages(role?: string): Promise<ImageSummary[]> {
+    const label = [`${LABEL.project}=${PROJECT}`, ...(role ? [`${LABEL.role}=${role}`] : [])];
+    const list = await this.#docker.listImages({ filters: JSON.stringify({ label }) });
+    return list.map((i) => ({ id: i.Id, tags: i.RepoTags ?? [], labels: i.Labels ?? {} }));
+  }
+
+  /** Remove an image (by id or tag); false when it is in use or gone. */
+  async removeImage(ref: string, force = false): Promise<boolean> {
+    try {
+      await this.#docker.getImage(ref).remove({ force });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Pull `ref`; false when no registry serves it (offline machines). */
+  async pullImage(ref: string): Promise<boolean> {
+    try {
+      const stream = await this.#docker.pull(ref);
+      await new Promise<void>((resolve, reject) =>
+        this.#docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve())),
+      );
+      return this.imageExists(ref);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Import a root filesystem tarball as image `ref`. Imported under a scratch name first
+   * (podman's compat API ignores the tag parameter of an import), then tagged, and the scratch
+   * name dropped.
+   */
+  async importImage(tarPath: string, ref: string, changes: string[]): Promise<void> {
+    const scratch = `localhost/wg3ways-import-${process.pid}`;
+    const stream = await this.#docker.importImage(createReadStream(tarPath) as never, { repo: scratch, changes } as never);
+    const out = await new Promise<{ id?: string; status?: string }[]>((resolve, reject) =>
+      this.#docker.modem.followProgress(stream as never, (err: Error | null, o: { id?: string }[]) => (err ? reject(err) : resolve(o))),
+    );
+    const all = await this.#docker.listImages();
+    const id =
+      out.map((o) => o.id ?? o.status ?? "").find((x) => /^(sha256:)?[0-9a-f]{64}$/.test(x)) ??
+      all.find((i) => i.RepoTags?.some((t) => t.startsWith(scratch)))?.Id;
+    if (!id) throw new Error(`import of ${tarPath} reported no image id`);
+    const [repo, tag] = ref.split(":");
+    await this.#docker.getImage(id).tag({ repo: repo!, tag: tag ?? "latest" });
+    for (const t of all.flatMap((i) => i.RepoTags ?? []).filter((x) => x.startsWith(scratch))) await this.removeImage(t);
+  }
+
+  /**
+   * Build an image; the tag is applied by the engine only when the build succeeds. Rejects
+   * with the build's own error text (`BuildError`); on abort, resolves once the stream ends.
+   */
+  async buildImage(spec: BuildSpec): Promise<void> {
+    const stream = (await this.#docker.buildImage(
+      spec.context as never,
+      {
+        t: spec.tag,
+        dockerfile: "Containerfile",
+        buildargs: spec.buildargs,
+        labels: spec.labels,
+        rm: true,
+        forcerm: true,
+      } as never,
+    )) as unknown as NodeJS.ReadableStream & { destroy?: () => void };
+    const cancel = () => stream.destroy?.();
+    if (spec.signal?.aborted) cancel();
+    spec.signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.#docker.modem.followProgress(
+          stream,
+          (err: Error | null, out: { error?: string; errorDetail?: { message?: string } }[]) => {
+            const failed = out?.find((o) => o.error || o.errorDetail);
+            if (err || failed) reject(new BuildError(err?.message ?? failed?.error ?? failed?.errorDetail?.message ?? "unknown error"));
+            else resolve();
+          },
+          (ev: { stream?: string }) => {
+            if (ev.stream) spec.onLine?.(ev.stream);
+          },
+        );
+      });
+    } finally {
+      spec.signal?.removeEventListener("abort", cancel);
+    }
   }
 
   /**
@@ -208,18 +426,18 @@ export class Engine {
   async buildContainers(): Promise<string[]> {
     if (this.kind !== "podman") return [];
     const all = await new Promise<{ Id: string; IsInfra?: boolean }[]>((resolve, reject) =>
-      this.docker.modem.dial(
+      this.#docker.modem.dial(
         { path: "/v4.0.0/libpod/containers/json?", method: "GET", options: { all: true, external: true }, statusCodes: { 200: true } },
         (err: unknown, data: unknown) => (err ? reject(err) : resolve((data as { Id: string }[]) ?? [])),
       ),
     );
-    const regular = new Set((await this.docker.listContainers({ all: true })).map((c) => c.Id));
+    const regular = new Set(await this.allContainerIds());
     return all.map((c) => c.Id).filter((id) => !regular.has(id));
   }
 
   async imageExists(ref: string): Promise<boolean> {
     try {
-      await this.docker.getImage(ref).inspect();
+      await this.#docker.getImage(ref).inspect();
       return true;
     } catch (e) {
       if ((e as { statusCode?: number }).statusCode === 404) return false;
@@ -229,7 +447,7 @@ export class Engine {
 
   async containerState(name: string): Promise<"running" | "exited" | "absent" | string> {
     try {
-      const info = await this.docker.getContainer(name).inspect();
+      const info = await this.#docker.getContainer(name).inspect();
       return info.State.Status;
     } catch (e) {
       if ((e as { statusCode?: number }).statusCode === 404) return "absent";
@@ -237,3 +455,6 @@ export class Engine {
     }
   }
 }
+
+/** A build the engine reported as failed (its own message). */
+export class BuildError extends Error {}

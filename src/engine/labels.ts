@@ -11,6 +11,8 @@ export const LABEL = {
   run: "wg3ways.run",
   inputs: "wg3ways.inputs",
   role: "wg3ways.role",
+  /** A lab's option values (JSON), on each of its containers. */
+  options: "wg3ways.options",
 } as const;
 
 export const PROJECT = "wg-3-ways";

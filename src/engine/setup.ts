@@ -179,10 +179,10 @@ export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
         await stopOwnPodmanService();
         return startPodmanService(opts.progress);
       });
-      return new Engine(live.endpoint.dockerHost, live.kind!, live.version ?? "?");
+      return Engine.of(live);
     }
   }
-  if (found.live) return new Engine(found.live.endpoint.dockerHost, found.live.kind!, found.live.version ?? "?");
+  if (found.live) return Engine.of(found.live);
   if (process.env.DOCKER_HOST) throw new UserError(describeNoEngine(found.probes));
   const hasPodman = await which("podman");
   if (!isRoot()) {
@@ -217,7 +217,7 @@ export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
   }
   const step = stepper(opts.progress);
   const live = await step(`start podman API service on ${OWN_PODMAN_SOCKET}`, () => startPodmanService(opts.progress));
-  return new Engine(live.endpoint.dockerHost, live.kind!, live.version ?? "?");
+  return Engine.of(live);
 }
 
 /** Stop the podman service we started, and wait (bounded) until it has exited. */

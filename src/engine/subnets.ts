@@ -13,11 +13,10 @@ export interface UsedSubnet {
 /** Subnets in use: engine networks (ours named by lab/recipe) and host routes not on engine bridges. */
 export async function usedSubnets(engine: Engine): Promise<UsedSubnet[]> {
   const used: UsedSubnet[] = [];
-  for (const n of await engine.docker.listNetworks()) {
-    const labels = n.Labels ?? {};
-    const by = labels[LABEL.project] === PROJECT ? `lab "${labels[LABEL.lab]}" (${labels[LABEL.recipe]})` : `engine network "${n.Name}"`;
-    for (const c of n.IPAM?.Config ?? [])
-      if (c.Subnet?.includes(".")) used.push({ subnet: c.Subnet, by, ours: labels[LABEL.project] === PROJECT });
+  for (const n of await engine.listNetworks("all")) {
+    const ours = n.labels[LABEL.project] === PROJECT;
+    const by = ours ? `lab "${n.labels[LABEL.lab]}" (${n.labels[LABEL.recipe]})` : `engine network "${n.name}"`;
+    for (const subnet of n.subnets) used.push({ subnet, by, ours });
   }
   // Host routes: skip only those of this engine's own networks (listed above). Another
   // engine's bridges (podman's while Docker is in use, or the reverse) still take the subnet.

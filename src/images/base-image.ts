@@ -1,4 +1,4 @@
-import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import type { Engine } from "../engine/engine.ts";
@@ -17,18 +17,6 @@ function baseRefs(): string[] {
 export async function baseImagePresent(engine: Engine): Promise<boolean> {
   for (const r of baseRefs()) if (await engine.imageExists(r)) return true;
   return false;
-}
-
-async function tryPull(engine: Engine): Promise<boolean> {
-  try {
-    const stream = await engine.docker.pull(versions.debian.baseImage);
-    await new Promise<void>((resolve, reject) =>
-      engine.docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve())),
-    );
-    return baseImagePresent(engine);
-  } catch {
-    return false;
-  }
 }
 
 /** A minbase rootfs tarball of the pinned Debian suite, built once and cached. */
@@ -69,37 +57,11 @@ async function rootfsTarball(_progress?: Progress): Promise<string> {
 export async function ensureBaseImage(engine: Engine, progress?: Progress): Promise<"present" | "pulled" | "debootstrap"> {
   if (await baseImagePresent(engine)) return "present";
   const step = stepper(progress);
-  if (await tryPull(engine)) return "pulled";
+  if ((await engine.pullImage(versions.debian.baseImage)) && (await baseImagePresent(engine))) return "pulled";
   progress?.info(`${versions.debian.baseImage} cannot be pulled here: building it offline from Debian's mirror with debootstrap.`);
   const tar = await step(`debootstrap ${versions.debian.suite} (offline base image)`, () => rootfsTarball(progress));
   await step(`import ${versions.debian.baseImage}`, async () => {
-    // Import under a scratch name first (podman's compat API ignores the tag parameter of an
-    // import), then give it the real name and drop the scratch one.
-    const scratch = `localhost/wg3ways-import-${process.pid}`;
-    const stream = await engine.docker.importImage(
-      createReadStream(tar) as never,
-      {
-        repo: scratch,
-        changes: [`LABEL ${LABEL.project}=${PROJECT}`, `CMD ["bash"]`],
-      } as never,
-    );
-    const out = await new Promise<{ id?: string; status?: string }[]>((resolve, reject) =>
-      engine.docker.modem.followProgress(stream as never, (err: Error | null, o: { id?: string }[]) => (err ? reject(err) : resolve(o))),
-    );
-    const id = out.map((o) => o.id ?? o.status ?? "").find((s) => /^(sha256:)?[0-9a-f]{64}$/.test(s));
-    const images = await engine.docker.listImages();
-    const imported = id ? id : images.find((i) => i.RepoTags?.some((t) => t.startsWith(scratch)))?.Id;
-    if (!imported) throw new Error(`import of ${tar} reported no image id`);
-    const [repo, tag] = versions.debian.baseImage.split(":");
-    await engine.docker.getImage(imported).tag({ repo: repo!, tag: tag! });
-    for (const img of await engine.docker.listImages()) {
-      for (const t of img.RepoTags ?? [])
-        if (t.startsWith(scratch))
-          await engine.docker
-            .getImage(t)
-            .remove()
-            .catch(() => {});
-    }
+    await engine.importImage(tar, versions.debian.baseImage, [`LABEL ${LABEL.project}=${PROJECT}`, `CMD ["bash"]`]);
     if (!(await baseImagePresent(engine))) throw new Error(`import finished but ${versions.debian.baseImage} is not listed`);
   });
   return "debootstrap";

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pack } from "tar-stream";
 import { type BinarySet, ensureBinaries } from "../binaries.ts";
-import type { Engine } from "../engine/engine.ts";
+import { BuildError, type Engine } from "../engine/engine.ts";
 import { LABEL, PROJECT } from "../engine/labels.ts";
 import { UserError } from "../errors.ts";
 import { imagesDir } from "../paths.ts";
@@ -110,50 +110,27 @@ export async function ensureImages(
       const buildargs: Record<string, string> = {};
       if (spec.parent) buildargs.BASE_IMAGE = imageRef(spec.parent);
       const busyBefore = new Set(await engine.buildContainers().catch(() => []));
-      const stream: NodeJS.ReadableStream = (await engine.docker.buildImage(
-        tarContext(role, bins) as never,
-        {
-          t: imageRef(role),
-          dockerfile: "Containerfile",
+      const lines: string[] = [];
+      await engine
+        .buildImage({
+          context: tarContext(role, bins),
+          tag: imageRef(role),
           buildargs,
           labels: { [LABEL.project]: PROJECT, [LABEL.role]: role, [LABEL.inputs]: inputsHash(role) },
-          rm: true,
-          forcerm: true,
-        } as never,
-      )) as unknown as NodeJS.ReadableStream;
-      // Ctrl-C: drop the connection, which makes the engine cancel the build (the tag is only
-      // applied when a build succeeds); the check below proves nothing was tagged.
-      const cancel = () => (stream as unknown as { destroy?: () => void }).destroy?.();
-      if (signal?.aborted) cancel();
-      signal?.addEventListener("abort", cancel, { once: true });
-      const lines: string[] = [];
-      await new Promise<void>((resolve, reject) => {
-        engine.docker.modem.followProgress(
-          stream,
-          (err: Error | null, out: { error?: string; errorDetail?: { message?: string } }[]) => {
-            const failed = out?.find((o) => o.error || o.errorDetail);
-            if (err || failed)
-              reject(
-                new UserError(
-                  `Building image ${role} failed: ${err?.message ?? failed?.error ?? failed?.errorDetail?.message}`,
-                  1,
-                  lines.slice(-20).join(""),
-                ),
-              );
-            else resolve();
+          signal,
+          onLine: (text) => {
+            lines.push(text);
+            const line = text.trim();
+            if (!line) return;
+            note(line.slice(0, 120));
+            progress?.detail(line);
           },
-          (ev: { stream?: string }) => {
-            if (!ev.stream) return;
-            lines.push(ev.stream);
-            const line = ev.stream.trim();
-            if (line) {
-              note(line.slice(0, 120));
-              progress?.detail(line);
-            }
-          },
-        );
-      });
-      signal?.removeEventListener("abort", cancel);
+        })
+        .catch((e) => {
+          if (signal?.aborted) return; // a cancelled build; handled below
+          if (e instanceof BuildError) throw new UserError(`Building image ${role} failed: ${e.message}`, 1, lines.slice(-20).join(""));
+          throw e;
+        });
       if (signal?.aborted) {
         progress?.info(`Waiting for the ${engine.kind} builder to drop the build of ${role} (Ctrl-C again to quit now)...`);
         await untilBuildEnds(engine, busyBefore);
@@ -186,15 +163,6 @@ async function untilBuildEnds(engine: Engine, busyBefore: Set<string>, timeoutMs
 
 /** Remove earlier builds of a role (other inputs hash) that no container uses. */
 async function pruneOldImages(engine: Engine, role: ImageRole): Promise<void> {
-  const images = await engine.docker.listImages({
-    filters: JSON.stringify({ label: [`${LABEL.project}=${PROJECT}`, `${LABEL.role}=${role}`] }),
-  });
   const keep = inputsHash(role);
-  for (const img of images) {
-    if (img.Labels?.[LABEL.inputs] === keep) continue;
-    await engine.docker
-      .getImage(img.Id)
-      .remove()
-      .catch(() => {});
-  }
+  for (const img of await engine.listImages(role)) if (img.labels[LABEL.inputs] !== keep) await engine.removeImage(img.id);
 }

@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { pack } from "tar-stream";
 import type { Engine, ExecResult } from "../engine/engine.ts";
 import { UserError } from "../errors.ts";
 import { render } from "../recipe/template.ts";
@@ -16,14 +15,6 @@ export interface ActionContext {
   captured: Record<string, string>;
   progress?: Progress;
   signal?: AbortSignal;
-}
-
-/** Copy one file into a container (created or running) with the given mode. */
-export async function putFile(engine: Engine, container: string, path: string, content: string | Buffer, mode: number): Promise<void> {
-  const p = pack();
-  p.entry({ name: path.replace(/^\/+/, ""), mode }, typeof content === "string" ? Buffer.from(content) : content);
-  p.finalize();
-  await engine.docker.getContainer(container).putArchive(p as never, { path: "/" });
 }
 
 export function renderFile(ctx: Pick<ActionContext, "recipe" | "plan" | "captured">, f: FileSpec): string {
@@ -106,7 +97,7 @@ export async function runAction(ctx: ActionContext, a: Action): Promise<ExecResu
   if (a.file) {
     const content = renderFile(ctx, a.file);
     const path = render(a.file.path, scope, ctx.recipe.file);
-    await putFile(ctx.engine, container, path, content, a.file.mode);
+    await ctx.engine.putFile(container, path, content, a.file.mode);
     return undefined;
   }
   if (a.wait) {

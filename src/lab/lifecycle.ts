@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type Docker from "dockerode";
-import type { Engine } from "../engine/engine.ts";
+import type { ContainerSummary, Engine } from "../engine/engine.ts";
 import { LABEL, labLabels } from "../engine/labels.ts";
 import { requireHostDevices } from "../engine/preflight.ts";
 import { ensureEngine } from "../engine/setup.ts";
@@ -12,7 +11,7 @@ import { renderLoose } from "../recipe/template.ts";
 import type { Recipe } from "../recipe/types.ts";
 import { type Progress, stepper } from "../ui/progress.ts";
 import { genKeyPair } from "../wireguard/keys.ts";
-import { type ActionContext, pollUntil, putFile, renderFile, runAction } from "./actions.ts";
+import { type ActionContext, pollUntil, renderFile, runAction } from "./actions.ts";
 import { DEFAULT_LAB, deletePlan, type LabPlan, makePlan, readPlan, resolveOptions, savePlan, scopeOf, validLabName } from "./plan.ts";
 import { makeLabTls } from "./tls.ts";
 
@@ -72,7 +71,7 @@ function gatewayEnv(plan: LabPlan, node: LabPlan["nodes"][string]): Record<strin
   return gw && shared ? { WG3_GATEWAY: gw.ip[shared]! } : {};
 }
 
-export async function labContainers(engine: Engine, lab: string, recipe?: string): Promise<Docker.ContainerInfo[]> {
+export async function labContainers(engine: Engine, lab: string, recipe?: string): Promise<ContainerSummary[]> {
   return engine.listContainers({ lab, recipe });
 }
 
@@ -99,142 +98,25 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
   const options = resolveOptions(recipe, opts.options ?? {});
   requireHostDevices(Object.values(recipe.nodes).flatMap((n) => n.devices));
   const progress = opts.progress;
-  const step = stepper(progress);
   const engine = opts.engine ?? (await ensureEngine({ allowSetup: true, yes: opts.yes, progress }));
 
-  const existing = await labContainers(engine, lab, recipe.name);
-  const existingPlan = readPlan(lab, recipe.name);
-  if (
-    existing.length &&
-    existingPlan &&
-    existing.length === Object.keys(existingPlan.nodes).length &&
-    existing.every((c) => c.State === "running")
-  ) {
-    const sameOptions = JSON.stringify(existingPlan.options) === JSON.stringify(options);
-    if (!sameOptions) {
-      throw new UserError(
-        `${recipe.name} is already running in lab "${lab}" with ${Object.entries(existingPlan.options)
-          .map(([k, v]) => `--${k} ${v}`)
-          .join(" ")}; stop it first (./start.ts stop ${recipe.name}).`,
-      );
-    }
-    return { plan: existingPlan, engine, alreadyRunning: true, recipe };
-  }
-  if (existing.length) {
-    await step(`remove leftovers of an earlier ${recipe.name} start`, async () => {
-      await engine.removeLabelled({ lab, recipe: recipe.name });
-    });
-  }
+  const running = await alreadyRunning(engine, recipe, lab, options, progress);
+  if (running) return { plan: running, engine, alreadyRunning: true, recipe };
 
-  const run = randomBytes(4).toString("hex");
   const created = { any: false };
   try {
-    const subnets = await chooseSubnets(engine, recipe, lab);
-    const wg = Object.fromEntries((recipe.wireguard?.keys ?? []).map((n) => [n, genKeyPair()]));
-    const plan = makePlan(recipe, lab, options, run, subnets, wg);
-    if (recipe.tls) {
-      const server = plan.nodes[recipe.tls.for];
-      if (server) plan.tls = await makeLabTls(server.hostname, Object.values(server.ip), [server.hostname, ...recipe.tls.names]);
-    }
-    for (const n of Object.values(plan.nodes)) {
-      if (!isImageRole(n.image))
-        throw new UserError(`Node ${n.key} of ${recipe.name} uses image "${n.image}", which is not one of the images/ roles.`);
-    }
+    const plan = await planLab(engine, recipe, lab, options);
     throwIfAborted(opts.signal);
-    const roles = [...new Set(Object.values(plan.nodes).map((n) => n.image as ImageRole))];
-    await ensureImages(engine, roles, progress, opts.signal);
+    await ensureImages(engine, [...new Set(Object.values(plan.nodes).map((n) => n.image as ImageRole))], progress, opts.signal);
     throwIfAborted(opts.signal);
-
     savePlan(plan);
     created.any = true;
-    await step(`create ${Object.keys(plan.networks).length} networks and ${Object.keys(plan.nodes).length} containers`, async (note) => {
-      for (const net of Object.values(plan.networks)) {
-        note(`network ${net.name} ${net.subnet}`);
-        await engine.createNetwork({
-          ...net,
-          labels: labLabels({ lab, recipe: recipe.name, run }, { [LABEL.network]: net.key }),
-        });
-      }
-      await Promise.all(
-        Object.values(plan.nodes).map(async (node) => {
-          throwIfAborted(opts.signal);
-          const nets = Object.keys(node.ip);
-          const first = nets[0]!;
-          note(`container ${node.container}`);
-          const c = await engine.docker.createContainer({
-            name: node.container,
-            Hostname: node.hostname,
-            Image: imageRef(node.image as ImageRole),
-            Cmd: node.command,
-            Env: Object.entries({ ...node.env, ...gatewayEnv(plan, node) }).map(([k, v]) => `${k}=${v}`),
-            Tty: true,
-            OpenStdin: true,
-            StopTimeout: 3,
-            Labels: labLabels({ lab, recipe: recipe.name, run }, { [LABEL.node]: node.key, "wg3ways.options": JSON.stringify(options) }),
-            HostConfig: {
-              NetworkMode: plan.networks[first]!.name,
-              CapAdd: node.caps,
-              Sysctls: node.sysctls,
-              Devices: node.devices.map((d) => ({
-                PathOnHost: d,
-                PathInContainer: d,
-                CgroupPermissions: "rwm",
-              })),
-            },
-            NetworkingConfig: {
-              EndpointsConfig: {
-                [plan.networks[first]!.name]: { IPAMConfig: { IPv4Address: node.ip[first] } },
-              },
-            },
-          });
-          for (const net of nets.slice(1)) {
-            await engine.docker.getNetwork(plan.networks[net]!.name).connect({
-              Container: c.id,
-              EndpointConfig: { IPAMConfig: { IPv4Address: node.ip[net] } },
-            });
-          }
-          const ctx = { recipe, plan, captured: {} };
-          for (const f of node.files) await putFile(engine, node.container, f.path, renderFile(ctx, f), f.mode);
-        }),
-      );
-    });
-    throwIfAborted(opts.signal);
-    await step("start containers", async () => {
-      await Promise.all(Object.values(plan.nodes).map((n) => engine.docker.getContainer(n.container).start()));
-    });
     const ctx: ActionContext = { engine, recipe, plan, captured: {}, progress, signal: opts.signal };
-    const waiting = Object.values(plan.nodes).filter((n) => n.ready);
-    if (waiting.length) {
-      await step(`wait until ${waiting.map((n) => n.key).join(", ")} ${waiting.length > 1 ? "are" : "is"} ready`, async (note) => {
-        await Promise.all(
-          waiting.map(async (n) => {
-            try {
-              await pollUntil(ctx, n.container, n.ready!, undefined, 60, `${n.key} to be ready (${n.ready})`, (r) =>
-                note(`${n.key}: exit ${r.exitCode}`),
-              );
-            } catch (e) {
-              const state = await engine.containerState(n.container);
-              // A container that stopped says more in its log than the failed exec does.
-              const why = state === "running" ? (e as Error).message : `its container ${state === "absent" ? "is gone" : `is ${state}`}`;
-              throw new UserError(`${n.container} did not become ready: ${why}.`, 1, await diagnosis(engine, n));
-            }
-          }),
-        );
-      });
-    }
-    for (const a of recipe.setup) {
-      throwIfAborted(opts.signal);
-      const raw = a.title ?? `${a.node}: ${a.secret ? "(hidden)" : (a.run ?? a.wait ?? a.file?.path ?? "")}`;
-      const title = a.title || !a.secret ? renderLoose(raw, scopeOf(plan, ctx.captured)) : raw;
-      await step(title.length > 90 ? `${title.slice(0, 87)}...` : title, async () => {
-        try {
-          await runAction(ctx, a);
-        } catch (e) {
-          if (!(e instanceof UserError) || e.details) throw e;
-          throw new UserError(e.message, e.exitCode, await diagnosis(engine, plan.nodes[a.node]));
-        }
-      });
-    }
+    await createLab(ctx);
+    throwIfAborted(opts.signal);
+    await stepper(progress)("start containers", () => Promise.all(Object.values(plan.nodes).map((n) => engine.start(n.container))));
+    await waitUntilReady(ctx);
+    await runSetup(ctx);
     return { plan, engine, alreadyRunning: false, recipe };
   } catch (err) {
     if (created.any) {
@@ -242,6 +124,124 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
       deletePlan(lab, recipe.name);
     }
     throw err;
+  }
+}
+
+/**
+ * The plan of this lab when it already runs whole with the same options (a start is then a
+ * no-op); leftovers of an incomplete earlier start are removed.
+ */
+async function alreadyRunning(
+  engine: Engine,
+  recipe: Recipe,
+  lab: string,
+  options: Record<string, string>,
+  progress?: Progress,
+): Promise<LabPlan | undefined> {
+  const existing = await labContainers(engine, lab, recipe.name);
+  const plan = readPlan(lab, recipe.name);
+  const whole = plan && existing.length === Object.keys(plan.nodes).length && existing.every((c) => c.state === "running");
+  if (existing.length && whole) {
+    if (JSON.stringify(plan.options) !== JSON.stringify(options)) {
+      const given = Object.entries(plan.options).map(([k, v]) => `--${k} ${v}`);
+      throw new UserError(
+        `${recipe.name} is already running in lab "${lab}" with ${given.join(" ")}; stop it first (./start.ts stop ${recipe.name}).`,
+      );
+    }
+    return plan;
+  }
+  if (existing.length) {
+    await stepper(progress)(`remove leftovers of an earlier ${recipe.name} start`, () =>
+      engine.removeLabelled({ lab, recipe: recipe.name }),
+    );
+  }
+  return undefined;
+}
+
+/** Subnets, keys, the lab's TLS material, and the image roles checked: everything but the engine. */
+async function planLab(engine: Engine, recipe: Recipe, lab: string, options: Record<string, string>): Promise<LabPlan> {
+  const run = randomBytes(4).toString("hex");
+  const subnets = await chooseSubnets(engine, recipe, lab);
+  const wg = Object.fromEntries((recipe.wireguard?.keys ?? []).map((n) => [n, genKeyPair()]));
+  const plan = makePlan(recipe, lab, options, run, subnets, wg);
+  const server = recipe.tls && plan.nodes[recipe.tls.for];
+  if (recipe.tls && server) plan.tls = await makeLabTls(server.hostname, Object.values(server.ip), [server.hostname, ...recipe.tls.names]);
+  for (const n of Object.values(plan.nodes)) {
+    if (!isImageRole(n.image))
+      throw new UserError(`Node ${n.key} of ${recipe.name} uses image "${n.image}", which is not one of the images/ roles.`);
+  }
+  return plan;
+}
+
+/** Networks, then containers with their files in place (not started yet). */
+async function createLab(ctx: ActionContext): Promise<void> {
+  const { engine, recipe, plan } = ctx;
+  const id = { lab: plan.lab, recipe: recipe.name, run: plan.run };
+  const what = `create ${Object.keys(plan.networks).length} networks and ${Object.keys(plan.nodes).length} containers`;
+  await stepper(ctx.progress)(what, async (note) => {
+    for (const net of Object.values(plan.networks)) {
+      note(`network ${net.name} ${net.subnet}`);
+      await engine.createNetwork({ ...net, labels: labLabels(id, { [LABEL.network]: net.key }) });
+    }
+    await Promise.all(
+      Object.values(plan.nodes).map(async (node) => {
+        throwIfAborted(ctx.signal);
+        note(`container ${node.container}`);
+        await engine.createContainer({
+          name: node.container,
+          hostname: node.hostname,
+          image: imageRef(node.image as ImageRole),
+          command: node.command,
+          env: { ...node.env, ...gatewayEnv(plan, node) },
+          labels: labLabels(id, { [LABEL.node]: node.key, [LABEL.options]: JSON.stringify(plan.options) }),
+          caps: node.caps,
+          sysctls: node.sysctls,
+          devices: node.devices,
+          networks: Object.entries(node.ip).map(([net, ip]) => ({ name: plan.networks[net]!.name, ip })),
+        });
+        for (const f of node.files) await engine.putFile(node.container, f.path, renderFile(ctx, f), f.mode);
+      }),
+    );
+  });
+}
+
+/** Poll each node's `ready` condition; a node that stops instead says why, with its log. */
+async function waitUntilReady(ctx: ActionContext): Promise<void> {
+  const waiting = Object.values(ctx.plan.nodes).filter((n) => n.ready);
+  if (!waiting.length) return;
+  const title = `wait until ${waiting.map((n) => n.key).join(", ")} ${waiting.length > 1 ? "are" : "is"} ready`;
+  await stepper(ctx.progress)(title, async (note) => {
+    await Promise.all(
+      waiting.map(async (n) => {
+        try {
+          await pollUntil(ctx, n.container, n.ready!, undefined, 60, `${n.key} to be ready (${n.ready})`, (r) =>
+            note(`${n.key}: exit ${r.exitCode}`),
+          );
+        } catch (e) {
+          const state = await ctx.engine.containerState(n.container);
+          // A container that stopped says more in its log than the failed exec does.
+          const why = state === "running" ? (e as Error).message : `its container ${state === "absent" ? "is gone" : `is ${state}`}`;
+          throw new UserError(`${n.container} did not become ready: ${why}.`, 1, await diagnosis(ctx.engine, n));
+        }
+      }),
+    );
+  });
+}
+
+/** The recipe's setup actions, in order, each a progress step (secret ones with a hidden title). */
+async function runSetup(ctx: ActionContext): Promise<void> {
+  for (const a of ctx.recipe.setup) {
+    throwIfAborted(ctx.signal);
+    const raw = a.title ?? `${a.node}: ${a.secret ? "(hidden)" : (a.run ?? a.wait ?? a.file?.path ?? "")}`;
+    const title = a.title || !a.secret ? renderLoose(raw, scopeOf(ctx.plan, ctx.captured)) : raw;
+    await stepper(ctx.progress)(title.length > 90 ? `${title.slice(0, 87)}...` : title, async () => {
+      try {
+        await runAction(ctx, a);
+      } catch (e) {
+        if (!(e instanceof UserError) || e.details) throw e;
+        throw new UserError(e.message, e.exitCode, await diagnosis(ctx.engine, ctx.plan.nodes[a.node]));
+      }
+    });
   }
 }
 
@@ -275,34 +275,33 @@ export interface LabStatus {
 }
 
 export async function status(engine: Engine, recipe?: string, lab?: string): Promise<LabStatus[]> {
-  const containers = await engine.listContainers({ recipe, lab });
   const labs = new Map<string, LabStatus>();
-  for (const c of containers) {
-    const l = c.Labels[LABEL.lab]!;
-    const r = c.Labels[LABEL.recipe]!;
-    const key = `${l}/${r}`;
-    if (!labs.has(key)) {
-      let options: Record<string, string> = {};
-      try {
-        options = JSON.parse(c.Labels["wg3ways.options"] ?? "{}");
-      } catch {}
-      labs.set(key, { lab: l, recipe: r, options, nodes: [] });
-    }
-    const info = await engine.docker.getContainer(c.Id).inspect();
-    const addresses: Record<string, string> = {};
-    for (const [net, v] of Object.entries(info.NetworkSettings.Networks ?? {})) addresses[net.replace(/^.*_/, "")] = v.IPAddress;
+  for (const c of await engine.listContainers({ recipe, lab })) {
+    const key = `${c.labels[LABEL.lab]}/${c.labels[LABEL.recipe]}`;
+    if (!labs.has(key))
+      labs.set(key, { lab: c.labels[LABEL.lab]!, recipe: c.labels[LABEL.recipe]!, options: optionsOf(c.labels), nodes: [] });
+    const info = await engine.inspect(c.id);
+    const addresses = Object.fromEntries(Object.entries(info.addresses).map(([net, ip]) => [net.replace(/^.*_/, ""), ip]));
     labs.get(key)!.nodes.push({
-      node: c.Labels[LABEL.node]!,
-      container: (c.Names[0] ?? "").replace(/^\//, ""),
-      id: c.Id,
-      startedAt: info.State.StartedAt,
-      hostname: info.Config.Hostname,
-      state: info.State.Status,
+      node: c.labels[LABEL.node]!,
+      container: c.name,
+      id: c.id,
+      startedAt: info.startedAt,
+      hostname: info.hostname,
+      state: info.state,
       addresses,
     });
   }
   for (const s of labs.values()) s.nodes.sort((a, b) => a.node.localeCompare(b.node));
   return [...labs.values()].sort((a, b) => `${a.lab}/${a.recipe}`.localeCompare(`${b.lab}/${b.recipe}`));
+}
+
+function optionsOf(labels: Record<string, string>): Record<string, string> {
+  try {
+    return JSON.parse(labels[LABEL.options] ?? "{}");
+  } catch {
+    return {};
+  }
 }
 
 /** The plan of a running lab, or a clear error when it is not running. */

@@ -69,9 +69,9 @@ export interface Leftovers {
 
 /** Everything with our labels (optionally one lab/recipe), our tmux sessions and plan directories. */
 export async function ours(e: Engine, match: { lab?: string; recipe?: string } = {}): Promise<Leftovers> {
-  const containers = (await e.listContainers(match)).map((c) => (c.Names[0] ?? c.Id).replace(/^\//, "")).sort();
-  const networks = (await e.listNetworks(match)).map((n) => n.Name).sort();
-  const volumes = (await e.listVolumes(match)).map((v) => v.Name).sort();
+  const containers = (await e.listContainers(match)).map((c) => c.name).sort();
+  const networks = (await e.listNetworks(match)).map((n) => n.name).sort();
+  const volumes = (await e.listVolumes(match)).map((v) => v.name).sort();
   const r = await execa("tmux", ["list-sessions", "-F", "#{session_name}"], { reject: false });
   const sessionOf = (lab: string, recipe: string) => (lab === "default" ? `wg3-${recipe}` : `wg3-${lab}-${recipe}`);
   const sessions = (r.exitCode === 0 ? r.stdout.split("\n") : [])

@@ -44,15 +44,15 @@ describe.runIf(ALL).each(CONTROLS)("recipe-3 restart drills with --control %s", 
   });
 
   it("restart the control server: the data plane keeps working while it is down, then both clients come back with the same IPs", async () => {
-    const c = lab.engine.docker.getContainer(lab.container("headscale"));
-    await c.stop({ t: 3 });
+    const hs = lab.container("headscale");
+    await lab.engine.stop(hs);
     // Negative control: the control server is really gone for the clients.
     expect(await lab.engine.containerState(lab.container("headscale"))).toBe("exited");
     expect((await roaming.sh(`curl -sk --max-time 3 -o /dev/null https://${lab.ip("headscale", "roaming")}/health`)).exitCode).not.toBe(0);
     // The lesson of recipe 3: the coordination server is not in the data path.
     const downWhileOff = await routeWorks();
     const t0 = performance.now();
-    await c.start();
+    await lab.engine.start(hs);
     const s = await recoveryTime(`${control} restart: both nodes online and the route working`, meshHealthy);
     expect(await ipsByName()).toEqual(ipsBefore);
     expect(await roaming.ip()).toBe(ipsBefore.roaming!.find((ip) => ip.includes("."))!);
@@ -64,13 +64,13 @@ describe.runIf(ALL).each(CONTROLS)("recipe-3 restart drills with --control %s", 
   });
 
   it("restart the roaming client: it goes offline, then comes back online with the same IPs", async () => {
-    const c = lab.engine.docker.getContainer(lab.container("ts-client-roaming"));
-    await c.stop({ t: 3 });
+    const client = lab.container("ts-client-roaming");
+    await lab.engine.stop(client);
     // Negative control: the control server notices it is gone.
     await waitFor("roaming offline in the control server", async () => !(await onlineNames()).includes("roaming"), 60_000);
     expect(await routeWorks().catch(() => false)).toBe(false);
     const t0 = performance.now();
-    await c.start();
+    await lab.engine.start(client);
     const s = await recoveryTime(`${control}: roaming back online and the route working`, async () => {
       const st = await roaming.status();
       return st.BackendState === "Running" && (await meshHealthy());

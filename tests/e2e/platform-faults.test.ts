@@ -79,7 +79,7 @@ async function waitFor(what: string, cond: () => Promise<boolean> | boolean, tim
 }
 
 async function containerIds(): Promise<Set<string>> {
-  const api = (await engine.docker.listContainers({ all: true })).map((c) => c.Id);
+  const api = await engine.allContainerIds();
   return new Set([...api, ...(await engine.buildContainers())]);
 }
 
@@ -127,11 +127,7 @@ describe("platform faults: Ctrl-C during an image build", () => {
         process.env.WG3_IMAGES_DIR = d;
         const ref = imageRef(role);
         delete process.env.WG3_IMAGES_DIR;
-        if (ref !== imageRef(role))
-          await engine.docker
-            .getImage(ref)
-            .remove({ force: true })
-            .catch(() => {});
+        if (ref !== imageRef(role)) await engine.removeImage(ref, true);
       }
     }
     await engine.removeLabelled({ lab: "ctrlc" }).catch(() => {});

@@ -121,27 +121,18 @@ interface NodeSpec {
 }
 
 async function createNode(spec: NodeSpec): Promise<void> {
-  const e = eng();
-  const [first, ...rest] = spec.nets;
-  if (!first) throw new Error(`${spec.name} needs at least one network`);
-  const c = await e.docker.createContainer({
+  await eng().createContainer({
     name: spec.name,
-    Hostname: spec.node,
-    Image: imageRef("wg-peer"),
-    StopTimeout: 3,
-    Labels: labLabels(ID, { [LABEL.node]: spec.node }),
-    HostConfig: {
-      NetworkMode: first[0].name,
-      CapAdd: ["NET_ADMIN", "NET_RAW"],
-      Sysctls: spec.sysctls,
-      Devices: [{ PathOnHost: "/dev/net/tun", PathInContainer: "/dev/net/tun", CgroupPermissions: "rwm" }],
-    },
-    NetworkingConfig: { EndpointsConfig: { [first[0].name]: { IPAMConfig: { IPv4Address: first[1] } } } },
+    hostname: spec.node,
+    image: imageRef("wg-peer"),
+    env: {},
+    labels: labLabels(ID, { [LABEL.node]: spec.node }),
+    caps: ["NET_ADMIN", "NET_RAW"],
+    sysctls: spec.sysctls ?? {},
+    devices: ["/dev/net/tun"],
+    networks: spec.nets.map(([net, ip]) => ({ name: net.name, ip })),
   });
-  for (const [net, ip] of rest) {
-    await e.docker.getNetwork(net.name).connect({ Container: c.id, EndpointConfig: { IPAMConfig: { IPv4Address: ip } } });
-  }
-  await c.start();
+  await eng().start(spec.name);
 }
 
 /** Hosts send everything off-link to their bridge gateway, the engine host. */
@@ -155,17 +146,6 @@ async function routeViaRouter(): Promise<void> {
   await sh(HOST_B.name, `ip route replace ${NET_A.subnet} via ${ROUTER.ipB}`);
 }
 
-/** Non-TTY logs are multiplexed: drop the 8-byte frame headers. */
-function demux(buf: Buffer): string {
-  const out: string[] = [];
-  for (let i = 0; i + 8 <= buf.length; ) {
-    const len = buf.readUInt32BE(i + 4);
-    out.push(buf.subarray(i + 8, i + 8 + len).toString("utf8"));
-    i += 8 + len;
-  }
-  return out.join("");
-}
-
 /** Run a one-shot container to completion and return its exit code and output. */
 async function runOnce(
   node: string,
@@ -173,26 +153,7 @@ async function runOnce(
   entrypoint: string[] | undefined,
   cmd: string[],
 ): Promise<{ exitCode: number; output: string }> {
-  const e = eng();
-  const c = await e.docker.createContainer({
-    name: `${PREFIX}-${node}`,
-    Image: image,
-    Entrypoint: entrypoint,
-    Cmd: cmd,
-    Labels: labLabels(ID, { [LABEL.node]: node }),
-    HostConfig: { NetworkMode: "none" },
-  });
-  await c.start();
-  const exitCode = await waitFor(
-    `${node} to exit`,
-    async () => {
-      const info = await c.inspect();
-      return { done: !info.State.Running, seen: `state ${info.State.Status}`, value: info.State.ExitCode };
-    },
-    { timeoutMs: 60_000 },
-  );
-  const logs = (await c.logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
-  return { exitCode, output: demux(logs) };
+  return eng().runOnce(image, cmd, { entrypoint, labels: labLabels(ID, { [LABEL.node]: node }), timeoutMs: 60_000 });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,13 +163,12 @@ describe("smoke: isolated networks, a router, a wireguard-go tunnel, the Tailsca
     engine = await ensureEngine();
     const e = engine;
     // Fixed subnets: refuse clearly (and touch nothing) when someone already holds them.
-    for (const n of await e.docker.listNetworks()) {
-      for (const cfg of n.IPAM?.Config ?? []) {
-        const clash = [NET_A, NET_B].find((ours) => cfg.Subnet?.includes(".") && cidrsOverlap(cfg.Subnet, ours.subnet));
+    for (const n of await e.listNetworks("all")) {
+      for (const subnet of n.subnets) {
+        const clash = [NET_A, NET_B].find((ours) => cidrsOverlap(subnet, ours.subnet));
         if (clash) {
-          const labels = n.Labels ?? {};
           throw new Error(
-            `subnet ${clash.subnet} is already used by engine network "${n.Name}" (${cfg.Subnet}, lab ${labels[LABEL.lab] ?? "-"}, recipe ${labels[LABEL.recipe] ?? "-"}); remove it first`,
+            `subnet ${clash.subnet} is already used by engine network "${n.name}" (${subnet}, lab ${n.labels[LABEL.lab] ?? "-"}, recipe ${n.labels[LABEL.recipe] ?? "-"}); remove it first`,
           );
         }
       }

@@ -27,7 +27,7 @@ interface Snapshot {
 }
 
 async function snapshot(): Promise<Snapshot> {
-  const ids = (await engine.listContainers({ lab: "default", recipe: RECIPE })).map((c) => `${c.Names[0]} ${c.Id} ${c.State}`).sort();
+  const ids = (await engine.listContainers({ lab: "default", recipe: RECIPE })).map((c) => `${c.name} ${c.id} ${c.state}`).sort();
   const check = await cli("check", RECIPE);
   return {
     ids,
@@ -62,7 +62,7 @@ describe.skipIf(blocked)(`a test lab beside the user's default ${RECIPE}${blocke
     const check = await cli("check", RECIPE, "--lab", lab);
     expect(check.exitCode, check.stdout).toBe(0);
     const mine = await engine.listContainers({ lab, recipe: RECIPE });
-    expect(mine.map((c) => c.Names[0]).every((n) => n?.startsWith(`/${lab}-`))).toBe(true);
+    expect(mine.map((c) => c.name).every((n) => n.startsWith(`${lab}-`))).toBe(true);
     expect((await cli("stop", RECIPE, "--lab", lab)).exitCode).toBe(0);
   });
 

@@ -20,7 +20,7 @@ export function isTestLab(lab: string): boolean {
 /** Recipes running in the default lab (the user's, unless this test started them). */
 export async function defaultLabsRunning(engine: Engine): Promise<string[]> {
   const containers = await engine.listContainers({ lab: DEFAULT_LAB });
-  return [...new Set(containers.map((c) => c.Labels[LABEL.recipe] ?? "?"))].sort();
+  return [...new Set(containers.map((c) => c.labels[LABEL.recipe] ?? "?"))].sort();
 }
 
 /**

@@ -1,0 +1,42 @@
+import { type ActionContext, checkExercise } from "../../lab/actions.ts";
+import { runningPlan } from "../../lab/lifecycle.ts";
+import { DEFAULT_LAB, scopeOf } from "../../lab/plan.ts";
+import { listRecipes, loadRecipe } from "../../recipe/load.ts";
+import { renderLoose } from "../../recipe/template.ts";
+import { type Command, engineFor, LAB, labOf, needRecipe, out } from "../command.ts";
+
+export const checkCommand: Command = {
+  name: "check",
+  usage: "check <recipe> [--lab NAME]",
+  summary: "the exercises of a recipe: pass / not yet, with a hint; exit 0 only when all pass",
+  flags: [LAB],
+  async run(p, ctx) {
+    const recipe = needRecipe(p, "check");
+    const engine = await engineFor(ctx);
+    const plan = await runningPlan(engine, recipe, labOf(p));
+    const r = loadRecipe(recipe);
+    const actx: ActionContext = { engine, recipe: r, plan, captured: {}, signal: ctx.signal };
+    const open = await engine.hostRoutableNetworks({ lab: plan.lab, recipe });
+    if (open.length)
+      ctx.progress.info(
+        `warning: this lab was started by an older version and the host can route into ${open.join(", ")}, so a "not reachable" check can lie; stop and start it again.`,
+      );
+    let failed = 0;
+    const scope = scopeOf(plan);
+    for (const ex of r.exercises) {
+      const res = await checkExercise(actx, ex);
+      if (res.ok) out(`pass     ${ex.id}: ${renderLoose(ex.title, scope)}`);
+      else {
+        failed++;
+        out(`not yet  ${ex.id}: ${renderLoose(ex.title, scope)}\n         hint: ${renderLoose(ex.hint, scope)}`);
+        if (ctx.progress.verbose && res.detail) out(`         seen: ${res.detail}`);
+      }
+    }
+    out(failed ? `\n${failed} of ${r.exercises.length} not done yet.` : `\nAll ${r.exercises.length} exercises pass.`);
+    const labText = labOf(p) === DEFAULT_LAB ? "" : ` --lab ${labOf(p)}`;
+    const next = listRecipes()[listRecipes().indexOf(recipe) + 1];
+    if (failed) out(`Stuck? ./start.ts solve ${recipe} <exercise>${labText} applies the reference solution of one.`);
+    else out(`Next: ./start.ts stop ${recipe}${labText}${next ? `, then ./start.ts ${next} (labs/${next}.md)` : ""}.`);
+    return failed ? 1 : 0;
+  },
+};

@@ -1,0 +1,22 @@
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { stateDir } from "../../paths.ts";
+import { closeAllWorkspaces } from "../../workspace/mux.ts";
+import { type Command, engineFor, out } from "../command.ts";
+
+export const cleanCommand: Command = {
+  name: "clean",
+  usage: "clean [--all]",
+  summary: "remove everything the harness made (found by labels): labs, tmux sessions, state",
+  flags: [{ name: "all", help: "also remove the images (the Go binaries stay cached in ~/.cache/wg-3-ways)" }],
+  async run(p, ctx) {
+    const engine = await engineFor(ctx);
+    await closeAllWorkspaces();
+    const r = await engine.removeLabelled();
+    rmSync(join(stateDir(), "labs"), { recursive: true, force: true });
+    let images = 0;
+    if (p.flags.all) for (const img of await engine.listImages()) if (await engine.removeImage(img.id, true)) images++;
+    out(`removed ${r.containers} containers, ${r.networks} networks, ${r.volumes} volumes${p.flags.all ? `, ${images} images` : ""}.`);
+    return 0;
+  },
+};

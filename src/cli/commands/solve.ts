@@ -1,0 +1,37 @@
+import { UserError } from "../../errors.ts";
+import { type ActionContext, runAction } from "../../lab/actions.ts";
+import { runningPlan } from "../../lab/lifecycle.ts";
+import { loadRecipe } from "../../recipe/load.ts";
+import { type Command, engineFor, LAB, labOf, needRecipe } from "../command.ts";
+
+export const solveCommand: Command = {
+  name: "solve",
+  usage: "solve <recipe> [exercise] [--lab NAME]",
+  summary: "apply the reference solution (all exercises, or one)",
+  flags: [LAB],
+  async run(p, ctx) {
+    const recipe = needRecipe(p, "solve");
+    const engine = await engineFor(ctx);
+    const plan = await runningPlan(engine, recipe, labOf(p));
+    const r = loadRecipe(recipe);
+    const which = p.positionals[1];
+    const exercises = which ? r.exercises.filter((e) => e.id === which) : r.exercises;
+    if (which && !exercises.length)
+      throw new UserError(`${recipe} has no exercise "${which}"; its exercises are: ${r.exercises.map((e) => e.id).join(", ")}.`, 2);
+    const actx: ActionContext = {
+      engine,
+      recipe: r,
+      plan,
+      captured: {},
+      progress: ctx.progress,
+      signal: ctx.signal,
+    };
+    for (const ex of exercises) {
+      if (!ex.solve.length) continue;
+      await ctx.progress.step(`solve ${ex.id}: ${ex.title}`, async () => {
+        for (const a of ex.solve) await runAction(actx, a);
+      });
+    }
+    return 0;
+  },
+};
