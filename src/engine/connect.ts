@@ -6,7 +6,7 @@ import { OWN_PODMAN_SOCKET } from "../paths.ts";
 export type EngineKind = "podman" | "docker";
 
 export interface EngineEndpoint {
-  /** What DOCKER_HOST would be for this engine (testcontainers and the docker CLI read it). */
+  /** What DOCKER_HOST would be for this engine (the docker CLI reads it). */
   dockerHost: string;
   /** Where it came from, for doctor and error messages. */
   source: string;
