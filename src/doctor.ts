@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { execa } from "execa";
 import { cachedBinaries, goVersion, releaseUrl, versionAtLeast } from "./binaries.ts";
-import { describeNoEngine, findEngine } from "./engine/connect.ts";
+import { describeNoEngine, findEngine, type Probe } from "./engine/connect.ts";
 import { Engine } from "./engine/engine.ts";
 import { hostDevicePath, missingDeviceSentence, TUN } from "./engine/preflight.ts";
 import { usedSubnets } from "./engine/subnets.ts";
@@ -23,148 +23,138 @@ async function has(cmd: string): Promise<boolean> {
 
 /** Every prerequisite of a lab, each ok / missing (blocks a lab) / warn (a lab still starts). */
 export async function diagnose(): Promise<Finding[]> {
-  const out: Finding[] = [];
   const found = await findEngine();
-  let engine: Engine | undefined;
-  if (found.live) {
-    engine = Engine.of(found.live);
-    out.push({
-      name: "container engine",
-      status: "ok",
-      detail: `${engine.kind} ${engine.version} at ${engine.dockerHost} (${found.live.endpoint.source})`,
-    });
-    out.push(await runtimeFinding(engine));
-    if (engine.kind === "podman") out.push(await networkBackendFinding(engine));
-    out.push(await labIsolationFinding(engine));
-  } else {
-    const podman = await has("podman");
-    out.push({
-      name: "container engine",
-      status: "missing",
-      detail: describeNoEngine(found.probes),
-      fix: podman
-        ? "sudo ./start.ts setup   (starts a podman API service)"
-        : "sudo ./start.ts setup   (installs podman + runc from your distribution)",
-    });
-  }
-  out.push(
-    existsSync(hostDevicePath(TUN))
-      ? { name: TUN, status: "ok", detail: "present (WireGuard and tailscaled need it)" }
-      : {
-          name: TUN,
-          status: "missing",
-          detail: missingDeviceSentence(TUN),
-          fix: "sudo modprobe tun (or enable TUN in your VM/container host)",
-        },
-  );
-  out.push(
-    existsSync("/sys/module/wireguard")
-      ? { name: "WireGuard", status: "ok", detail: "kernel module loaded" }
-      : {
-          name: "WireGuard",
-          status: "ok",
-          detail: "no kernel module: wg-quick falls back to wireguard-go, which the wg-peer image carries (slower, same lessons)",
-        },
-  );
+  const engine = found.live ? Engine.of(found.live) : undefined;
+  const out: Finding[] = engine ? await engineFindings(engine, found.live!.endpoint.source) : [await noEngineFinding(found.probes)];
+  out.push(tunFinding(), wireguardFinding());
+  if (engine) out.push(await subnetFinding(engine));
+  for (const name of ["tailscale", "headscale"] as const) out.push(await binaryFinding(name));
+  if (engine) out.push(await imagesFinding(engine));
+  out.push(...(await toolFindings()));
+  return out;
+}
 
-  // Subnets the default lab needs.
-  if (engine) {
-    const recipes = listRecipes().flatMap((r) => {
-      try {
-        return [loadRecipe(r)];
-      } catch {
-        return [];
-      }
-    });
-    const subnets = [...new Set(recipes.flatMap((r) => Object.values(r.networks).map((n) => n.subnet)))];
-    const foreign: string[] = [];
-    // Our own labs holding them is fine: that is what stop is for. Anyone else is worth a warning.
-    for (const u of await usedSubnets(engine)) {
-      if (!u.ours) for (const s of subnets) if (cidrsOverlap(u.subnet, s)) foreign.push(`${s} (${u.by})`);
+async function engineFindings(engine: Engine, source: string): Promise<Finding[]> {
+  const out: Finding[] = [
+    { name: "container engine", status: "ok", detail: `${engine.kind} ${engine.version} at ${engine.dockerHost} (${source})` },
+    await runtimeFinding(engine),
+  ];
+  if (engine.kind === "podman") out.push(await networkBackendFinding(engine));
+  out.push(await labIsolationFinding(engine));
+  return out;
+}
+
+async function noEngineFinding(probes: Probe[]): Promise<Finding> {
+  return {
+    name: "container engine",
+    status: "missing",
+    detail: describeNoEngine(probes),
+    fix: (await has("podman"))
+      ? "sudo ./start.ts setup   (starts a podman API service)"
+      : "sudo ./start.ts setup   (installs podman + runc from your distribution)",
+  };
+}
+
+function tunFinding(): Finding {
+  if (existsSync(hostDevicePath(TUN))) return { name: TUN, status: "ok", detail: "present (WireGuard and tailscaled need it)" };
+  return {
+    name: TUN,
+    status: "missing",
+    detail: missingDeviceSentence(TUN),
+    fix: "sudo modprobe tun (or enable TUN in your VM/container host)",
+  };
+}
+
+function wireguardFinding(): Finding {
+  if (existsSync("/sys/module/wireguard")) return { name: "WireGuard", status: "ok", detail: "kernel module loaded" };
+  return {
+    name: "WireGuard",
+    status: "ok",
+    detail: "no kernel module: wg-quick falls back to wireguard-go, which the wg-peer image carries (slower, same lessons)",
+  };
+}
+
+/** Subnets the default labs need: our own labs holding them is fine (that is what stop is for). */
+async function subnetFinding(engine: Engine): Promise<Finding> {
+  const recipes = listRecipes().flatMap((r) => {
+    try {
+      return [loadRecipe(r)];
+    } catch {
+      return [];
     }
-    out.push(
-      foreign.length
-        ? {
-            name: "workshop subnets",
-            status: "warn",
-            detail: `in use: ${foreign.join(", ")}`,
-            fix: "start labs with --lab NAME to use other subnets",
-          }
-        : { name: "workshop subnets", status: "ok", detail: `${subnets.join(", ")} are free` },
-    );
+  });
+  const subnets = [...new Set(recipes.flatMap((r) => Object.values(r.networks).map((n) => n.subnet)))];
+  const foreign: string[] = [];
+  for (const u of await usedSubnets(engine)) {
+    if (!u.ours) for (const s of subnets) if (cidrsOverlap(u.subnet, s)) foreign.push(`${s} (${u.by})`);
   }
+  if (!foreign.length) return { name: "workshop subnets", status: "ok", detail: `${subnets.join(", ")} are free` };
+  return {
+    name: "workshop subnets",
+    status: "warn",
+    detail: `in use: ${foreign.join(", ")}`,
+    fix: "start labs with --lab NAME to use other subnets",
+  };
+}
 
-  // Binaries only recipe-3 needs: missing ones are a warning, since recipes 0-2 still start.
+/** Binaries only recipe-3 needs: missing ones are a warning, since recipes 0-2 still start. */
+async function binaryFinding(name: "tailscale" | "headscale"): Promise<Finding> {
+  const label = `${name} ${versions[name]}`;
+  const c = cachedBinaries(name);
+  if (c) return { name: label, status: "ok", detail: `cached (${c.via}) in ${c.dir}` };
   const go = await goVersion();
-  const goUsable = go !== undefined && versionAtLeast(go, versions.goMinimum);
-  for (const name of ["tailscale", "headscale"] as const) {
-    const c = cachedBinaries(name);
-    const label = `${name} ${versions[name]}`;
-    if (c) out.push({ name: label, status: "ok", detail: `cached (${c.via}) in ${c.dir}` });
-    else if (goUsable)
-      out.push({
-        name: label,
-        status: "warn",
-        detail: `not built yet; go ${go} will build it on first use`,
-        fix: "./start.ts setup   (builds it now)",
-      });
-    else {
-      const goText = go ? `Go ${go} is older than ${versions.goMinimum}` : "Go is not installed";
-      const host = new URL(releaseUrl(name)).host;
-      const reachable = await fetch(releaseUrl(name), { method: "HEAD", redirect: "manual", signal: AbortSignal.timeout(5000) }).then(
-        () => true,
-        () => false,
-      );
-      out.push({
-        name: label,
-        status: "warn",
-        detail: reachable
-          ? `not built and ${goText}: the official release build will be downloaded from ${host}`
-          : `not built, ${goText} and ${host} is unreachable: recipe-3 cannot start`,
-        fix: `install Go >= ${versions.goMinimum}${reachable ? "" : " (or connect to the internet)"}`,
-      });
-    }
+  if (go !== undefined && versionAtLeast(go, versions.goMinimum)) {
+    return {
+      name: label,
+      status: "warn",
+      detail: `not built yet; go ${go} will build it on first use`,
+      fix: "./start.ts setup   (builds it now)",
+    };
   }
+  const goText = go ? `Go ${go} is older than ${versions.goMinimum}` : "Go is not installed";
+  const host = new URL(releaseUrl(name)).host;
+  const reachable = await fetch(releaseUrl(name), { method: "HEAD", redirect: "manual", signal: AbortSignal.timeout(5000) }).then(
+    () => true,
+    () => false,
+  );
+  return {
+    name: label,
+    status: "warn",
+    detail: reachable
+      ? `not built and ${goText}: the official release build will be downloaded from ${host}`
+      : `not built, ${goText} and ${host} is unreachable: recipe-3 cannot start`,
+    fix: `install Go >= ${versions.goMinimum}${reachable ? "" : " (or connect to the internet)"}`,
+  };
+}
 
-  if (engine) {
-    const missing: string[] = [];
-    for (const role of Object.keys(IMAGE_ROLES) as ImageRole[]) if (!(await engine.imageExists(imageRef(role)))) missing.push(role);
-    const base = await baseImagePresent(engine);
-    if (!missing.length)
-      out.push({
-        name: "images",
-        status: "ok",
-        detail: `${Object.keys(IMAGE_ROLES).join(", ")} built and current`,
-      });
-    else if (base || (await has("debootstrap")))
-      out.push({
-        name: "images",
-        status: "warn",
-        detail: `to build: ${missing.join(", ")} (on first start)`,
-        fix: "./start.ts setup   (builds them now)",
-      });
-    else
-      out.push({
-        name: "images",
-        status: "missing",
-        detail: `${versions.debian.baseImage} absent and debootstrap missing to build it offline`,
-        fix: "sudo ./start.ts setup",
-      });
-  }
-  for (const [tool, why, fix] of [
+async function imagesFinding(engine: Engine): Promise<Finding> {
+  const missing: string[] = [];
+  for (const role of Object.keys(IMAGE_ROLES) as ImageRole[]) if (!(await engine.imageExists(imageRef(role)))) missing.push(role);
+  if (!missing.length) return { name: "images", status: "ok", detail: `${Object.keys(IMAGE_ROLES).join(", ")} built and current` };
+  if ((await baseImagePresent(engine)) || (await has("debootstrap")))
+    return {
+      name: "images",
+      status: "warn",
+      detail: `to build: ${missing.join(", ")} (on first start)`,
+      fix: "./start.ts setup   (builds them now)",
+    };
+  return {
+    name: "images",
+    status: "missing",
+    detail: `${versions.debian.baseImage} absent and debootstrap missing to build it offline`,
+    fix: "sudo ./start.ts setup",
+  };
+}
+
+async function toolFindings(): Promise<Finding[]> {
+  const tools = [
     ["tmux", "the attendee workspace (panes)", "apt-get install tmux"],
     ["openssl", "recipe-3's lab CA and certificate", "apt-get install openssl"],
-  ] as const) {
-    out.push(
-      (await has(tool))
-        ? { name: tool, status: "ok", detail: `present (${why})` }
-        : {
-            name: tool,
-            status: tool === "openssl" ? "missing" : "warn",
-            detail: `absent: needed for ${why}`,
-            fix,
-          },
-    );
+  ] as const;
+  const out: Finding[] = [];
+  for (const [tool, why, fix] of tools) {
+    if (await has(tool)) out.push({ name: tool, status: "ok", detail: `present (${why})` });
+    else out.push({ name: tool, status: tool === "openssl" ? "missing" : "warn", detail: `absent: needed for ${why}`, fix });
   }
   return out;
 }
