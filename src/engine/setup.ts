@@ -32,7 +32,7 @@ export function hasNetavark(): boolean {
 }
 
 /**
- * Podman settings measured to work on hybrid-cgroup hosts (see shared/platform-notes.md):
+ * Podman settings measured to work on hybrid-cgroup hosts (Debian 12, podman 4.3):
  * crun fails there, runc with cgroupfs works; the default rlimits are refused.
  */
 export const CONTAINERS_CONF = `# Written by ./start.ts setup; used through CONTAINERS_CONF by the podman service it starts.

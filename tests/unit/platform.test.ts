@@ -1,5 +1,5 @@
 /**
- * The "Bad input and faults" of the platform (issue #2), each through the real CLI: one
+ * The platform's bad input and faults, each through the real CLI: one
  * sentence saying what is wrong and what to do, and a non-zero exit. Only what is beside the
  * point is faked: where discovery looks for sockets (WG3_CANDIDATE_SOCKETS), a PATH without
  * podman or go, the path checked for /dev/net/tun (WG3_TUN_DEVICE), and, for the Go case, an
