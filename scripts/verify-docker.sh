@@ -12,7 +12,7 @@
 #      it with DOCKER_HOST;
 #   4. runs setup (the base image comes from the offline debootstrap tarball, imported into
 #      Docker), doctor, recipe-1 start / check (must fail: negative control) / solve / check /
-#      stop, the smoke, platform-faults and recipe-0..2 e2e tests, then clean, and checks that
+#      stop, the smoke, platform-faults and recipe-0..2 e2e tests, the isolation drill, then clean, and checks that
 #      nothing labelled wg3ways is left in Docker;
 #   5. on exit, whatever happened: stops dockerd (by its pid), removes its socket, pid file,
 #      exec root and the bridges it made, restores the saved firewall, compares the nft
@@ -186,6 +186,9 @@ step recipe-1-stop 0 ./start.ts stop recipe-1
 step e2e 0 npx vitest run --project e2e tests/e2e/smoke.test.ts tests/e2e/platform-faults.test.ts \
   tests/e2e/recipe-0.test.ts tests/e2e/recipe-1.test.ts tests/e2e/recipe-2.test.ts
 grep -E "✓|✗|×|Test Files|Tests |e2e prerequisites" "$OUT/e2e.log" | sed 's/^/      /' | tee -a "$REPORT"
+# Isolation on Docker's own terms: a running lab stays unreachable while others start and stop.
+step isolation 0 npx vitest run --project drills tests/drills/isolation.test.ts
+grep -E "✓|×|drill:" "$OUT/isolation.log" | sed 's/^/      /' | tee -a "$REPORT"
 step clean 0 ./start.ts clean
 left=$(docker ps -aq --filter label=wg3ways.project=wg-3-ways | wc -l)
 leftnets=$(docker network ls -q --filter label=wg3ways.project=wg-3-ways | wc -l)
