@@ -45,6 +45,8 @@ export class HostControl {
     readonly dir: string,
     public port = 0,
     public stunPort = 0,
+    /** More config lines, e.g. `limits: { ping_interval: 1s }`. */
+    readonly extraConfig: string[] = [],
   ) {}
 
   get socket(): string {
@@ -72,6 +74,7 @@ export class HostControl {
         `unix_socket: ${this.socket}`,
         "dns: { base_domain: tailnet.test }",
         `derp: { server: { enabled: true, region_id: 999, region_code: wg3, ipv4: 127.0.0.1, stun_listen_addr: "127.0.0.1:${this.stunPort}" } }`,
+        ...this.extraConfig,
       ].join("\n"),
     );
     this.server = new ControlServer(config, (m) => this.logs.push(m));
@@ -164,3 +167,46 @@ export function cleanup(dir: string): void {
 }
 
 export { writeFileSync };
+
+/**
+ * A TCP relay in front of the control server whose cable can be cut: after `cut()` it forwards
+ * nothing in either direction and closes nothing, as a pulled cable or a dead NAT mapping would.
+ */
+export class CuttableLink {
+  private server: net.Server | undefined;
+  private readonly pairs: [net.Socket, net.Socket][] = [];
+  port = 0;
+
+  constructor(readonly target: number) {}
+
+  async start(): Promise<this> {
+    this.server = net.createServer((client) => {
+      const upstream = net.connect(this.target, "127.0.0.1");
+      for (const s of [client, upstream]) s.on("error", () => {});
+      client.pipe(upstream);
+      upstream.pipe(client);
+      this.pairs.push([client, upstream]);
+    });
+    await new Promise<void>((r) => this.server!.listen(0, "127.0.0.1", () => r()));
+    this.port = (this.server.address() as net.AddressInfo).port;
+    return this;
+  }
+
+  cut(): void {
+    for (const [a, b] of this.pairs) {
+      a.unpipe(b);
+      b.unpipe(a);
+      // Read and drop, so the kernel buffers never fill and nothing is ever sent on.
+      a.on("data", () => {});
+      b.on("data", () => {});
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const [a, b] of this.pairs) {
+      a.destroy();
+      b.destroy();
+    }
+    await new Promise((r) => (this.server ? this.server.close(r) : r(undefined)));
+  }
+}

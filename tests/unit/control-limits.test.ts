@@ -24,7 +24,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 const nodeKey = () => formatKey("nodekey", newKeyPair().publicKey);
 let n = 0;
 
-async function server(limits: string): Promise<{ ctl: ControlServer; url: string; key: string; close(): Promise<void> }> {
+async function server(limits: string): Promise<{ ctl: ControlServer; url: string; key: string; logs: string[]; close(): Promise<void> }> {
   const dir = join(root, `s${++n}`);
   const config = parseConfig(
     [
@@ -37,11 +37,12 @@ async function server(limits: string): Promise<{ ctl: ControlServer; url: string
       `limits: { ${limits} }`,
     ].join("\n"),
   );
-  const ctl = new ControlServer(config, () => {});
+  const logs: string[] = [];
+  const ctl = new ControlServer(config, (m) => logs.push(m));
   const { port } = await ctl.start();
   const user = ctl.tailnet.createUser("hope");
   const key = ctl.tailnet.createPreAuthKey(user.id, { reusable: true }).key;
-  return { ctl, url: `http://127.0.0.1:${port}`, key, close: () => ctl.close() };
+  return { ctl, url: `http://127.0.0.1:${port}`, key, logs, close: () => ctl.close() };
 }
 
 /** A legitimate node: registers with the pre-auth key and gets its first map message. */
@@ -220,5 +221,44 @@ describe("unauthenticated memory growth (issue 12, point 2)", () => {
     expect(health.pending_logins).toBe(100);
     expect(await legitimateNodeWorks(s.url, key)).toBe(true);
     await stop(s);
+  });
+});
+
+describe("a client that stops reading its map stream", () => {
+  it("loses its connection within write_timeout instead of making the server buffer; a reading client is kept", async () => {
+    const s = await server("write_timeout: 1s, max_buffered_bytes: 4000000");
+    const { logs } = s;
+    const stalled = await ControlClient.connect({ url: s.url });
+    const nk = nodeKey();
+    await stalled.register({ nodeKey: nk, authKey: s.key, hostname: "stalled" });
+    // A map stream nobody reads: no WINDOW_UPDATE goes back, the server's sends back up.
+    const st = stalled.session.request({ ":method": "POST", ":path": "/machine/map" });
+    st.on("error", () => {});
+    st.end(JSON.stringify({ Version: 138, NodeKey: nk, Stream: true, Compress: "zstd" }));
+    const gone = new Promise((r) => stalled.session.once("close", () => r("closed")));
+    // Negative control: a client that reads, under the same load, keeps its stream.
+    const reader = await ControlClient.connect({ url: s.url });
+    const rk = nodeKey();
+    await reader.register({ nodeKey: rk, authKey: s.key, hostname: "reader" });
+    let messages = 0;
+    await reader.mapStream({ nodeKey: rk, hostname: "reader" }, () => messages++);
+    // Load: nodes with large (valid) Hostinfo join; every stream gets each of them.
+    const big = { sshHostKeys: Array.from({ length: 8 }, (_, i) => `ssh-rsa ${String(i).repeat(1000)}`) };
+    const loader = await ControlClient.connect({ url: s.url });
+    for (let i = 0; i < 40 && !logs.some((l) => l.includes("map data")); i++) {
+      const k = nodeKey();
+      await loader.postRaw("/machine/register", {
+        Version: 138,
+        NodeKey: k,
+        Auth: { AuthKey: s.key },
+        Hostinfo: { Hostname: `load${i}`, ...big },
+      });
+    }
+    expect(await gone).toBe("closed");
+    expect(logs.join("\n")).toMatch(/map data not taken within 1000 ms|bytes of map data queued/);
+    expect([reader.session.closed, messages > 1]).toEqual([false, true]);
+    reader.close();
+    loader.close();
+    await s.close();
   });
 });
