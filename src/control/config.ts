@@ -155,6 +155,12 @@ export function parseConfig(text: string, where = "config"): ControlConfig {
   const dns = obj(raw.dns);
   const derp = obj(obj(raw.derp).server);
   const derpEnabled = derp.enabled !== false;
+  // Clients need a DERP map with a region (without one, tailscale up never reaches Running), and
+  // the embedded relay is this server's only source of one (no derp.urls / derp.paths here).
+  if (!derpEnabled)
+    throw new ConfigError(
+      `${where}: derp.server.enabled: false leaves clients without a DERP map; this server supports only its embedded DERP`,
+    );
   const urlPort = Number(url.port || (url.protocol === "https:" ? 443 : 80));
   const region: DerpRegion = {
     regionId: Number(derp.region_id ?? 999),

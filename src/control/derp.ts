@@ -259,6 +259,11 @@ export interface DerpServerOptions {
   log?: (msg: string) => void;
   /** Keep-alive period; 60 s (+ up to 5 s jitter) unless set (tests use a short one). */
   keepAliveMs?: number;
+  /**
+   * Headscale's derp.server.verify_clients: only keys this returns true for may use the relay
+   * (the control server admits its own nodes' keys); without it the relay is open to anyone.
+   */
+  verifyClient?: (nodeKey: Uint8Array) => boolean;
 }
 
 export class DerpServer {
@@ -267,6 +272,7 @@ export class DerpServer {
   private readonly publicKeyHex: string;
   private readonly log: (msg: string) => void;
   private readonly keepAliveMs: number | undefined;
+  private readonly verifyClient: ((nodeKey: Uint8Array) => boolean) | undefined;
   private readonly clients = new Map<string, ClientSet>();
   private readonly conns = new Set<Conn>();
   /** src key hex -> connections that received from it. */
@@ -283,6 +289,7 @@ export class DerpServer {
     this.publicKeyHex = Buffer.from(this.publicKey).toString("hex");
     this.log = opts.log ?? (() => {});
     this.keepAliveMs = opts.keepAliveMs;
+    this.verifyClient = opts.verifyClient;
   }
 
   /** For an HTTP(S) server's 'upgrade' event. Returns false if the path is not /derp. */
@@ -538,6 +545,8 @@ export class DerpServer {
       throw new ProtocolError("client info is not JSON");
     }
     if (info !== null && (typeof info !== "object" || Array.isArray(info))) throw new ProtocolError("client info is not a JSON object");
+    if (this.verifyClient && !this.verifyClient(key))
+      throw new ProtocolError(`client ${key.toString("hex").slice(0, 16)}… is not a node of this tailnet`);
     c.key = key;
     c.keyHex = key.toString("hex");
     c.sharedKey = shared;

@@ -7,6 +7,8 @@ export interface PendingLogin {
   nodeKey: string;
   hostinfo: Hostinfo;
   cap: number;
+  /** A key expiry the client asked for. */
+  expiry?: Date;
   waiters: ((userId: number | undefined) => void)[];
   created: number;
 }

@@ -140,7 +140,13 @@ export class ControlServer {
       log: this.log,
     });
     const derpKey = persistentKey(config.stateDir, "derp.key");
-    if (config.derp.enabled) this.derp = new DerpServer({ privateKey: derpKey.privateKey, log: (m) => this.log(`derp: ${m}`) });
+    if (config.derp.enabled) {
+      this.derp = new DerpServer({
+        privateKey: derpKey.privateKey,
+        log: (m) => this.log(`derp: ${m}`),
+        verifyClient: config.derp.verifyClients ? (k) => this.isNodeKey(k) : undefined,
+      });
+    }
     this.mapper = {
       baseDomain: config.dns.baseDomain,
       domain: config.dns.baseDomain,
@@ -257,7 +263,10 @@ export class ControlServer {
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${why}\n`);
     };
     if (url.pathname !== "/ts2021") return refuse(404, "not found");
-    if (String(req.headers.upgrade ?? "").toLowerCase() !== UPGRADE_PROTOCOL) return refuse(400, "unsupported upgrade protocol");
+    const upgrade = String(req.headers.upgrade ?? "").toLowerCase();
+    // Browser/WASM clients speak ts2021 over WebSocket; no such client is in the lab.
+    if (upgrade === "websocket") return refuse(501, "ts2021 over WebSocket is not implemented by this server");
+    if (upgrade !== UPGRADE_PROTOCOL) return refuse(400, "unsupported upgrade protocol");
     const b64 = String(req.headers["x-tailscale-handshake"] ?? "");
     const init = Buffer.from(b64, "base64");
     if (!b64 || init.length === 0) return refuse(400, "missing X-Tailscale-Handshake");
@@ -391,6 +400,7 @@ export class ControlServer {
       return decoder(parseJson(body));
     } catch (e) {
       if (!(e instanceof RequestError || e instanceof HttpError)) throw e;
+      this.count(this.stats.refused, what);
       this.log(`${what} refused from ${machineKey.slice(0, 17)}…: ${e.message}`);
       throw new HttpError(400, `bad ${what} request: ${e.message}`);
     }
@@ -410,74 +420,93 @@ export class ControlServer {
     };
   }
 
+  /** Answer a register request; every outcome is counted for /metrics. */
   private async register(
     machineKey: string,
     r: RegisterRequest,
     req: http2.Http2ServerRequest,
   ): Promise<Record<string, unknown> | undefined> {
-    const { nodeKey, oldNodeKey, hostinfo, version: cap } = r;
-    const auth = r.authKey ? { AuthKey: r.authKey } : undefined;
-    const expiry = r.expiry;
+    const [outcome, res] = await this.registerOutcome(machineKey, r, req);
+    this.count(this.stats.registers, outcome);
+    return res;
+  }
 
+  private async registerOutcome(
+    machineKey: string,
+    r: RegisterRequest,
+    req: http2.Http2ServerRequest,
+  ): Promise<[string, Record<string, unknown> | undefined]> {
     // A node key is bound to the machine that registered it.
-    const byKey = this.tailnet.byNodeKey(nodeKey);
+    const byKey = this.tailnet.byNodeKey(r.nodeKey);
     if (byKey && byKey.machineKey !== machineKey) {
       this.log(`register: refused node key of node ${byKey.id} presented by another machine key`);
-      return { Error: "node key belongs to another machine" };
+      return ["refused", { Error: "node key belongs to another machine" }];
     }
     const existing = this.tailnet.byMachineKey(machineKey);
-
-    // A past expiry is a logout.
-    if (expiry && expiry <= new Date()) {
-      if (existing) {
-        this.tailnet.expire(existing.id);
-        await this.tailnet.committed();
-        this.log(`node ${existing.id} ${existing.givenName} logged out`);
-        return this.registerResponse(existing.userId, { NodeKeyExpired: true, MachineAuthorized: false });
-      }
-      return { NodeKeyExpired: true };
-    }
-
-    if (auth?.AuthKey) {
-      try {
-        const n = this.tailnet.registerWithKey({ machineKey, nodeKey, authKey: auth.AuthKey, hostinfo, cap });
-        await this.tailnet.committed();
-        this.log(`node ${n.id} ${n.givenName} (${n.ipv4}) registered with a pre-auth key for user ${this.tailnet.user(n.userId)?.name}`);
-        return this.registerResponse(n.userId);
-      } catch (e) {
-        if (!(e instanceof TailnetError)) throw e;
-        this.log(`register refused: ${e.message}`);
-        return { Error: e.message };
-      }
-    }
-
+    if (r.expiry && r.expiry <= new Date()) return ["logout", await this.logout(existing)];
+    if (r.authKey) return this.registerWithKey(machineKey, r);
     if (existing && !this.tailnet.isExpired(existing)) {
-      if (existing.nodeKey === nodeKey) return this.registerResponse(existing.userId); // a restart
-      if (oldNodeKey && existing.nodeKey === oldNodeKey) {
-        this.tailnet.rotateNodeKey(existing, nodeKey);
+      if (existing.nodeKey === r.nodeKey) {
+        // A restart sends a zero expiry; a future one would extend the key, which only a login may.
+        if (r.expiry) throw new HttpError(400, "extending key is not allowed");
+        return ["restart", this.registerResponse(existing.userId)];
+      }
+      if (r.oldNodeKey && existing.nodeKey === r.oldNodeKey) {
+        this.tailnet.rotateNodeKey(existing, r.nodeKey);
         await this.tailnet.committed();
-        return this.registerResponse(existing.userId);
+        return ["rotate", this.registerResponse(existing.userId)];
       }
     }
+    return this.interactive(machineKey, r, req);
+  }
 
-    // Interactive login: hand out a URL; the follow-up request waits for an admin's approval.
+  /** A past expiry is a logout: the node's key expires (an ephemeral node goes). */
+  private async logout(existing: NodeRec | undefined): Promise<Record<string, unknown>> {
+    if (!existing) return { NodeKeyExpired: true };
+    this.tailnet.expire(existing.id);
+    await this.tailnet.committed();
+    this.log(`node ${existing.id} ${existing.givenName} logged out`);
+    return this.registerResponse(existing.userId, { NodeKeyExpired: true, MachineAuthorized: false });
+  }
+
+  private async registerWithKey(machineKey: string, r: RegisterRequest): Promise<[string, Record<string, unknown>]> {
+    try {
+      const { nodeKey, hostinfo, version: cap, expiry } = r;
+      const n = this.tailnet.registerWithKey({ machineKey, nodeKey, authKey: r.authKey!, hostinfo, cap, expiry });
+      await this.tailnet.committed();
+      this.log(`node ${n.id} ${n.givenName} (${n.ipv4}) registered with a pre-auth key for user ${this.tailnet.user(n.userId)?.name}`);
+      return ["authkey", this.registerResponse(n.userId)];
+    } catch (e) {
+      if (!(e instanceof TailnetError)) throw e;
+      this.log(`register refused: ${e.message}`);
+      return ["refused", { Error: e.message }];
+    }
+  }
+
+  /** Interactive login: hand out a URL; the follow-up request waits for an admin's approval. */
+  private async interactive(
+    machineKey: string,
+    r: RegisterRequest,
+    req: http2.Http2ServerRequest,
+  ): Promise<[string, Record<string, unknown> | undefined]> {
     const p = r.followup ? this.pending.get(r.followup.split("/register/")[1] ?? "") : undefined;
     if (p && p.machineKey === machineKey) {
       const userId = await new Promise<number | undefined>((resolve) => {
         p.waiters.push(resolve);
         req.on("close", () => resolve(undefined));
       });
-      if (userId !== undefined) return this.registerResponse(userId);
-      if (req.stream.closed) return undefined; // the client went away
+      if (userId !== undefined) return ["approved", this.registerResponse(userId)];
+      if (req.stream.closed) return ["gone", undefined]; // the client went away
       // The login expired or was evicted while the client waited: a new one, as for an unknown URL.
     }
-    return this.startLogin(machineKey, nodeKey, hostinfo, cap);
+    return ["pending", this.startLogin(machineKey, r)];
   }
 
   /** A fresh pending login and its URL (also for an unknown or expired follow-up, as Headscale does). */
-  private startLogin(machineKey: string, nodeKey: string, hostinfo: Hostinfo, cap: number): Record<string, unknown> {
+  private startLogin(machineKey: string, r: RegisterRequest): Record<string, unknown> {
     const id = randomBytes(12).toString("base64url");
-    this.pending.add({ id, machineKey, nodeKey, hostinfo, cap, waiters: [], created: Date.now() });
+    const { nodeKey, hostinfo, version: cap, expiry } = r;
+    this.pending.add({ id, machineKey, nodeKey, hostinfo, cap, expiry, waiters: [], created: Date.now() });
     const url = `${this.config.serverUrl.replace(/\/$/, "")}/register/${id}`;
     this.log(`interactive login pending: headscale nodes register --user USERNAME --key ${id}`);
     return { AuthURL: url, MachineAuthorized: false };
@@ -493,6 +522,7 @@ export class ControlServer {
       nodeKey: p.nodeKey,
       hostinfo: p.hostinfo,
       cap: p.cap,
+      expiry: p.expiry,
       userId: user.id,
     });
     await this.tailnet.committed();
@@ -520,11 +550,12 @@ export class ControlServer {
       throw new HttpError(403, "machine key does not match the node");
     }
     if (r.version < MIN_CAPVER) throw new HttpError(400, `unsupported client version ${r.version}`);
-    // A lite update states the client's endpoints as they are now: none means none.
+    // A lite update states the client's endpoints as they are now (none means none); a stream
+    // request's empty list is ignored, as the protocol allows (it may predate discovery).
     const lite = !r.stream && r.omitPeers;
     this.tailnet.updateFromMapRequest(node, {
       discoKey: r.discoKey,
-      endpoints: r.endpoints ?? (lite ? [] : undefined),
+      endpoints: lite ? (r.endpoints ?? []) : r.endpoints?.length ? r.endpoints : undefined,
       hostinfo: r.hostinfo,
       cap: r.version,
     });
@@ -655,6 +686,16 @@ export class ControlServer {
   /** Interactive logins waiting for an admin (bounded by limits.max_pending_logins). */
   get pendingLogins(): number {
     return this.pending.size;
+  }
+
+  private count(m: Map<string, number>, key: string): void {
+    m.set(key, (m.get(key) ?? 0) + 1);
+  }
+
+  /** DERP's verify_clients: a registered, unexpired node's key. */
+  private isNodeKey(raw: Uint8Array): boolean {
+    const n = this.tailnet.byNodeKey(formatKey("nodekey", raw));
+    return n !== undefined && !this.tailnet.isExpired(n);
   }
 
   /** For the admin API: is there a live map stream for this node? */

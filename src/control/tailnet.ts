@@ -276,7 +276,7 @@ export class Tailnet {
   }
 
   /** Register a node with a pre-auth key, or re-authenticate an existing one (same machine). */
-  registerWithKey(a: { machineKey: string; nodeKey: string; authKey: string; hostinfo: Hostinfo; cap: number }): NodeRec {
+  registerWithKey(a: { machineKey: string; nodeKey: string; authKey: string; hostinfo: Hostinfo; cap: number; expiry?: Date }): NodeRec {
     const key = this.validKey(a.authKey);
     const node = this.upsertNode({ ...a, userId: key.userId, ephemeral: key.ephemeral, method: "authkey", keyId: key.id });
     key.used = true;
@@ -285,7 +285,7 @@ export class Tailnet {
   }
 
   /** Register after an admin approved an interactive login (`nodes register --user U --key K`). */
-  registerByAdmin(a: { machineKey: string; nodeKey: string; hostinfo: Hostinfo; cap: number; userId: number }): NodeRec {
+  registerByAdmin(a: { machineKey: string; nodeKey: string; hostinfo: Hostinfo; cap: number; userId: number; expiry?: Date }): NodeRec {
     const node = this.upsertNode({ ...a, ephemeral: false, method: "cli" });
     this.changed([node.id]);
     return node;
@@ -300,16 +300,20 @@ export class Tailnet {
     ephemeral: boolean;
     method: NodeRec["registerMethod"];
     keyId?: number;
+    /** A key expiry the client asked for (RegisterRequest.Expiry in the future), as Headscale keeps it. */
+    expiry?: Date;
   }): NodeRec {
     const hostname = a.hostinfo.Hostname || "node";
+    const expiry = a.expiry && a.expiry > this.now() ? a.expiry.toISOString() : undefined;
     const existing = this.byMachineKey(a.machineKey);
     if (existing) {
       // Same machine logging in again (after logout, expiry, or with a new node key): keep its
-      // ID, addresses and name.
+      // ID, addresses and (unless its hostname changed) name.
       existing.nodeKey = a.nodeKey;
       existing.userId = a.userId;
+      this.followHostname(existing, a.hostinfo.Hostname);
       existing.hostinfo = keepNetInfo(a.hostinfo, existing.hostinfo);
-      existing.expiry = undefined;
+      existing.expiry = expiry;
       existing.cap = a.cap;
       existing.registerMethod = a.method;
       existing.preAuthKeyId = a.keyId;
@@ -331,6 +335,7 @@ export class Tailnet {
       endpoints: [],
       approvedRoutes: [],
       createdAt: this.now().toISOString(),
+      ...(expiry ? { expiry } : {}),
       ephemeral: a.ephemeral,
       registerMethod: a.method,
       preAuthKeyId: a.keyId,
@@ -384,7 +389,23 @@ export class Tailnet {
     return n;
   }
 
-  /** What a map request reports: disco key, endpoints, host info (non-empty values only), capver. */
+  /**
+   * A new hostname renames the node's MagicDNS label, unless an admin renamed it (as Headscale
+   * 0.29: the name follows while it is still the one derived from the old hostname). Returns
+   * whether the name changed.
+   */
+  private followHostname(n: NodeRec, hostname: string | undefined): boolean {
+    const old = n.hostinfo.Hostname;
+    if (!hostname || !old || hostname === old) return false;
+    const derived = dnsLabel(old);
+    if (n.givenName !== derived && !new RegExp(`^${derived}-\\d+$`).test(n.givenName)) return false;
+    const next = this.uniqueName(hostname, n.id);
+    if (next === n.givenName) return false;
+    n.givenName = next;
+    return true;
+  }
+
+  /** What a map request reports: disco key, endpoints (as given: [] clears), host info (non-empty only), capver. */
   updateFromMapRequest(n: NodeRec, r: { discoKey?: string; endpoints?: string[]; hostinfo?: Hostinfo; cap?: number }): void {
     let dirty = false;
     let persist = false;
@@ -392,16 +413,17 @@ export class Tailnet {
       n.discoKey = r.discoKey;
       dirty = true;
     }
-    if (r.endpoints?.length && JSON.stringify(r.endpoints) !== JSON.stringify(n.endpoints)) {
+    if (r.endpoints && JSON.stringify(r.endpoints) !== JSON.stringify(n.endpoints)) {
       n.endpoints = r.endpoints;
       dirty = true;
     }
     const hostinfo = r.hostinfo && Object.keys(r.hostinfo).length ? keepNetInfo(r.hostinfo, n.hostinfo) : undefined;
     if (hostinfo && JSON.stringify(hostinfo) !== JSON.stringify(n.hostinfo)) {
       const routesBefore = JSON.stringify(this.announcedRoutes(n));
+      const renamed = this.followHostname(n, hostinfo.Hostname);
       n.hostinfo = hostinfo;
       dirty = true;
-      persist = persist || JSON.stringify(this.announcedRoutes(n)) !== routesBefore;
+      persist = persist || renamed || JSON.stringify(this.announcedRoutes(n)) !== routesBefore;
     }
     if (r.cap && r.cap !== n.cap) {
       n.cap = r.cap;
