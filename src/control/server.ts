@@ -11,12 +11,13 @@ import type { ControlConfig } from "./config.ts";
 import { DerpServer } from "./derp.ts";
 import { formatKey, type KeyPair, keyPairFrom, newKeyPair, parseKey, zeroKey } from "./keys.ts";
 import { derpMap, fullMapJson, type MapperConfig, nodeView, userProfiles } from "./mapper.ts";
+import { boundPort, startMetrics } from "./metrics.ts";
 import { errorFrame, HandshakeError, NoiseConn, respond } from "./noise.ts";
 import { PendingLogins } from "./pending.ts";
 import { type NodeRec, StateStore, writeFileAtomic } from "./store.ts";
 import { startStun } from "./stun.ts";
 import { Tailnet, TailnetError } from "./tailnet.ts";
-import { decodeMap, decodeRegister, type Hostinfo, type MapRequest, type RegisterRequest, RequestError } from "./validate.ts";
+import { decodeMap, decodeRegister, type MapRequest, type RegisterRequest, RequestError } from "./validate.ts";
 import { mapFrameJson } from "./zstd.ts";
 
 /** The oldest client we accept: capver 102 is tailscale 1.70. */
@@ -109,6 +110,7 @@ export class ControlServer {
   private readonly sockets = new Set<Duplex>();
   private listener: http.Server | undefined;
   private admin: http.Server | undefined;
+  private metrics: http.Server | undefined;
   private stun: { port: number; close(): Promise<void> } | undefined;
   /** Each node's serialised view, shared by every map that carries it; dropped when it changes. */
   private readonly viewCache = new Map<number, string>();
@@ -169,7 +171,7 @@ export class ControlServer {
     });
   }
 
-  async start(): Promise<{ port: number; stunPort?: number }> {
+  async start(): Promise<{ port: number; stunPort?: number; metricsPort?: number }> {
     const { host, port, tls } = this.config.listen;
     const handler = (req: IncomingMessage, res: ServerResponse) => this.onHttp(req, res);
     // Node checks headersTimeout only this often (30 s by default).
@@ -198,17 +200,20 @@ export class ControlServer {
       this.stun = await startStun(this.config.derp.stunListen);
     }
     this.admin = await startAdmin(this, this.config.adminSocket);
+    if (this.config.metricsListen) this.metrics = await startMetrics(this, this.config.metricsListen);
     this.log(
       `listening on ${tls ? "https" : "http"}://${host}:${bound} (server URL ${this.config.serverUrl}); ` +
         `noise key ${formatKey("mkey", this.noiseKey.publicKey).slice(0, 17)}…; ` +
         `${this.tailnet.nodes().length} node(s), ${this.tailnet.users().length} user(s) in ${this.config.stateDir}; ` +
-        `admin socket ${this.config.adminSocket}`,
+        `admin socket ${this.config.adminSocket}` +
+        (this.metrics ? `; metrics on http://${this.config.metricsListen!.host}:${boundPort(this.metrics)}/metrics` : ""),
     );
-    return { port: bound, stunPort: this.stun?.port };
+    return { port: bound, stunPort: this.stun?.port, metricsPort: this.metrics && boundPort(this.metrics) };
   }
 
   async close(): Promise<void> {
     await new Promise<void>((r) => (this.admin ? this.admin.close(() => r()) : r()));
+    await new Promise<void>((r) => (this.metrics ? this.metrics.close(() => r()) : r()));
     rmSync(this.config.adminSocket, { force: true });
     for (const s of this.sessions.values()) s.end();
     this.sessions.clear();
@@ -681,6 +686,11 @@ export class ControlServer {
       }
       s.write(f);
     }
+  }
+
+  /** Open map long-polls. */
+  get mapStreams(): number {
+    return this.sessions.size;
   }
 
   /** Interactive logins waiting for an admin (bounded by limits.max_pending_logins). */
