@@ -354,13 +354,18 @@ export class ControlServer {
 
   private ping(session: http2.ServerHttp2Session, peer: NoisePeer): void {
     if (session.closed || session.destroyed) return;
+    const { pingTimeout } = this.config.limits;
+    let answered = false;
+    // Timers run before I/O in an event-loop turn: after a stall the answer may be waiting
+    // unread, so look again once pending I/O has been handled.
     const timer = setTimeout(
-      () => peer.close(`no answer to an HTTP/2 PING within ${this.config.limits.pingTimeout} ms`),
-      this.config.limits.pingTimeout,
+      () => setImmediate(() => answered || peer.close(`no answer to an HTTP/2 PING within ${pingTimeout} ms`)),
+      pingTimeout,
     );
     try {
       session.ping((err) => {
-        if (!err) clearTimeout(timer);
+        answered = !err;
+        if (answered) clearTimeout(timer);
       });
     } catch {
       clearTimeout(timer); // too many pings in flight: the earlier ones' timers still run
