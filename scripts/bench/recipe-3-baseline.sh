@@ -21,7 +21,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 : "${IMG_WGPEER:?set IMG_WGPEER}"
 : "${IMG_WEBSERVER:?set IMG_WEBSERVER}"
 # The podman settings ./start.ts setup wrote (runc, cgroupfs), as its API service uses them.
-export CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/.state/podman/containers.conf}
+export CONTAINERS_CONF=${CONTAINERS_CONF:-/run/wg-3-ways/containers.conf}
 
 LAB=bench-baseline
 RUN=${RUN_ID:-$$}

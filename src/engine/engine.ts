@@ -13,6 +13,7 @@ import type {
   ExecResult,
   ImageSummary,
   LabelMatch,
+  NetworkSpec,
   NetworkSummary,
   RuntimeInfo,
 } from "./types.ts";
@@ -279,23 +280,23 @@ export class Engine {
    * user bridges by default and skips masquerading for bridged frames, while its internal
    * networks drop frames routed by a container, so a plain bridge there.
    */
-  async createNetwork(net: {
-    name: string;
-    subnet: string;
-    gateway: string;
-    isolated: boolean;
-    labels: Record<string, string>;
-  }): Promise<void> {
+  async createNetwork(net: NetworkSpec): Promise<void> {
     const hostBlind = this.kind === "podman" && net.isolated;
-    await this.#docker.createNetwork({
-      Name: net.name,
-      Driver: "bridge",
-      CheckDuplicate: true,
-      Internal: hostBlind,
-      IPAM: { Driver: "default", Config: [{ Subnet: net.subnet, Gateway: net.gateway }] },
-      Options: hostBlind ? { isolate: "true" } : {},
-      Labels: net.labels,
-    } as Docker.NetworkCreateOptions);
+    try {
+      await this.#docker.createNetwork({
+        Name: net.name,
+        Driver: "bridge",
+        CheckDuplicate: true,
+        Internal: hostBlind,
+        IPAM: { Driver: "default", Config: [{ Subnet: net.subnet, Gateway: net.gateway }] },
+        Options: hostBlind ? { isolate: "true" } : {},
+        Labels: net.labels,
+      } as Docker.NetworkCreateOptions);
+    } catch (e) {
+      // Another lab (maybe another process) took the subnet since it was chosen.
+      if (/already used|overlaps/i.test(String((e as Error).message))) throw new SubnetTakenError(net.subnet);
+      throw e;
+    }
   }
 
   /**
@@ -458,3 +459,10 @@ export class Engine {
 
 /** A build the engine reported as failed (its own message). */
 export class BuildError extends Error {}
+
+/** The subnet asked for a network is taken (by another lab, a host route, another engine). */
+export class SubnetTakenError extends Error {
+  constructor(readonly subnet: string) {
+    super(`subnet ${subnet} is already in use`);
+  }
+}

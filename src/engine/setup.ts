@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline/promises";
 import { execa } from "execa";
 import { UserError } from "../errors.ts";
-import { OWN_PODMAN_SOCKET, stateDir } from "../paths.ts";
+import { OWN_PODMAN_SOCKET } from "../paths.ts";
 import { type Progress, stepper } from "../ui/progress.ts";
 import { describeNoEngine, findEngine, type Probe, probe } from "./connect.ts";
 import { Engine } from "./engine.ts";
@@ -45,8 +45,12 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 `;
 
+/**
+ * Beside the service's socket, not in a checkout: the podman service is one per machine, and a
+ * second checkout (a CI clone, a worktree) with its own copy would restart it under every lab.
+ */
 export function containersConfPath(): string {
-  return join(stateDir(), "podman", "containers.conf");
+  return join(dirname(OWN_PODMAN_SOCKET), "containers.conf");
 }
 
 export function podmanServiceLog(): string {

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { ContainerSummary, Engine } from "../engine/engine.ts";
+import { type ContainerSummary, type Engine, SubnetTakenError } from "../engine/engine.ts";
 import { LABEL, labLabels } from "../engine/labels.ts";
 import { requireHostDevices } from "../engine/preflight.ts";
 import { ensureEngine } from "../engine/setup.ts";
@@ -49,18 +49,14 @@ async function chooseSubnets(engine: Engine, recipe: Recipe, lab: string): Promi
     }
     return {};
   }
-  const out: Record<string, string> = {};
+  // A random free /24 rather than the lowest: labs started at the same moment by other
+  // processes (parallel tests, a classroom) then rarely pick the same one, and up() retries.
   const taken = used.map((u) => u.subnet);
-  for (const key of Object.keys(recipe.networks)) {
-    let found: string | undefined;
-    for (let i = 0; i < 256 && !found; i++) {
-      const cand = `10.213.${i}.0/24`;
-      if (!taken.some((t) => cidrsOverlap(t, cand))) found = cand;
-    }
-    if (!found) throw new UserError("No free /24 is left in 10.213.0.0/16 for another lab; stop a lab first.");
-    out[key] = found;
-    taken.push(found);
-  }
+  const free = Array.from({ length: 256 }, (_, i) => `10.213.${i}.0/24`).filter((c) => !taken.some((t) => cidrsOverlap(t, c)));
+  const keys = Object.keys(recipe.networks);
+  if (free.length < keys.length) throw new UserError("No free /24 is left in 10.213.0.0/16 for another lab; stop a lab first.");
+  const out: Record<string, string> = {};
+  for (const key of keys) out[key] = free.splice(Math.floor(Math.random() * free.length), 1)[0]!;
   return out;
 }
 
@@ -105,14 +101,26 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
 
   const created = { any: false };
   try {
-    const plan = await planLab(engine, recipe, lab, options);
+    let plan = await planLab(engine, recipe, lab, options);
     throwIfAborted(opts.signal);
     await ensureImages(engine, [...new Set(Object.values(plan.nodes).map((n) => n.image as ImageRole))], progress, opts.signal);
     throwIfAborted(opts.signal);
-    savePlan(plan);
     created.any = true;
-    const ctx: ActionContext = { engine, recipe, plan, captured: {}, progress, signal: opts.signal };
-    await createLab(ctx);
+    let ctx: ActionContext = { engine, recipe, plan, captured: {}, progress, signal: opts.signal };
+    for (let attempt = 1; ; attempt++) {
+      savePlan(plan);
+      try {
+        await createLab(ctx);
+        break;
+      } catch (e) {
+        // Someone took a subnet between choosing and creating: choose again (not in the default
+        // lab, whose subnets are the workshop's own).
+        if (!(e instanceof SubnetTakenError) || lab === DEFAULT_LAB || attempt >= 5) throw e;
+        await engine.removeLabelled({ lab, recipe: recipe.name });
+        plan = await planLab(engine, recipe, lab, options);
+        ctx = { ...ctx, plan };
+      }
+    }
     throwIfAborted(opts.signal);
     await stepper(progress)("start containers", () => Promise.all(Object.values(plan.nodes).map((n) => engine.start(n.container))));
     await waitUntilReady(ctx);

@@ -58,9 +58,18 @@ describe.skipIf(blocked)(`a test lab beside the user's default ${RECIPE}${blocke
 
   it("the test lab starts, passes every check and stops, on its own names and subnets", async () => {
     expect((await cli(RECIPE, "--lab", lab, "--no-attach")).exitCode).toBe(0);
+    // Negative control, in JSON as tools read it: not done yet, each with its hint, exit 1.
+    const fresh = await cli("check", RECIPE, "--lab", lab, "--json");
+    expect(fresh.exitCode).toBe(1);
+    const before = JSON.parse(fresh.stdout) as { passed: number; total: number; exercises: { state: string; hint?: string }[] };
+    expect(before.passed).toBeLessThan(before.total);
+    expect(before.exercises.filter((x) => x.state !== "pass").every((x) => Boolean(x.hint))).toBe(true);
     expect((await cli("solve", RECIPE, "--lab", lab)).exitCode).toBe(0);
     const check = await cli("check", RECIPE, "--lab", lab);
     expect(check.exitCode, check.stdout).toBe(0);
+    const json = JSON.parse((await cli("check", RECIPE, "--lab", lab, "--json")).stdout);
+    expect(json).toMatchObject({ recipe: RECIPE, lab, total: json.exercises.length, passed: json.exercises.length });
+    expect(json.exercises.every((x: { state: string; hint?: string }) => x.state === "pass" && x.hint === undefined)).toBe(true);
     const mine = await engine.listContainers({ lab, recipe: RECIPE });
     expect(mine.map((c) => c.name).every((n) => n.startsWith(`${lab}-`))).toBe(true);
     expect((await cli("stop", RECIPE, "--lab", lab)).exitCode).toBe(0);

@@ -7,9 +7,9 @@ import { type Command, engineFor, LAB, labOf, needRecipe, out } from "../command
 
 export const checkCommand: Command = {
   name: "check",
-  usage: "check <recipe> [--lab NAME]",
+  usage: "check <recipe> [--lab NAME] [--json]",
   summary: "the exercises of a recipe: pass / not yet, with a hint; exit 0 only when all pass",
-  flags: [LAB],
+  flags: [LAB, { name: "json", help: "machine-readable: each exercise's id, title, state and hint (exit code as without)" }],
   async run(p, ctx) {
     const recipe = needRecipe(p, "check");
     const engine = await engineFor(ctx);
@@ -21,16 +21,28 @@ export const checkCommand: Command = {
       ctx.progress.info(
         `warning: this lab was started by an older version and the host can route into ${open.join(", ")}, so a "not reachable" check can lie; stop and start it again.`,
       );
-    let failed = 0;
     const scope = scopeOf(plan);
+    const results = [];
     for (const ex of r.exercises) {
       const res = await checkExercise(actx, ex);
-      if (res.ok) out(`pass     ${ex.id}: ${renderLoose(ex.title, scope)}`);
-      else {
-        failed++;
-        out(`not yet  ${ex.id}: ${renderLoose(ex.title, scope)}\n         hint: ${renderLoose(ex.hint, scope)}`);
-        if (ctx.progress.verbose && res.detail) out(`         seen: ${res.detail}`);
-      }
+      const hint = res.ok ? undefined : renderLoose(ex.hint, scope);
+      results.push({
+        id: ex.id,
+        title: renderLoose(ex.title, scope),
+        state: res.ok ? "pass" : "not yet",
+        hint,
+        seen: res.ok ? undefined : res.detail,
+      });
+    }
+    const failed = results.filter((x) => x.state !== "pass").length;
+    if (p.flags.json) {
+      out(JSON.stringify({ recipe, lab: plan.lab, passed: results.length - failed, total: results.length, exercises: results }, null, 2));
+      return failed ? 1 : 0;
+    }
+    for (const x of results) {
+      if (x.state === "pass") out(`pass     ${x.id}: ${x.title}`);
+      else out(`not yet  ${x.id}: ${x.title}\n         hint: ${x.hint}`);
+      if (x.seen && ctx.progress.verbose) out(`         seen: ${x.seen}`);
     }
     out(failed ? `\n${failed} of ${r.exercises.length} not done yet.` : `\nAll ${r.exercises.length} exercises pass.`);
     const labText = labOf(p) === DEFAULT_LAB ? "" : ` --lab ${labOf(p)}`;

@@ -10,7 +10,7 @@ export const setupCommand: Command = {
   summary: "install and start a container engine, build the pinned binaries and the images",
   details:
     "On Debian/Ubuntu as root, when no engine answers: apt-get installs podman, runc, netavark, aardvark-dns,\n" +
-    "iptables, debootstrap, tmux, openssl and ca-certificates; writes .state/podman/containers.conf (runc,\n" +
+    "iptables, debootstrap, tmux, openssl and ca-certificates; writes /run/wg-3-ways/containers.conf (runc,\n" +
     "cgroupfs, rlimits that work on hybrid-cgroup hosts, netavark networking so lab bridges are isolated) and\n" +
     "starts `podman system service` on /run/wg-3-ways/podman.sock.\n" +
     "Docker Engine is used as is when its socket answers (or DOCKER_HOST is set).\n" +
