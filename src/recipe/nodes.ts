@@ -1,3 +1,4 @@
+import { IMAGE_ROLES } from "../images/roles.ts";
 import type { NodeInput, NodeOverride, NodeSpec, Recipe } from "./types.ts";
 
 /** `when: option=value` holds for these option values (no `when`: always). */
@@ -7,15 +8,16 @@ export function matchesWhen(when: string | undefined, options: Record<string, st
   return options[k!] === v;
 }
 
-/** Fill in what a node left out. */
+/** Fill in what a node left out: its role text, and its image role's caps, devices and sysctls. */
 export function withDefaults(node: NodeInput): NodeSpec {
+  const role = IMAGE_ROLES[node.image];
   return {
     ...node,
     role: node.role ?? node.hostname,
     interactive: node.interactive ?? false,
-    caps: node.caps ?? [],
-    sysctls: node.sysctls ?? {},
-    devices: node.devices ?? [],
+    caps: node.caps ?? [...role.caps],
+    sysctls: node.sysctls ?? { ...role.sysctls },
+    devices: node.devices ?? [...role.devices],
     env: node.env ?? {},
     files: node.files ?? [],
   };
@@ -30,6 +32,7 @@ function whole(key: string, n: NodeOverride): NodeInput {
 
 /**
  * The nodes that exist for these option values, with option overrides applied, then defaults.
+ * Defaults come last so that an override's `image` brings its own role's caps and devices.
  */
 export function effectiveNodes(recipe: Recipe, options: Record<string, string>): Record<string, NodeSpec> {
   const nodes: Record<string, NodeOverride> = {};
