@@ -1,6 +1,6 @@
 import type * as z from "zod";
 import { IMAGE_ROLE_NAMES } from "../images/roles.ts";
-import { bool, field, list, map, name, num, obj, oneOf, pair, scalars, str } from "./shapes.ts";
+import { bool, field, list, map, name, num, obj, oneOf, pair, scalars, str, typed } from "./shapes.ts";
 
 /**
  * The recipe format, written once: the loader validates with these schemas, types.ts takes the
@@ -13,10 +13,7 @@ const CIDR = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\/\d{1,2}$/;
 const IPV4 = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
 const HOST = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const when = (what: string) =>
-  field(
-    str(/^[a-z-]+=[a-z0-9-]+$/, "option=value", "option=value").optional(),
-    `\`option=value\`: ${what} only when that option has that value.`,
-  );
+  field(str(/^[a-z-]+=[a-z0-9-]+$/, "option=value", "option=value").optional(), `${what} only when that option has that value.`);
 
 export const fileSchema = obj("file", {
   path: field(
@@ -55,7 +52,7 @@ const nodeShape = {
     "Network name → the node's IPv4 address on it, inside that network's subnet. The container is created on the first network listed (its `eth0`); the others are attached afterwards, in order.",
   ),
   caps: field(
-    list(str(/^[A-Z_]+$/, "a capability like NET_ADMIN", "capability")).optional(),
+    list(str(/^[A-Z_]+$/, "a capability like NET_ADMIN", "capability"), "list of capabilities").optional(),
     "Capabilities to add. Default: the image role's (see Image roles). A list given here replaces it: `[]` for none. `ip`, `nft` and `wg` need `NET_ADMIN`; `ping`, `tracepath` and `tcpdump` need `NET_RAW`, which podman does not grant by default.",
   ),
   sysctls: field(
@@ -81,12 +78,12 @@ const nodeShape = {
     str().optional(),
     "A shell command run when a step on this node fails (or it never gets ready); its output is shown with the error, above the container's last log lines, e.g. `tailscale status`.",
   ),
-  when: when("the node exists"),
+  when: when("The node exists"),
 };
 
 export const nodeSchema = obj("node", nodeShape);
 /** An option's node override: the same fields, each optional; they replace the base node's. */
-export const nodeOverrideSchema = obj("node fields", nodeShape).partial();
+export const nodeOverrideSchema = typed(obj("node", nodeShape).partial(), "partial node");
 
 export const actionSchema = obj("action", {
   node: field(name(), "The node to act on, by its name in `nodes` (or in an option's `nodes`)."),
@@ -117,7 +114,7 @@ export const actionSchema = obj("action", {
     }).optional(),
     "What counts as success. Without it: exit code 0. With a stdout condition and no `exit`, exit 0 is required too.",
   ),
-  when: when("the action runs"),
+  when: when("The action runs"),
 });
 
 const exerciseSchema = obj("exercise", {

@@ -20,6 +20,9 @@ function tag<T extends z.ZodType>(schema: T, meta: DocMeta): T {
   return schema;
 }
 
+/** Name the type of a schema built outside this vocabulary (e.g. a `.partial()`). */
+export const typed = <T extends z.ZodType>(schema: T, type: string): T => tag(schema, { type });
+
 /** A field of an object, with the sentence the README's table shows for it. */
 export function field<T extends z.ZodType>(schema: T, doc: string): T {
   if (docMeta.get(schema)?.doc) throw new Error(`schema instance documented twice: "${doc}"`);
