@@ -19,8 +19,7 @@ function row(cells: string[]): string {
 export function fieldTable(name: string, schema: z.ZodType): string {
   const obj = objectOf(schema);
   if (!obj) throw new Error(`recipe docs: "${name}" is not an object schema`);
-  const rows = Object.entries(obj.shape).map(([key, f]) => {
-    const field = f as z.ZodType;
+  const rows = Object.entries(obj.shape).map(([key, field]) => {
     const doc = docMeta.get(field)?.doc;
     if (!doc) throw new Error(`recipe docs: field ${name}.${key} has no doc text in src/recipe/schema.ts`);
     const required = field.safeParse(undefined).success ? "no" : "yes";
@@ -33,7 +32,7 @@ export function fieldTable(name: string, schema: z.ZodType): string {
 export function roleTable(): string {
   const list = (xs: readonly string[]) => (xs.length ? xs.map((x) => `\`${x}\``).join(", ") : "none");
   const rows = Object.entries(IMAGE_ROLES).map(([role, r]) => {
-    const sysctls = Object.entries(r.sysctls as Record<string, string>).map(([k, v]) => `${k}=${v}`);
+    const sysctls = Object.entries(r.sysctls).map(([k, v]) => `${k}=${v}`);
     return row([`\`${role}\``, r.about, list(r.caps), list(r.devices), list(sysctls)]);
   });
   return [row(["Image", "What it is", "`caps`", "`devices`", "`sysctls`"]), "| --- | --- | --- | --- | --- |", ...rows].join("\n");

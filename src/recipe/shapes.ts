@@ -30,11 +30,11 @@ export function field<T extends z.ZodType>(schema: T, doc: string): T {
 }
 
 /** The README's type label: wrappers (optional, default, transforms) show their inner schema's. */
-export function typeLabel(schema: z.ZodType): string {
+export function typeLabel(schema: z.core.$ZodType): string {
   const own = docMeta.get(schema)?.type;
   if (own) return own;
-  if (schema instanceof z.ZodOptional || schema instanceof z.ZodDefault) return typeLabel(schema.unwrap() as z.ZodType);
-  if (schema instanceof z.ZodPipe) return typeLabel(schema.in as z.ZodType);
+  if (schema instanceof z.ZodOptional || schema instanceof z.ZodDefault) return typeLabel(schema.unwrap());
+  if (schema instanceof z.ZodPipe) return typeLabel(schema.in);
   return "?";
 }
 
@@ -95,9 +95,9 @@ export function obj<T extends z.ZodRawShape>(type: string, shape: T) {
 }
 
 /** The object schema behind transforms, for the README tables. */
-export function objectOf(schema: z.ZodType): z.ZodObject | undefined {
+export function objectOf(schema: z.core.$ZodType): z.ZodObject | undefined {
   if (schema instanceof z.ZodObject) return schema;
-  if (schema instanceof z.ZodOptional || schema instanceof z.ZodDefault) return objectOf(schema.unwrap() as z.ZodType);
-  if (schema instanceof z.ZodPipe) return objectOf(schema.in as z.ZodType);
+  if (schema instanceof z.ZodOptional || schema instanceof z.ZodDefault) return objectOf(schema.unwrap());
+  if (schema instanceof z.ZodPipe) return objectOf(schema.in);
   return undefined;
 }

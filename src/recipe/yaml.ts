@@ -1,4 +1,17 @@
-import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, type Pair, parseDocument, visit } from "yaml";
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isNode,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  type Pair,
+  parseDocument,
+  visit,
+} from "yaml";
 import type * as z from "zod";
 
 /**
@@ -33,13 +46,16 @@ export function parseYaml(text: string, file: string): Parsed {
 
 const isMergeKey = (p: Pair): boolean => isScalar(p.key) && ["<<", "Symbol(<<)"].includes(String(p.key.value));
 
+const resolved = (doc: Document, n: unknown): unknown => (isAlias(n) ? n.resolve(doc) : n);
+const lineOf = (lines: LineCounter, n: unknown): number => lines.linePos((isNode(n) && n.range?.[0]) || 0).line;
+
 /** What a `<<` merges: the map(s) it names, or undefined when it names something else. */
 function mergeSources(p: Pair, doc: Document): Node[] | undefined {
-  const v = isAlias(p.value) ? p.value.resolve(doc) : p.value;
+  const v = resolved(doc, p.value);
   if (isMap(v)) return [v];
   if (!isSeq(v)) return undefined;
-  const items = v.items.map((i) => (isAlias(i) ? i.resolve(doc) : i));
-  return items.every((i) => isMap(i)) ? (items as Node[]) : undefined;
+  const maps = v.items.map((i) => resolved(doc, i)).filter((i) => isMap(i));
+  return maps.length === v.items.length ? maps : undefined;
 }
 
 /** A `<<` must merge maps; the YAML library would throw without a line. */
@@ -49,8 +65,7 @@ function mergeProblems(doc: Document, lines: LineCounter, file: string): string[
     Pair(_, pair, ancestors) {
       if (!isMergeKey(pair) || mergeSources(pair, doc)) return;
       const where = dotted(pathOf(ancestors));
-      const line = lines.linePos((pair.value as Node | null)?.range?.[0] ?? 0).line;
-      out.push(`${file}:${line}: ${where}: << must merge a map (an alias like *peer)`);
+      out.push(`${file}:${lineOf(lines, pair.value)}: ${where}: << must merge a map (an alias like *peer)`);
     },
   });
   return out;
@@ -61,8 +76,9 @@ function pathOf(ancestors: readonly unknown[]): PropertyKey[] {
   const path: PropertyKey[] = [];
   ancestors.forEach((a, i) => {
     const child = ancestors[i + 1];
-    if (isSeq(a) && child !== undefined) path.push(a.items.indexOf(child as never));
-    else if (isScalar((a as Pair).key) && child !== undefined) path.push(String((a as Pair<Node>).key));
+    if (child === undefined) return;
+    if (isSeq(a)) path.push(a.items.indexOf(child));
+    else if (isPair(a) && isScalar(a.key)) path.push(String(a.key.value));
   });
   return path;
 }
@@ -74,7 +90,7 @@ export function dotted(path: Path): string {
 }
 
 /** The pair for `key` in a map; `merged` when it came through `<<: *peer` (shown where the anchored map wrote it). */
-function findPair(doc: Document, map: Node, key: string): { pair: Pair; merged: boolean } | undefined {
+function findPair(doc: Document, map: unknown, key: string): { pair: Pair; merged: boolean } | undefined {
   if (!isMap(map)) return undefined;
   const own = map.items.find((p) => !isMergeKey(p) && isScalar(p.key) && String(p.key.value) === key);
   if (own) return { pair: own, merged: false };
@@ -88,24 +104,24 @@ function findPair(doc: Document, map: Node, key: string): { pair: Pair; merged: 
 }
 
 /** The key and value nodes at a path, through aliases and merges. */
-function locate(doc: Document, path: Path): { key?: Node; value?: Node; merged: boolean } | undefined {
+function locate(doc: Document, path: Path): { key?: unknown; value?: unknown; merged: boolean } | undefined {
   let node: unknown = doc.contents;
-  let key: Node | undefined;
+  let key: unknown;
   let merged = false;
   for (const seg of path) {
-    if (isAlias(node)) node = node.resolve(doc);
+    node = resolved(doc, node);
     if (isSeq(node) && typeof seg === "number") {
       key = undefined;
       node = node.items[seg];
     } else {
-      const found = findPair(doc, node as Node, String(seg));
+      const found = findPair(doc, node, String(seg));
       if (!found) return undefined;
-      key = found.pair.key as Node;
+      key = found.pair.key;
       node = found.pair.value;
       merged ||= found.merged;
     }
   }
-  return { key, value: (node as Node | null) ?? undefined, merged };
+  return { key, value: node ?? undefined, merged };
 }
 
 /** Whether a path's value came (partly) through a `<<` merge. */
@@ -118,7 +134,7 @@ export function lineAt(parsed: Parsed, path: Path, of: "key" | "value" = "value"
   for (let p = path; ; p = p.slice(0, -1)) {
     const found = locate(parsed.doc, p);
     const node = of === "key" && p === path ? (found?.key ?? found?.value) : (found?.value ?? found?.key);
-    if (node?.range || !p.length) return parsed.lines.linePos(node?.range?.[0] ?? 0).line;
+    if ((isNode(node) && node.range) || !p.length) return lineOf(parsed.lines, node);
   }
 }
 

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { UserError } from "../../src/errors.ts";
 import { makePlan } from "../../src/lab/plan.ts";
 import { loadRecipe } from "../../src/recipe/load.ts";
+import { recipeOptions } from "../../src/recipe/options.ts";
 
 /** The loader's checks that come from the one schema (src/recipe/schema.ts): shape, overrides, images. */
 
@@ -122,5 +123,20 @@ describe("option overrides are checked at load, as partial nodes", () => {
     expect(
       problems(withOption("          c: { image: control, container: c, hostname: c, networks: { lan: 10.9.9.5 }, when: control=z }\n")),
     ).toEqual(['19: options.control.choices.y.nodes.c.when: "z" is not one of the choices of control (x, y)']);
+  });
+});
+
+describe("recipe options, as a command line would offer them", () => {
+  it("recipe-3 offers --control with its choices, default first in its YAML order", () => {
+    expect(recipeOptions(loadRecipe("recipe-3"))).toEqual([
+      {
+        name: "control",
+        flag: "--control",
+        description: "which coordination server runs",
+        default: "headscale",
+        choices: ["headscale", "builtin"],
+      },
+    ]);
+    expect(recipeOptions(loadRecipe("recipe-0"))).toEqual([]);
   });
 });
