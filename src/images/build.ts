@@ -11,22 +11,10 @@ import { type Progress, stepper } from "../ui/progress.ts";
 import { versions } from "../versions.ts";
 import { ensureBaseImage } from "./base-image.ts";
 import { generatedFiles } from "./bundle.ts";
+import { IMAGE_ROLES, type ImageRole } from "./roles.ts";
 
-/** The registry of image roles: one folder in images/ each, optionally a parent and Go binaries. */
-export const IMAGE_ROLES = {
-  base: { parent: undefined, binaries: [] },
-  "wg-peer": { parent: "base", binaries: [] },
-  webserver: { parent: "base", binaries: [] },
-  tailscale: { parent: "base", binaries: ["tailscale"] },
-  headscale: { parent: "base", binaries: ["headscale"] },
-  control: { parent: "base", binaries: [] },
-} as const satisfies Record<string, { parent?: string; binaries: readonly ("tailscale" | "headscale")[] }>;
-
-export type ImageRole = keyof typeof IMAGE_ROLES;
-
-export function isImageRole(x: string): x is ImageRole {
-  return Object.hasOwn(IMAGE_ROLES, x);
-}
+// The role table lives in roles.ts (no imports), so the recipe loader can read it cheaply.
+export { IMAGE_ROLES, type ImageRole, isImageRole } from "./roles.ts";
 
 /** The folder with one sub-folder per role; WG3_IMAGES_DIR replaces it (tests build a changed copy). */
 export function imagesRoot(): string {

@@ -2,10 +2,11 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Engine, ExecResult } from "../engine/engine.ts";
 import { UserError } from "../errors.ts";
+import { matchesWhen } from "../recipe/nodes.ts";
 import { render } from "../recipe/template.ts";
 import type { Action, Expect, FileSpec, Recipe } from "../recipe/types.ts";
 import type { Progress } from "../ui/progress.ts";
-import { type LabPlan, matchesWhen, scopeOf } from "./plan.ts";
+import { type LabPlan, scopeOf } from "./plan.ts";
 
 export interface ActionContext {
   engine: Engine;

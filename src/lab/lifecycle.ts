@@ -7,6 +7,7 @@ import { usedSubnets } from "../engine/subnets.ts";
 import { UserError } from "../errors.ts";
 import { ensureImages, type ImageRole, imageRef, isImageRole } from "../images/build.ts";
 import { cidrsOverlap, loadRecipe } from "../recipe/load.ts";
+import { effectiveNodes } from "../recipe/nodes.ts";
 import { renderLoose } from "../recipe/template.ts";
 import type { Recipe } from "../recipe/types.ts";
 import { type Progress, stepper } from "../ui/progress.ts";
@@ -92,7 +93,7 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
   const lab = validLabName(opts.lab ?? DEFAULT_LAB);
   const recipe = loadRecipe(recipeName);
   const options = resolveOptions(recipe, opts.options ?? {});
-  requireHostDevices(Object.values(recipe.nodes).flatMap((n) => n.devices));
+  requireHostDevices(Object.values(effectiveNodes(recipe, options)).flatMap((n) => n.devices));
   const progress = opts.progress;
   const engine = opts.engine ?? (await ensureEngine({ allowSetup: true, yes: opts.yes, progress }));
 

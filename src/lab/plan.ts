@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { stateDir } from "../paths.ts";
-import { intToIp, ipToInt, toNode } from "../recipe/load.ts";
+import { intToIp, ipToInt } from "../recipe/net.ts";
+import { effectiveNodes } from "../recipe/nodes.ts";
 import type { NodeSpec, Recipe } from "../recipe/types.ts";
 import type { WgKeyPair } from "../wireguard/keys.ts";
 import type { LabTls } from "./tls.ts";
@@ -73,29 +74,6 @@ export function resolveOptions(recipe: Recipe, given: Record<string, string | un
       );
   }
   return out;
-}
-
-export function matchesWhen(when: string | undefined, options: Record<string, string>): boolean {
-  if (!when) return true;
-  const [k, v] = when.split("=");
-  return options[k!] === v;
-}
-
-/** The nodes that exist for these option values, with option overrides applied. */
-export function effectiveNodes(recipe: Recipe, options: Record<string, string>): Record<string, NodeSpec> {
-  const nodes: Record<string, NodeSpec> = {};
-  for (const [k, n] of Object.entries(recipe.nodes)) if (matchesWhen(n.when, options)) nodes[k] = { ...n };
-  for (const [opt, value] of Object.entries(options)) {
-    for (const [k, override] of Object.entries(recipe.options[opt]?.choices[value]?.nodes ?? {})) {
-      const base = nodes[k];
-      nodes[k] = base ? { ...base, ...toNodePartial(override) } : toNode(override as Record<string, unknown>);
-    }
-  }
-  return nodes;
-}
-
-function toNodePartial(p: Partial<NodeSpec>): Partial<NodeSpec> {
-  return Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined));
 }
 
 /**

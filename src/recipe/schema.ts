@@ -1,146 +1,209 @@
-import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import type * as z from "zod";
+import { IMAGE_ROLE_NAMES } from "../images/roles.ts";
+import { bool, field, list, map, name, num, obj, oneOf, pair, scalars, str, typed } from "./shapes.ts";
 
 /**
- * A small schema checker that walks the YAML syntax tree, so every complaint names the file,
- * the line and what was expected: `recipes/x/recipe.yaml:12: nodes.home.networks: expected a map`.
+ * The recipe format, written once: the loader validates with these schemas, types.ts takes the
+ * TypeScript types from them, and `npm run docs` writes the tables of recipes/README.md from
+ * the field texts below (a unit test fails when README and schema disagree).
+ * Field order is the order the README lists and "unknown field" messages name.
  */
-export class SchemaError extends Error {
-  constructor(readonly problems: string[]) {
-    super(problems.join("\n"));
-  }
-}
 
-type Where = { file: string; lines: LineCounter; doc: Document };
+const CIDR = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\/\d{1,2}$/;
+const IPV4 = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
+const HOST = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+const when = (what: string) =>
+  field(str(/^[a-z-]+=[a-z0-9-]+$/, "option=value", "option=value").optional(), `${what} only when that option has that value.`);
 
-export type Shape =
-  | { kind: "string"; pattern?: RegExp; patternText?: string; oneOf?: string[] }
-  | { kind: "number" }
-  | { kind: "boolean" }
-  | { kind: "list"; of: Shape }
-  | { kind: "map"; values: Shape; keys?: RegExp; keysText?: string }
-  | { kind: "object"; fields: Record<string, Shape>; required?: string[] }
-  | { kind: "stringOrList" }
-  | { kind: "scalarMap" };
+export const fileSchema = obj("file", {
+  path: field(
+    str(/^\//, "an absolute path", "path"),
+    "Absolute. Node files use it as written; in an action's `file` it is a template too.",
+  ),
+  template: field(str().optional(), "A file in the recipe folder, rendered with the template names below."),
+  content: field(str().optional(), "Inline text, also rendered. With neither `template` nor `content`, the file is empty."),
+  mode: field(
+    str(/^0?[0-7]{3}$/, 'an octal mode like "0600"', "octal").optional(),
+    'An octal string such as `"0600"`: quote it, or YAML reads it as a number. Default `"0644"`.',
+  ),
+}).transform((f) => ({ ...f, mode: f.mode ? Number.parseInt(f.mode, 8) : 0o644 }));
 
-export const S = {
-  str: (pattern?: RegExp, patternText?: string): Shape => ({ kind: "string", pattern, patternText }),
-  oneOf: (...oneOf: string[]): Shape => ({ kind: "string", oneOf }),
-  num: (): Shape => ({ kind: "number" }),
-  bool: (): Shape => ({ kind: "boolean" }),
-  list: (of: Shape): Shape => ({ kind: "list", of }),
-  map: (values: Shape, keys?: RegExp, keysText?: string): Shape => ({ kind: "map", values, keys, keysText }),
-  obj: (fields: Record<string, Shape>, required: string[] = []): Shape => ({
-    kind: "object",
-    fields,
-    required,
-  }),
-  /** A map from names to strings/numbers/booleans (sysctls, env, vars). */
-  scalars: (): Shape => ({ kind: "scalarMap" }),
+/** A node as written, in `nodes` and (every field optional) in an option's overrides. */
+const nodeShape = {
+  image: field(
+    oneOf(IMAGE_ROLE_NAMES),
+    "The image role (a folder in `images/`, listed under Image roles below), which also gives the node's default `caps`, `devices` and `sysctls`. A new role needs a folder in `images/` and an entry in `src/images/roles.ts`.",
+  ),
+  container: field(
+    str(HOST, "a container name", "container name"),
+    "The container name in the default lab, usually the workshop's (`wg-recipe-1_lighthouse`). Letters, digits, `_ . -`.",
+  ),
+  hostname: field(str(HOST, "a host name", "host name"), "The container's hostname. Letters, digits, `_ . -`."),
+  role: field(
+    str().optional(),
+    'Human-readable role, used for the tmux pane title ("Lighthouse (wg-recipe-1_lighthouse)") and available as `{{ nodes.<node>.role }}`. Defaults to the hostname.',
+  ),
+  interactive: field(
+    bool().optional(),
+    "`true`: the node gets a pane in the tmux workspace, running an interactive bash. Default `false`.",
+  ),
+  networks: field(
+    map(str(IPV4, "an IPv4 address", "IPv4 address")),
+    "Network name → the node's IPv4 address on it, inside that network's subnet. The container is created on the first network listed (its `eth0`); the others are attached afterwards, in order.",
+  ),
+  caps: field(
+    list(str(/^[A-Z_]+$/, "a capability like NET_ADMIN", "capability"), "list of capabilities").optional(),
+    "Capabilities to add. Default: the image role's (see Image roles). A list given here replaces it: `[]` for none. `ip`, `nft` and `wg` need `NET_ADMIN`; `ping`, `tracepath` and `tcpdump` need `NET_RAW`, which podman does not grant by default.",
+  ),
+  sysctls: field(
+    scalars().optional(),
+    "Map, e.g. `{ net.ipv4.ip_forward: 1 }` for a router. Default: the image role's; a map given here replaces it.",
+  ),
+  gateway: field(
+    name().optional(),
+    "A node (a router on a network both share) that becomes this node's default route **before** the container's own process starts, e.g. `home-router` for a home LAN host. Podman's lab networks are internal (the host neither routes nor NATs them), so a LAN host has no default route otherwise.",
+  ),
+  devices: field(
+    list(str(/^\/dev\//, "a device path", "device path")).optional(),
+    "Host devices to pass through, each starting with `/dev/`. Default: the image role's (`/dev/net/tun`, which `wireguard-go` and `tailscaled` need, for `wg-peer` and `tailscale`). A list given here replaces it: `[]` for none.",
+  ),
+  env: field(scalars().optional(), "Environment variables, a map of names to scalars."),
+  command: field(list(str()).optional(), "A list of strings that replaces the image's default command."),
+  files: field(list(fileSchema).optional(), "Files written into the container **before it starts**. See below."),
+  ready: field(
+    str().optional(),
+    "A shell condition polled inside the container after it starts, until it exits 0 (60 s at most). Setup waits for it. If it never passes, the start fails and shows the container's last log lines.",
+  ),
+  diagnose: field(
+    str().optional(),
+    "A shell command run when a step on this node fails (or it never gets ready); its output is shown with the error, above the container's last log lines, e.g. `tailscale status`.",
+  ),
+  when: when("The node exists"),
 };
 
-function lineOf(node: Node | null | undefined, where: Where): number {
-  const offset = node?.range?.[0] ?? 0;
-  return where.lines.linePos(offset).line;
-}
+export const nodeSchema = obj("node", nodeShape);
+/** An option's node override: the same fields, each optional; they replace the base node's. */
+export const nodeOverrideSchema = typed(obj("node", nodeShape).partial(), "partial node");
 
-function check(node: Node | null | undefined, shape: Shape, path: string, where: Where, out: string[]): void {
-  const at = (n: Node | null | undefined, msg: string): void =>
-    void out.push(`${where.file}:${lineOf(n, where)}: ${path || "(top)"}: ${msg}`);
-  switch (shape.kind) {
-    case "string": {
-      if (!isScalar(node) || (typeof node.value !== "string" && typeof node.value !== "number")) return at(node, "expected a string");
-      const v = String(node.value);
-      if (shape.oneOf && !shape.oneOf.includes(v)) return at(node, `expected one of ${shape.oneOf.join(", ")}, got "${v}"`);
-      if (shape.pattern && !shape.pattern.test(v)) return at(node, `expected ${shape.patternText ?? shape.pattern}, got "${v}"`);
-      return;
-    }
-    case "number":
-      if (!isScalar(node) || typeof node.value !== "number") at(node, "expected a number");
-      return;
-    case "boolean":
-      if (!isScalar(node) || typeof node.value !== "boolean") at(node, "expected true or false");
-      return;
-    case "stringOrList":
-      if (isScalar(node) && typeof node.value === "string") return;
-      if (isSeq(node) && node.items.every((i) => isScalar(i) && typeof i.value === "string")) return;
-      return at(node, "expected a string or a list of strings");
-    case "list":
-      if (!isSeq(node)) return at(node, "expected a list");
-      node.items.forEach((item, i) => check(item as Node, shape.of, `${path}[${i}]`, where, out));
-      return;
-    case "scalarMap":
-      if (!isMap(node)) return at(node, "expected a map of names to values");
-      for (const pair of node.items) {
-        if (!isScalar(pair.value) || pair.value.value === null || typeof pair.value.value === "object") {
-          out.push(
-            `${where.file}:${lineOf(pair.value as Node, where)}: ${path}.${String((pair.key as { value?: unknown })?.value)}: expected a string, number or boolean`,
-          );
-        }
-      }
-      return;
-    case "map":
-      if (!isMap(node)) return at(node, "expected a map");
-      for (const pair of node.items) {
-        const key = String((pair.key as { value?: unknown })?.value);
-        if (shape.keys && !shape.keys.test(key)) {
-          out.push(`${where.file}:${lineOf(pair.key as Node, where)}: ${path}: key "${key}" should be ${shape.keysText ?? shape.keys}`);
-        }
-        check(pair.value as Node, shape.values, `${path}.${key}`, where, out);
-      }
-      return;
-    case "object": {
-      if (!isMap(node)) return at(node, "expected a map");
-      const seen = new Set<string>();
-      for (const pair of node.items) {
-        const key = String((pair.key as { value?: unknown })?.value);
-        if (key === "<<" || key === "Symbol(<<)") {
-          // YAML merge key (`<<: *anchor`): the anchored map was checked where it was written.
-          const src = isAlias(pair.value) ? pair.value.resolve(where.doc) : pair.value;
-          if (isMap(src)) for (const p of src.items) seen.add(String((p.key as { value?: unknown })?.value));
-          else at(pair.value as Node, "<< must merge a map (an alias like *peer)");
-          continue;
-        }
-        seen.add(key);
-        const field = shape.fields[key];
-        if (!field) {
-          out.push(
-            `${where.file}:${lineOf(pair.key as Node, where)}: ${path ? `${path}.` : ""}${key}: unknown field (expected one of ${Object.keys(shape.fields).join(", ")})`,
-          );
-          continue;
-        }
-        check(pair.value as Node, field, path ? `${path}.${key}` : key, where, out);
-      }
-      for (const r of shape.required ?? []) if (!seen.has(r)) at(node, `missing required field "${r}"`);
-      return;
-    }
-  }
-}
+export const actionSchema = obj("action", {
+  node: field(name(), "The node to act on, by its name in `nodes` (or in an option's `nodes`)."),
+  title: field(
+    str().optional(),
+    "Text for the progress line. Defaults to `<node>: <command>`. The title is shown even for secret actions, so keep secrets out of it.",
+  ),
+  run: field(
+    str().optional(),
+    "A shell command, run as `sh -c` as root in the container, in the image's working directory (`/root` for `wg-peer`, `/` for the others).",
+  ),
+  file: field(fileSchema.optional(), "A file `{ path, template | content, mode }`, rendered and copied into the running container."),
+  wait: field(str().optional(), "A shell condition, polled (every 0.1 s, slowing to 1 s) until it succeeds or `timeout` runs out."),
+  timeout: field(num().default(60), "Seconds. Default 60. For `run`, how long the command may take. For `wait`, how long to keep polling."),
+  capture: field(
+    obj("capture", {
+      as: field(str(/^[A-Za-z_][A-Za-z0-9_]*$/, "an identifier", "identifier"), "The name: stdout becomes `{{ vars.<as> }}`."),
+      json: field(str().optional(), "A dotted path: parse stdout as JSON and store the value there instead."),
+    }).optional(),
+    "For `run` only: stores the trimmed stdout (or a value of it as JSON) as `vars.<as>` for later actions. Empty output is an error.",
+  ),
+  secret: field(bool().default(false), "`true`: the command and its output are never printed, in progress output or in errors."),
+  expect: field(
+    obj("expect", {
+      exit: field(num().optional(), "Exactly this exit code."),
+      stdoutContains: field(str().optional(), "stdout contains the text."),
+      stdoutMatches: field(str().optional(), "A JavaScript regular expression, multiline, matches stdout."),
+    }).optional(),
+    "What counts as success. Without it: exit code 0. With a stdout condition and no `exit`, exit 0 is required too.",
+  ),
+  when: when("The action runs"),
+});
 
-export interface Parsed {
-  doc: Document;
-  lines: LineCounter;
-  value: unknown;
-}
+const exerciseSchema = obj("exercise", {
+  id: field(name(), "The exercise's name, for `solve <recipe> <id>`."),
+  title: field(str(), "Shown by `check`; may use placeholders."),
+  hint: field(
+    str().transform((s) => s.trim()),
+    "Shown by `check` while the exercise does not pass; may use placeholders. YAML `>` folding is fine.",
+  ),
+  check: field(list(actionSchema), "Actions that all succeed, in order, when the exercise is done."),
+  solve: field(list(actionSchema).default([]), "Actions that do the exercise (the reference solution)."),
+});
 
-/** Parse YAML, reporting syntax errors as file:line: message. */
-export function parseYaml(text: string, file: string): Parsed {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
-  if (doc.errors.length) {
-    throw new SchemaError(doc.errors.map((e) => `${file}:${lines.linePos(e.pos[0]).line}: ${e.message.split("\n")[0]}`));
-  }
-  return { doc, lines, value: doc.toJS() };
-}
+const networkSchema = obj("network", {
+  subnet: field(str(CIDR, "a CIDR like 192.168.99.0/24", "CIDR"), "An IPv4 CIDR. Use `/24`: other labs (`--lab`) always get `/24`s."),
+  isolated: field(
+    bool().default(true),
+    "Ask the engine to isolate the bridge, so the host won't route between the lab's networks. Default `true`.",
+  ),
+  description: field(str().optional(), "Documentation."),
+});
 
-export function validate(parsed: Parsed, shape: Shape, file: string): void {
-  const problems: string[] = [];
-  check(parsed.doc.contents as Node, shape, "", { file, lines: parsed.lines, doc: parsed.doc }, problems);
-  if (problems.length) throw new SchemaError(problems);
-}
+const choiceSchema = obj("choice", {
+  nodes: field(
+    map(nodeOverrideSchema).optional(),
+    "Per node: fields that replace the base node's, checked like a node's. A node name not in `nodes` adds a whole node, which must then give `image`, `container`, `hostname` and `networks`.",
+  ),
+  vars: field(scalars().optional(), "Merged over the recipe's `vars`."),
+});
 
-/** Line of a path like ["nodes","home","networks"] in the document, for semantic errors. */
-export function lineAt(parsed: Parsed, path: (string | number)[]): number {
-  let node = parsed.doc.getIn(path, true) as Node | undefined;
-  for (let p = path.slice(); !node && p.length; p = p.slice(0, -1)) node = parsed.doc.getIn(p.slice(0, -1), true) as Node | undefined;
-  return parsed.lines.linePos(node?.range?.[0] ?? 0).line;
-}
+const optionSchema = obj("option", {
+  description: field(str(), "What the choice is about, for the person starting the lab."),
+  default: field(str(), "The choice taken unless the command line says otherwise; one of `choices`."),
+  choices: field(map(choiceSchema), "The values, each with what it changes (`{}`: nothing)."),
+});
+
+const overlaySchema = obj("link", {
+  between: field(pair(name(), "node names"), "The two nodes the link joins."),
+  label: field(str().default(""), "Text on the link."),
+  kind: field(oneOf(["tunnel", "control"]).default("tunnel"), "`tunnel` (solid) or `control` (dashed). Default `tunnel`."),
+});
+
+export const recipeSchema = obj("recipe", {
+  name: field(name(), "Must equal the folder name."),
+  title: field(str(), "Shown by `--help` and when the lab starts."),
+  summary: field(str().default(""), "One paragraph about the lab (documentation)."),
+  guide: field(str().optional(), "Path of the attendee guide, e.g. `labs/recipe-2.md` (documentation)."),
+  networks: field(map(networkSchema), "The lab's networks."),
+  wireguard: field(
+    obj("object", {
+      interface: field(
+        str(/^[a-z0-9-]{1,15}$/, "an interface name", "interface name"),
+        "The interface name the recipe's configs use (up to 15 of a-z 0-9 -). The harness does not read it.",
+      ),
+      keys: field(list(name(), "list of node names"), "The nodes that get a fresh key pair at each start."),
+    }).optional(),
+    "Key pairs to generate for the lab.",
+  ),
+  tls: field(
+    obj("object", {
+      for: field(name(), "The server's node."),
+      names: field(list(str()), "Extra DNS names for the certificate."),
+    }).optional(),
+    "A CA and server certificate to generate for the lab.",
+  ),
+  vars: field(scalars().default({}), "Free values for templates (`{{ vars.X }}`)."),
+  options: field(map(optionSchema).default({}), "Choices made at start (`--control builtin`)."),
+  nodes: field(map(nodeSchema), "The containers."),
+  overlay: field(
+    list(overlaySchema, "list of links").default([]),
+    "Links `graph` draws over the networks: tunnels and control connections (documentation).",
+  ),
+  setup: field(list(actionSchema).default([]), "Run once, in order, when the lab starts."),
+  exercises: field(list(exerciseSchema).default([]), "What `check` and `solve` work on, in this order."),
+});
+
+/** Every object the README documents, by the name its generated table has between the markers. */
+export const documented = {
+  recipe: recipeSchema,
+  network: networkSchema,
+  wireguard: recipeSchema.shape.wireguard,
+  tls: recipeSchema.shape.tls,
+  option: optionSchema,
+  choice: choiceSchema,
+  node: nodeSchema,
+  file: fileSchema,
+  overlay: overlaySchema,
+  action: actionSchema,
+  expect: actionSchema.shape.expect,
+  capture: actionSchema.shape.capture,
+  exercise: exerciseSchema,
+} satisfies Record<string, z.ZodType>;

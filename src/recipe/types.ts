@@ -1,93 +1,28 @@
-/** The shape of recipes/<name>/recipe.yaml, after validation. See recipes/README.md. */
+import type * as z from "zod";
+import type { actionSchema, fileSchema, nodeOverrideSchema, nodeSchema, recipeSchema } from "./schema.ts";
 
-export interface Recipe {
-  name: string;
-  title: string;
-  summary: string;
+/** The types of recipes/<name>/recipe.yaml after validation: all inferred from schema.ts. */
+
+export type RecipeDoc = z.output<typeof recipeSchema>;
+
+export type Recipe = RecipeDoc & {
   /** Folder holding recipe.yaml and its templates. */
   dir: string;
+  /** recipe.yaml as shown in messages (relative to the working directory or the repo). */
   file: string;
-  guide?: string;
-  networks: Record<string, NetworkSpec>;
-  nodes: Record<string, NodeSpec>;
-  wireguard?: { interface: string; keys: string[] };
-  tls?: { for: string; names: string[] };
-  vars: Record<string, string>;
-  /** Alternatives selected at start time, e.g. `--control headscale|builtin`. */
-  options: Record<string, OptionSpec>;
-  /** Links drawn over the networks: WireGuard/Tailscale tunnels and control connections. */
-  overlay: { between: [string, string]; label: string; kind: "tunnel" | "control" }[];
-  setup: Action[];
-  exercises: Exercise[];
-}
+};
 
-export interface OptionSpec {
-  description: string;
-  default: string;
-  choices: Record<string, { nodes?: Record<string, Partial<NodeSpec>>; vars?: Record<string, string> }>;
-}
+/** A node as written: fields left out take defaults when the node is made concrete (nodes.ts). */
+export type NodeInput = z.output<typeof nodeSchema>;
+/** An option's override of a node: any node field, each replacing the base node's. */
+export type NodeOverride = z.output<typeof nodeOverrideSchema>;
+/** A node with its defaults filled in (role text, the image role's caps, devices and sysctls): what a container is made from. */
+export type NodeSpec = NodeInput & Required<Pick<NodeInput, "role" | "interactive" | "caps" | "sysctls" | "devices" | "env" | "files">>;
 
-export interface NetworkSpec {
-  subnet: string;
-  /** Isolated from every other network (default true): the host will not route between them. */
-  isolated: boolean;
-  description?: string;
-}
-
-export interface FileSpec {
-  path: string;
-  template?: string;
-  content?: string;
-  mode: number;
-}
-
-export interface NodeSpec {
-  image: string;
-  container: string;
-  hostname: string;
-  role: string;
-  interactive: boolean;
-  networks: Record<string, string>;
-  caps: string[];
-  sysctls: Record<string, string>;
-  /** The node that is this node's default route (its address on a shared network), set before the node's own process starts. */
-  gateway?: string;
-  devices: string[];
-  env: Record<string, string>;
-  command?: string[];
-  files: FileSpec[];
-  /** A shell condition polled after start; the node is ready when it exits 0. */
-  ready?: string;
-  /** Run when a step on this node fails; its output goes into the error (e.g. `tailscale status`). */
-  diagnose?: string;
-  /** When set, the node exists only if the option has this value, e.g. `control=headscale`. */
-  when?: string;
-}
-
-export interface Expect {
-  exit?: number;
-  stdoutContains?: string;
-  stdoutMatches?: string;
-}
-
-export interface Action {
-  node: string;
-  title?: string;
-  run?: string;
-  file?: FileSpec;
-  /** Poll `wait` until it exits 0 (or `expect` holds), up to `timeout` seconds. */
-  wait?: string;
-  timeout: number;
-  capture?: { as: string; json?: string };
-  secret: boolean;
-  expect?: Expect;
-  when?: string;
-}
-
-export interface Exercise {
-  id: string;
-  title: string;
-  hint: string;
-  check: Action[];
-  solve: Action[];
-}
+/** Alternatives selected at start time, e.g. `--control headscale|builtin`. */
+export type OptionSpec = RecipeDoc["options"][string];
+export type NetworkSpec = RecipeDoc["networks"][string];
+export type FileSpec = z.output<typeof fileSchema>;
+export type Action = z.output<typeof actionSchema>;
+export type Expect = NonNullable<Action["expect"]>;
+export type Exercise = RecipeDoc["exercises"][number];

@@ -7,7 +7,7 @@
 import { hostname as hostHostname } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { ensureEngine } from "../../src/engine/setup.ts";
 import { waitFor } from "../../src/lab/handle.ts";
 import { makePlan, resolveOptions } from "../../src/lab/plan.ts";

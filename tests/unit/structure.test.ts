@@ -18,7 +18,7 @@ function sourceFiles(dir: string): string[] {
 }
 
 /** Module specifiers a file imports (static and dynamic, `import type` included). */
-export function importsOf(text: string): string[] {
+function importsOf(text: string): string[] {
   const out: string[] = [];
   for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+"([^"]+)"|import\(\s*"([^"]+)"\s*\)/g))
     out.push((m[1] ?? m[2])!);
@@ -26,7 +26,7 @@ export function importsOf(text: string): string[] {
 }
 
 /** Cycles among relative imports of `files`, each as the list of files around it. */
-export function importCycles(files: string[], read: (f: string) => string): string[][] {
+function importCycles(files: string[], read: (f: string) => string): string[][] {
   const edges = new Map<string, string[]>();
   for (const f of files) {
     const deps = importsOf(read(f))

@@ -1,0 +1,101 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { ipInCidr } from "./net.ts";
+import { nodeSchema } from "./schema.ts";
+import type { Action, NodeOverride, Recipe } from "./types.ts";
+
+/**
+ * The checks a schema cannot make: names that refer to other parts of the recipe, addresses
+ * inside their subnets, template files on disk. They run once the shape is valid, and write
+ * list items as `.i` (shape errors write `[i]`).
+ */
+export type At = (path: (string | number)[], message: string) => void;
+
+const list = (names: Iterable<string>) => [...names].join(", ");
+
+/** Fields a node an option adds must give: the ones the schema requires of a base node. */
+const REQUIRED_NODE_FIELDS = Object.entries(nodeSchema.shape)
+  .filter(([, s]) => !s.safeParse(undefined).success)
+  .map(([k]) => k);
+
+/** Every node name an action may use: the base nodes and those options add. */
+export function allNodeNames(recipe: Recipe): Set<string> {
+  const added = Object.values(recipe.options).flatMap((o) => Object.values(o.choices).flatMap((c) => Object.keys(c.nodes ?? {})));
+  return new Set([...Object.keys(recipe.nodes), ...added]);
+}
+
+/** The fields `node` gives (a base node, or an option's override), judged on `effective`, the node they end up in. */
+function checkNode(recipe: Recipe, node: NodeOverride, effective: NodeOverride, path: (string | number)[], at: At): void {
+  const { networks } = recipe;
+  for (const [net, ip] of Object.entries(node.networks ?? {})) {
+    const subnet = networks[net]?.subnet;
+    if (!subnet) at([...path, "networks", net], `no network named "${net}" (networks: ${list(Object.keys(networks))})`);
+    else if (!ipInCidr(ip, subnet)) at([...path, "networks", net], `${ip} is not inside ${subnet}`);
+  }
+  const gateway = node.gateway ?? (node.networks && effective.gateway);
+  if (gateway) {
+    const gw = recipe.nodes[gateway];
+    if (!gw) at([...path, "gateway"], `no node named "${gateway}" (nodes: ${list(Object.keys(recipe.nodes))})`);
+    else if (!Object.keys(effective.networks ?? {}).some((net) => gw.networks[net]))
+      at([...path, "gateway"], `${gateway} shares no network with ${String(path.at(-1))}`);
+  }
+  node.files?.forEach((f, i) => {
+    if (f.template && !existsSync(join(recipe.dir, f.template)))
+      at([...path, "files", i, "template"], `template file ${f.template} does not exist in ${recipe.name}/`);
+  });
+  checkWhen(recipe, node.when, [...path, "when"], at);
+}
+
+/** `when: option=value` names an option of this recipe and one of its choices. */
+function checkWhen(recipe: Recipe, when: string | undefined, path: (string | number)[], at: At): void {
+  if (!when) return;
+  const [opt = "", value = ""] = when.split("=");
+  const spec = recipe.options[opt];
+  if (!spec) at(path, `no option named "${opt}" (options: ${list(Object.keys(recipe.options)) || "none"})`);
+  else if (!spec.choices[value]) at(path, `"${value}" is not one of the choices of ${opt} (${list(Object.keys(spec.choices))})`);
+}
+
+/** Option overrides get the node checks too, at load time rather than at start. */
+function checkOptions(recipe: Recipe, at: At): void {
+  for (const [o, spec] of Object.entries(recipe.options)) {
+    if (!spec.choices[spec.default])
+      at(["options", o, "default"], `"${spec.default}" is not one of the choices (${list(Object.keys(spec.choices))})`);
+    for (const [c, choice] of Object.entries(spec.choices)) {
+      for (const [n, override] of Object.entries(choice.nodes ?? {})) {
+        const path = ["options", o, "choices", c, "nodes", n];
+        const base = recipe.nodes[n];
+        if (!base)
+          for (const f of REQUIRED_NODE_FIELDS) if (!(f in override)) at(path, `missing required field "${f}" (${n} is not in nodes)`);
+        checkNode(recipe, override, { ...base, ...override }, path, at);
+      }
+    }
+  }
+}
+
+function checkActions(recipe: Recipe, names: Set<string>, actions: Action[], path: (string | number)[], at: At): void {
+  actions.forEach((a, i) => {
+    if (!names.has(a.node)) at([...path, i, "node"], `no node named "${a.node}" (nodes: ${list(names)})`);
+    const verbs = [a.run, a.file, a.wait].filter((x) => x !== undefined).length;
+    if (verbs !== 1) at([...path, i], "needs exactly one of run, file, wait");
+    if (a.file?.template && !existsSync(join(recipe.dir, a.file.template)))
+      at([...path, i, "file", "template"], `template file ${a.file.template} does not exist in ${recipe.name}/`);
+    checkWhen(recipe, a.when, [...path, i, "when"], at);
+  });
+}
+
+export function crossCheck(recipe: Recipe, folder: string, at: At): void {
+  if (recipe.name !== folder) at(["name"], `must match the folder name "${folder}"`);
+  const names = allNodeNames(recipe);
+  for (const [n, node] of Object.entries(recipe.nodes)) checkNode(recipe, node, node, ["nodes", n], at);
+  checkActions(recipe, names, recipe.setup, ["setup"], at);
+  recipe.exercises.forEach((e, i) => {
+    checkActions(recipe, names, e.check, ["exercises", i, "check"], at);
+    checkActions(recipe, names, e.solve, ["exercises", i, "solve"], at);
+  });
+  recipe.overlay.forEach((o, i) => {
+    for (const n of o.between) if (!names.has(n)) at(["overlay", i, "between"], `no node named "${n}"`);
+  });
+  for (const k of recipe.wireguard?.keys ?? []) if (!names.has(k)) at(["wireguard", "keys"], `no node named "${k}"`);
+  if (recipe.tls && !names.has(recipe.tls.for)) at(["tls", "for"], `no node named "${recipe.tls.for}"`);
+  checkOptions(recipe, at);
+}

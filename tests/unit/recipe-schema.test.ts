@@ -1,0 +1,142 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { UserError } from "../../src/errors.ts";
+import { makePlan } from "../../src/lab/plan.ts";
+import { loadRecipe } from "../../src/recipe/load.ts";
+import { recipeOptions } from "../../src/recipe/options.ts";
+
+/** The loader's checks that come from the one schema (src/recipe/schema.ts): shape, overrides, images. */
+
+function load(yaml: string): ReturnType<typeof loadRecipe> {
+  const root = mkdtempSync(join(tmpdir(), "wg3-schema-"));
+  mkdirSync(join(root, "bad"));
+  writeFileSync(join(root, "bad", "recipe.yaml"), yaml);
+  return loadRecipe("bad", root);
+}
+
+function problems(yaml: string): string[] {
+  try {
+    load(yaml);
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    return [e.message.replace(/^Recipe bad is not valid: /, ""), ...(e.details?.split("\n") ?? [])].map((p) =>
+      p.replace(/^.*recipe\.yaml:/, ""),
+    );
+  }
+  throw new Error("expected the recipe to be rejected");
+}
+
+const minimal = `name: bad
+title: t
+networks:
+  lan: { subnet: 10.9.9.0/24 }
+nodes:
+  a:
+    image: wg-peer
+    container: bad_a
+    hostname: a
+    networks: { lan: 10.9.9.2 }
+`;
+
+const withOption = (nodes: string) =>
+  `${minimal}options:\n  control:\n    description: d\n    default: x\n    choices:\n      x: {}\n      y:\n        nodes:\n${nodes}`;
+
+describe("shape errors", () => {
+  it("come in document order, a map's missing fields after its other problems", () => {
+    const yaml = `${minimal.replace("    image: wg-peer\n", "    image: wg-peer\n    imgae: x\n")}  b:\n    image: wg-peer\n    hostname: b\n    networks: { lan: 10.9.9.3 }\n`;
+    expect(problems(yaml)).toEqual([
+      "8: nodes.a.imgae: unknown field (expected one of image, container, hostname, role, interactive, networks, caps, sysctls, gateway, devices, env, command, files, ready, diagnose, when)",
+      '13: nodes.b: missing required field "container"',
+    ]);
+    expect(problems(minimal.replace("    image: wg-peer", "    imgae: wg-peer"))).toEqual([
+      expect.stringMatching(/^7: nodes\.a\.imgae: unknown field/),
+      '7: nodes.a: missing required field "image"',
+    ]);
+  });
+
+  it("name the image roles for an unknown image, at load time", () => {
+    expect(problems(minimal.replace("image: wg-peer", "image: nope"))).toEqual([
+      '7: nodes.a.image: expected one of base, wg-peer, webserver, tailscale, headscale, control, got "nope"',
+    ]);
+  });
+
+  it("report a field inherited through `<<` once, where the anchor wrote it", () => {
+    const yaml = `${minimal.replace("  a:\n", "  a: &p\n")}    colour: red\n  b:\n    <<: *p\n    container: bad_b\n`;
+    expect(problems(yaml)).toEqual([expect.stringMatching(/^11: nodes\.a\.colour: unknown field/)]);
+  });
+
+  it("refuse a `<<` that merges no map, with its line", () => {
+    expect(problems(`${minimal}  b:\n    <<: 5\n`)).toEqual(["12: nodes.b: << must merge a map (an alias like *peer)"]);
+  });
+
+  it("refuse an overlay link that does not join two nodes", () => {
+    expect(problems(`${minimal}overlay:\n  - { between: [a] }\n`)).toEqual(["12: overlay[0].between: expected two node names"]);
+  });
+
+  it("take numbers where text is expected, as YAML reads them", () => {
+    const r = load(`${minimal.replace("title: t", "title: 42")}setup:\n  - { node: a, run: "true", expect: { stdoutContains: 200 } }\n`);
+    expect(r.title).toBe("42");
+    expect(r.setup[0]!.expect).toEqual({ stdoutContains: "200" });
+  });
+});
+
+describe("option overrides are checked at load, as partial nodes", () => {
+  it("an unknown field", () => {
+    expect(problems(withOption("          a: { imgae: control }\n"))).toEqual([
+      expect.stringMatching(/^19: options\.control\.choices\.y\.nodes\.a\.imgae: unknown field \(expected one of image, container/),
+    ]);
+  });
+
+  it("a wrong value", () => {
+    expect(problems(withOption("          a: { caps: NET_ADMIN }\n"))).toEqual([
+      "19: options.control.choices.y.nodes.a.caps: expected a list",
+    ]);
+  });
+
+  it("a network the recipe does not have, and an address outside the subnet", () => {
+    expect(problems(withOption("          a: { networks: { wan: 10.9.9.5 } }\n"))).toEqual([
+      '19: options.control.choices.y.nodes.a.networks.wan: no network named "wan" (networks: lan)',
+    ]);
+    expect(problems(withOption("          a: { networks: { lan: 10.9.8.5 } }\n"))).toEqual([
+      "19: options.control.choices.y.nodes.a.networks.lan: 10.9.8.5 is not inside 10.9.9.0/24",
+    ]);
+  });
+
+  it("a node an option adds must be whole", () => {
+    expect(problems(withOption("          c: { image: control, hostname: c, networks: { lan: 10.9.9.5 } }\n"))).toEqual([
+      '19: options.control.choices.y.nodes.c: missing required field "container" (c is not in nodes)',
+    ]);
+    const r = load(withOption("          c: { image: control, container: bad_c, hostname: c, networks: { lan: 10.9.9.5 } }\n"));
+    expect(Object.keys(makePlan(r, "default", { control: "y" }, "run").nodes)).toEqual(["a", "c"]);
+  });
+
+  it("a missing template file", () => {
+    expect(problems(withOption("          a: { files: [{ path: /x, template: nope.conf }] }\n"))).toEqual([
+      "19: options.control.choices.y.nodes.a.files.0.template: template file nope.conf does not exist in bad/",
+    ]);
+  });
+
+  it("`when` names an option and one of its choices", () => {
+    expect(problems(`${minimal}    when: colour=red\n`)).toEqual(['11: nodes.a.when: no option named "colour" (options: none)']);
+    expect(
+      problems(withOption("          c: { image: control, container: c, hostname: c, networks: { lan: 10.9.9.5 }, when: control=z }\n")),
+    ).toEqual(['19: options.control.choices.y.nodes.c.when: "z" is not one of the choices of control (x, y)']);
+  });
+});
+
+describe("recipe options, as a command line would offer them", () => {
+  it("recipe-3 offers --control with its choices, default first in its YAML order", () => {
+    expect(recipeOptions(loadRecipe("recipe-3"))).toEqual([
+      {
+        name: "control",
+        flag: "--control",
+        description: "which coordination server runs",
+        default: "headscale",
+        choices: ["headscale", "builtin"],
+      },
+    ]);
+    expect(recipeOptions(loadRecipe("recipe-0"))).toEqual([]);
+  });
+});
