@@ -7,25 +7,25 @@
 import { hostname as hostHostname } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { ensureEngine } from "../../src/engine/setup.ts";
 import { makePlan, resolveOptions } from "../../src/lab/plan.ts";
-import { ROOT, recipesDir } from "../../src/paths.ts";
+import { recipesDir } from "../../src/paths.ts";
 import { loadRecipe } from "../../src/recipe/load.ts";
 import { eventually } from "../support/eventually.ts";
 import { defaultLabBusy } from "../support/labs.ts";
+import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
 const RECIPE = "recipe-0";
 const SESSION = "wg3-recipe-0";
-const startTs = join(ROOT, "start.ts");
 const recipe = loadRecipe(RECIPE);
 // Names and roles as the recipe says (the default lab keeps them as written).
 const interactive = Object.values(makePlan(recipe, "default", resolveOptions(recipe, {}), "names").nodes).filter((n) => n.interactive);
 
 function cli(...args: string[]) {
   // No TTY here: start must still create the workspace, and never block on attaching.
-  return execa(startTs, args, { reject: false, stdin: "ignore", timeout: 240_000 });
+  return startTs(args);
 }
 
 async function tmux(...args: string[]): Promise<string> {
@@ -65,7 +65,7 @@ async function typeAndSee(paneId: string, line: string, expected: RegExp): Promi
 
 const graph = async () => {
   const r = await cli("graph", RECIPE);
-  expect(r.exitCode, r.stderr).toBe(0);
+  expect(r.code, r.stderr).toBe(0);
   return r.stdout;
 };
 
@@ -84,7 +84,7 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
     expect(await graph()).not.toContain("data-state=");
 
     const r = await cli(RECIPE, "--no-attach");
-    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     // The summary says what is up and what to type next.
     for (const n of interactive) expect(r.stderr).toContain(n.container);
     expect(r.stderr).toContain(`./start.ts check ${RECIPE}`);
@@ -130,7 +130,7 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
     const before = await panes();
     const created = await tmux("display-message", "-p", "-t", `=${SESSION}`, "#{session_id} #{session_created}");
     const r = await cli(RECIPE, "--no-attach");
-    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/already running/);
     expect(r.stderr).toMatch(/already open/);
     const sessions = (await tmux("list-sessions", "-F", "#{session_name}")).split("\n").filter((s) => s.includes(RECIPE));
@@ -146,7 +146,7 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
     await tmux("send-keys", "-t", pane.id, "exit", "Enter");
     await eventually(`the ${title} pane to close`, async () => !(await panes()).some((p) => p.title === title));
     const r = await cli(RECIPE, "--no-attach");
-    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(`Re-opened the closed pane: ${title}`);
     const now = await panes();
     expect(now.map((p) => p.title)).toContain(title);
@@ -157,29 +157,29 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
 
   it("check says 'not yet' on a fresh lab; solve applies one exercise, then all; check then passes with exit 0", async () => {
     const fresh = await cli("check", RECIPE);
-    expect(fresh.exitCode).toBe(1);
+    expect(fresh.code).toBe(1);
     expect(fresh.stdout).toMatch(/^not yet {2}configure: /m);
     expect(fresh.stdout).toMatch(/hint: /);
     expect(fresh.stdout).toMatch(/3 of 3 not done yet/);
     expect(fresh.stdout).toContain("./start.ts solve recipe-0 <exercise>");
 
     const bad = await cli("solve", RECIPE, "no-such-exercise");
-    expect(bad.exitCode).toBe(2);
+    expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/its exercises are: configure, up, mesh/);
 
     const one = await cli("solve", RECIPE, "configure");
-    expect(one.exitCode, one.stderr).toBe(0);
+    expect(one.code, one.stderr).toBe(0);
     const after = await cli("check", RECIPE);
     expect(after.stdout).toMatch(/^pass {5}configure: /m);
     expect(after.stdout).toMatch(/^not yet {2}up: /m);
-    expect(after.exitCode).toBe(1);
+    expect(after.code).toBe(1);
 
     const rest = await cli("solve", RECIPE);
-    expect(rest.exitCode, rest.stderr).toBe(0);
+    expect(rest.code, rest.stderr).toBe(0);
     const done = await cli("check", RECIPE);
     expect(done.stdout, done.stderr).toMatch(/All 3 exercises pass/);
     expect(done.stdout).toContain("Next: ./start.ts stop recipe-0, then ./start.ts recipe-1 (labs/recipe-1.md).");
-    expect(done.exitCode).toBe(0);
+    expect(done.code).toBe(0);
   });
 
   it("stop, typed in the host pane as its banner says, ends the lab and then the session it runs in", async () => {

@@ -12,12 +12,18 @@ export const TIMEOUT = {
   converge: 60_000,
   /** One command run in a container. */
   exec: 30_000,
+  /** A command in a container that sets something up (wg-quick up), or a one-shot container to run to its end. */
+  slowExec: 60_000,
   /** Recovery after a fault (restart drills). */
   recovery: 120_000,
   /** A `timeout 10 tcpdump` capture to have finished and exited. */
   capture: 20_000,
-  /** One ./start.ts command whose images are built: a lab start, stop, check. */
+  /** One ./start.ts command whose images are built (a lab start, stop, check), or a test's own lab setup in a hook. */
   cli: 300_000,
+  /** A test's teardown in a hook: removing what it created. */
+  teardown: 120_000,
+  /** A cold image build or `go install` to reach a given step. */
+  build: 600_000,
 } as const;
 
 /** vitest's limits per project (vitest.config.ts). */
