@@ -1,6 +1,5 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -8,6 +7,7 @@ import { binaryDir } from "../../src/binaries.ts";
 import { ROOT } from "../../src/paths.ts";
 import { versions } from "../../src/versions.ts";
 import { eventually } from "../../tests/support/eventually.ts";
+import { freePort } from "../../tests/support/ports.ts";
 import { TIMEOUT } from "../../tests/support/timeouts.ts";
 
 /** The capability version the repository's client speaks (src/control/client.ts). */
@@ -30,17 +30,6 @@ export interface ControlServer {
   stop(): Promise<void>;
   /** The server's last log lines (for error messages). */
   logTail(): string;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function tail(file: string, lines = 15): string {
