@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import { VITEST } from "./tests/support/timeouts.ts";
 
 // Two projects: `unit` never touches a container engine and runs in seconds;
 // `e2e` drives a real engine, real WireGuard, real tailscaled and Headscale.
@@ -9,7 +10,7 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["tests/unit/**/*.test.ts"],
-          testTimeout: 30_000,
+          ...VITEST.unit,
         },
       },
       {
@@ -17,8 +18,7 @@ export default defineConfig({
           // Real tailscaled processes on this host against the builtin control server; no engine.
           name: "integration",
           include: ["tests/integration/**/*.test.ts"],
-          testTimeout: 120_000,
-          hookTimeout: 60_000,
+          ...VITEST.integration,
         },
       },
       {
@@ -27,8 +27,7 @@ export default defineConfig({
           include: ["tests/e2e/**/*.test.ts"],
           // Labs share one engine and fixed workshop subnets: run files one at a time.
           fileParallelism: false,
-          testTimeout: 300_000,
-          hookTimeout: 900_000,
+          ...VITEST.e2e,
           globalSetup: ["tests/e2e/global-setup.ts"],
         },
       },
@@ -38,7 +37,7 @@ export default defineConfig({
           // (`npm run test:cold`, which CI runs as a phase of its own).
           name: "cold",
           include: ["tests/cold/**/*.test.ts"],
-          testTimeout: 1_800_000,
+          ...VITEST.cold,
         },
       },
       {
@@ -50,8 +49,7 @@ export default defineConfig({
           include: ["tests/drills/**/*.test.ts"],
           fileParallelism: false,
           sequence: { groupOrder: 1 },
-          testTimeout: 900_000,
-          hookTimeout: 900_000,
+          ...VITEST.drills,
           globalSetup: ["tests/e2e/global-setup.ts"],
         },
       },

@@ -1,4 +1,6 @@
-import { LabHandle, waitFor } from "../src/lab/handle.ts";
+import { eventually } from "../tests/support/eventually.ts";
+import { LabHandle } from "../tests/support/lab-handle.ts";
+import { TIMEOUT } from "../tests/support/timeouts.ts";
 import { type BenchContext, type Benchmark, checkAborted, num, warmEngine } from "./lib/bench.ts";
 import { BENCH_LAB, RECIPE3_MESH_CHECKS, waitGreen } from "./lib/labs.ts";
 import { median, round } from "./lib/stats.ts";
@@ -22,7 +24,9 @@ async function routeDev(lab: LabHandle, node: string, ip: string): Promise<strin
 /** One TCP iperf3 run from `client` to `target` (iperf3 -s one-off on `server`), in Mbit/s. */
 async function iperf(lab: LabHandle, server: string, client: string, target: string, seconds: number): Promise<number> {
   await lab.sh(server, `pkill -x iperf3; iperf3 -s -1 -D -p ${PORT}`);
-  await waitFor(`iperf3 listening on ${server}`, async () => lab.succeeds(server, `ss -ltn | grep -q ':${PORT} '`), 10_000);
+  await eventually(`iperf3 listening on ${server}`, async () => lab.succeeds(server, `ss -ltn | grep -q ':${PORT} '`), {
+    timeout: TIMEOUT.short,
+  });
   const r = await lab.sh(client, `iperf3 -c ${target} -p ${PORT} -t ${seconds} -J --connect-timeout 3000`);
   let j: { error?: string; end?: { sum_received?: { bits_per_second?: number } } };
   try {

@@ -1,5 +1,5 @@
 import type { Engine } from "../src/engine/engine.ts";
-import { LabHandle } from "../src/lab/handle.ts";
+import { LabHandle } from "../tests/support/lab-handle.ts";
 import { type BenchContext, type Benchmark, checkAborted, list, num, warmEngine } from "./lib/bench.ts";
 import { BENCH_LAB, labMemory, memInfo, RECIPE3_MESH_CHECKS, waitGreen } from "./lib/labs.ts";
 import { round, secs } from "./lib/stats.ts";

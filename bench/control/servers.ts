@@ -1,13 +1,14 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { binaryDir } from "../../src/binaries.ts";
-import { waitFor } from "../../src/lab/handle.ts";
 import { ROOT } from "../../src/paths.ts";
 import { versions } from "../../src/versions.ts";
+import { eventually } from "../../tests/support/eventually.ts";
+import { freePort } from "../../tests/support/ports.ts";
+import { TIMEOUT } from "../../tests/support/timeouts.ts";
 
 /** The capability version the repository's client speaks (src/control/client.ts). */
 const CLIENT_CAPVER = 138;
@@ -29,17 +30,6 @@ export interface ControlServer {
   stop(): Promise<void>;
   /** The server's last log lines (for error messages). */
   logTail(): string;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function tail(file: string, lines = 15): string {
@@ -134,14 +124,14 @@ logtail:
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitFor(
+    await eventually(
       `Headscale on 127.0.0.1:${port} to answer /health`,
       async () => {
         if (child.exitCode !== null) throw new Error(`headscale exited ${child.exitCode}: ${tail(log)}`);
         const r = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
         return r?.ok;
       },
-      30_000,
+      { timeout: TIMEOUT.poll },
     );
     await cli(["users", "create", "bench"]);
     const users = JSON.parse((await cli(["users", "list", "-o", "json"])).stdout) as { id: number; name: string }[];
@@ -211,14 +201,14 @@ derp:
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitFor(
+    await eventually(
       `the builtin control server on 127.0.0.1:${port} to answer /key`,
       async () => {
         if (child.exitCode !== null) throw new Error(`it exited ${child.exitCode}: ${tail(log)}`);
         const r = await fetch(`http://127.0.0.1:${port}/key?v=${CLIENT_CAPVER}`).catch(() => undefined);
         return r?.ok;
       },
-      30_000,
+      { timeout: TIMEOUT.poll },
     );
     await cli(["users", "create", "bench"]);
     const users = JSON.parse((await cli(["users", "list", "-o", "json"])).stdout) as { id: number | string; name: string }[];

@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import type { Engine } from "../../src/engine/engine.ts";
-import { type LabHandle, waitFor } from "../../src/lab/handle.ts";
+import { eventually } from "../../tests/support/eventually.ts";
+import type { LabHandle } from "../../tests/support/lab-handle.ts";
+import { TIMEOUT } from "../../tests/support/timeouts.ts";
 
 /** Memory a container uses as `docker stats` shows it: usage minus inactive page cache. */
 export async function containerMemory(engine: Engine, id: string): Promise<number> {
@@ -24,8 +26,8 @@ export function memInfo(): { totalBytes: number; availableBytes: number } {
  * Wait until every listed exercise checks out (all of them when `only` is absent); on timeout
  * the error names the failing ones with what they saw.
  */
-export async function waitGreen(lab: LabHandle, only?: string[], timeoutMs = 60_000): Promise<void> {
-  await waitFor(
+export async function waitGreen(lab: LabHandle, only?: string[], timeoutMs: number = TIMEOUT.converge): Promise<void> {
+  await eventually(
     `${lab.recipe.name}${lab.plan.lab === "default" ? "" : ` (lab ${lab.plan.lab})`}: checks ${only?.join(", ") ?? "all"} green`,
     async () => {
       const results = await lab.checkAll();
@@ -33,7 +35,7 @@ export async function waitGreen(lab: LabHandle, only?: string[], timeoutMs = 60_
       if (bad.length) throw new Error(bad.map((b) => `${b.exercise}: ${b.detail ?? "not yet"}`).join("; "));
       return true;
     },
-    timeoutMs,
+    { timeout: timeoutMs },
   );
 }
 

@@ -5,13 +5,13 @@
  * Slow by nature (two cold Go builds): runs with WG3_COLD=1 (`npm run test:cold`, CI).
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { ROOT } from "../../src/paths.ts";
 import { versions } from "../../src/versions.ts";
+import { startTs } from "../support/start-ts.ts";
 
 const COLD = process.env.WG3_COLD === "1";
 const root = COLD ? mkdtempSync(join(tmpdir(), "wg3-cold-")) : "";
@@ -55,20 +55,9 @@ describe.runIf(COLD)("cold path: setup from empty harness, Go module and Go buil
 
   it("./start.ts setup --yes builds both pinned binaries into the empty cache, and they run", async () => {
     const t0 = Date.now();
-    const timings = join(root, "timings.jsonl");
-    const r = await execa(join(ROOT, "start.ts"), ["setup", "--yes"], {
-      reject: false,
-      all: true,
-      stdin: "ignore",
-      env: { ...coldEnv, WG3_TIMINGS_FILE: timings },
-      timeout: 1_500_000,
-    });
-    expect(r.exitCode, String(r.all).slice(-3000)).toBe(0);
-    const steps = readFileSync(timings, "utf8")
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as { title: string; ms: number })
-      .filter((s) => /go install/.test(s.title));
+    const r = await startTs(["setup", "--yes"], { env: coldEnv, timings: true, timeoutMs: 1_500_000 });
+    expect(r.code, r.all.slice(-3000)).toBe(0);
+    const steps = r.steps.filter((s) => /go install/.test(s.title));
     console.info(
       `cold path: setup ${((Date.now() - t0) / 1000).toFixed(0)} s; ${steps.map((s) => `${s.title.split(" (")[0]} ${(s.ms / 1000).toFixed(0)} s`).join(", ")}`,
     );

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine/engine.ts";
 import { stateDir } from "../../src/paths.ts";
 import { defaultLabBusy } from "../support/labs.ts";
-import { cli, engine, type Leftovers, NOTHING, ours } from "./lib.ts";
+import { startTs } from "../support/start-ts.ts";
+import { engine, type Leftovers, NOTHING, ours } from "./lib.ts";
 
 /**
  * Every bad input named in the issues (platform, recipes, recipe 3, workspace, builtin
@@ -79,7 +80,7 @@ function labDirs(): string[] {
 
 async function expectRefused(e: Engine, row: Row): Promise<void> {
   const before: [Leftovers, string[]] = [await ours(e), labDirs()];
-  const r = await cli(row.args, { env: row.env });
+  const r = await startTs(row.args, { env: row.env });
   const what = `./start.ts ${row.args.join(" ")}`;
   const lines = r.stderr.trim().split("\n");
   expect(r.code, `${what}: ${r.stderr}`).not.toBe(0);
@@ -110,17 +111,17 @@ describe.skipIf(busy)(`bad input: one sentence, non-zero exit, nothing created${
 
   describe("with recipe-1 running", () => {
     beforeAll(async () => {
-      const up = await cli(["recipe-1", "--no-attach"]);
+      const up = await startTs(["recipe-1", "--no-attach"]);
       expect(up.code, up.stderr).toBe(0);
     });
     afterAll(async () => {
-      await cli(["stop", "recipe-1"]);
+      await startTs(["stop", "recipe-1"]);
     });
     it.each(WITH_RECIPE_1.map((r) => [r.args.join(" "), r] as const))("./start.ts %s", async (_, row) => {
       await expectRefused(e, row);
     });
     it("the probe works: exec on a real node of the running lab succeeds", async () => {
-      const r = await cli(["exec", "recipe-1", "home", "--", "true"]);
+      const r = await startTs(["exec", "recipe-1", "home", "--", "true"]);
       expect(r.code, r.stderr).toBe(0);
     });
   });

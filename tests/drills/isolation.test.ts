@@ -3,7 +3,8 @@ import type { Engine } from "../../src/engine/engine.ts";
 import { runningPlan } from "../../src/lab/lifecycle.ts";
 import type { LabPlan } from "../../src/lab/plan.ts";
 import { testLabName } from "../support/labs.ts";
-import { ALL, cli, engine, NOTHING, ours, report } from "./lib.ts";
+import { startTs } from "../support/start-ts.ts";
+import { ALL, engine, NOTHING, ours, report } from "./lib.ts";
 
 /**
  * Isolation no other lab can undo: with a lab running, start and stop copies of every recipe
@@ -31,12 +32,12 @@ describe("isolation survives other labs' start and stop", () => {
 
   beforeAll(async () => {
     e = await engine();
-    const up = await cli([RESIDENT.recipe, "--lab", RESIDENT.lab, "--no-attach"]);
+    const up = await startTs([RESIDENT.recipe, "--lab", RESIDENT.lab, "--no-attach"]);
     expect(up.code, up.stderr).toBe(0);
     plan = await runningPlan(e, RESIDENT.recipe, RESIDENT.lab);
   });
   afterAll(async () => {
-    await cli(["stop", RESIDENT.recipe, "--lab", RESIDENT.lab]);
+    await startTs(["stop", RESIDENT.recipe, "--lab", RESIDENT.lab]);
     expect(await ours(e, RESIDENT)).toEqual(NOTHING);
   });
 
@@ -46,9 +47,9 @@ describe("isolation survives other labs' start and stop", () => {
     for (let i = 0; i < CYCLES; i++) {
       const recipe = OTHERS[i % OTHERS.length]!;
       const lab = testLabName(`iso-${i}`);
-      const up = await cli([recipe, "--lab", lab, "--no-attach"]);
+      const up = await startTs([recipe, "--lab", lab, "--no-attach"]);
       expect(up.code, up.stderr).toBe(0);
-      expect((await cli(["stop", recipe, "--lab", lab])).code).toBe(0);
+      expect((await startTs(["stop", recipe, "--lab", lab])).code).toBe(0);
       expect(await ours(e, { lab, recipe })).toEqual(NOTHING);
       await expectIsolated(`after ${recipe} --lab ${lab} started and stopped`);
       seen.push(recipe);

@@ -3,7 +3,8 @@ import { seededRandom } from "../../bench/lib/stats.ts";
 import type { Engine } from "../../src/engine/engine.ts";
 import { hasTmux } from "../../src/workspace/tmux.ts";
 import { testLabName } from "../support/labs.ts";
-import { ALL, cli, engine, type Leftovers, NOTHING, ours, report } from "./lib.ts";
+import { startTs } from "../support/start-ts.ts";
+import { ALL, engine, type Leftovers, NOTHING, ours, report } from "./lib.ts";
 
 const RECIPE = "recipe-1";
 const LAB = testLabName("leftovers");
@@ -23,12 +24,12 @@ describe("no leftovers: start/stop cycles and Ctrl-C during starts, through the 
     before = await ours(e);
   });
   afterAll(async () => {
-    await cli(["stop", RECIPE, "--lab", LAB]);
+    await startTs(["stop", RECIPE, "--lab", LAB]);
   });
 
   it(`${CYCLES} start/stop cycles of ${RECIPE} leave no container, network, volume, tmux session or state`, async () => {
     for (let i = 0; i < CYCLES; i++) {
-      const up = await cli([RECIPE, "--no-attach", "--lab", LAB]);
+      const up = await startTs([RECIPE, "--no-attach", "--lab", LAB]);
       expect(up.code, up.stderr).toBe(0);
       startMs.push(up.ms);
       // Positive control: the lab really was there (so "nothing afterwards" means something).
@@ -37,7 +38,7 @@ describe("no leftovers: start/stop cycles and Ctrl-C during starts, through the 
       expect(running.networks).toHaveLength(2);
       expect(running.planDirs).toHaveLength(1);
       if (await hasTmux()) expect(running.sessions).toEqual([`wg3-${LAB}-${RECIPE}`]);
-      const down = await cli(["stop", RECIPE, "--lab", LAB]);
+      const down = await startTs(["stop", RECIPE, "--lab", LAB]);
       expect(down.code, down.stderr).toBe(0);
       expect(await ours(e, MINE), `after cycle ${i + 1}`).toEqual(NOTHING);
     }
@@ -54,10 +55,10 @@ describe("no leftovers: start/stop cycles and Ctrl-C during starts, through the 
     for (let i = 0; i < INTERRUPTS; i++) {
       // Anywhere from process start-up to the end of a typical start.
       const at = Math.round(random() * typical);
-      const r = await cli([RECIPE, "--no-attach", "--lab", LAB], { interruptAfterMs: at });
+      const r = await startTs([RECIPE, "--no-attach", "--lab", LAB], { interruptAfterMs: at });
       if (r.code === 0) {
         outcomes.push(`${at}ms: finished first`);
-        expect((await cli(["stop", RECIPE, "--lab", LAB])).code).toBe(0);
+        expect((await startTs(["stop", RECIPE, "--lab", LAB])).code).toBe(0);
       } else {
         interrupted++;
         // Our handler exits 130; before it is installed (Node still loading), SIGINT kills the process.

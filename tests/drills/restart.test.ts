@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LabHandle, waitFor } from "../../src/lab/handle.ts";
-import type { HeadscaleInContainer } from "../../src/nodes/headscale.ts";
-import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
+import type { ControlServer } from "../support/control-server.ts";
+import { eventually } from "../support/eventually.ts";
+import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
+import type { TailscaleInContainer } from "../support/tailscale.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 import { ALL, CONTROLS, recoveryTime, report } from "./lib.ts";
 
 /**
@@ -13,7 +15,7 @@ import { ALL, CONTROLS, recoveryTime, report } from "./lib.ts";
  */
 describe.runIf(ALL).each(CONTROLS)("recipe-3 restart drills with --control %s", (control) => {
   let lab: LabHandle;
-  let cs: HeadscaleInContainer;
+  let cs: ControlServer;
   let home: TailscaleInContainer;
   let roaming: TailscaleInContainer;
   let web: string;
@@ -31,11 +33,11 @@ describe.runIf(ALL).each(CONTROLS)("recipe-3 restart drills with --control %s", 
 
   beforeAll(async () => {
     lab = await LabHandle.start("recipe-3", { lab: testLabName(`restart-${control}`), options: { control } });
-    cs = lab.headscale();
+    cs = lab.controlServer();
     home = lab.tailscale("ts-client-home");
     roaming = lab.tailscale("ts-client-roaming");
     web = lab.ip("webserver", "home");
-    await waitFor("the mesh healthy before the drills", meshHealthy, 60_000);
+    await eventually("the mesh healthy before the drills", meshHealthy, { timeout: TIMEOUT.converge });
     ipsBefore = await ipsByName();
     expect(Object.keys(ipsBefore).sort()).toEqual(["home", "roaming"]);
   });
@@ -67,7 +69,9 @@ describe.runIf(ALL).each(CONTROLS)("recipe-3 restart drills with --control %s", 
     const client = lab.container("ts-client-roaming");
     await lab.engine.stop(client);
     // Negative control: the control server notices it is gone.
-    await waitFor("roaming offline in the control server", async () => !(await onlineNames()).includes("roaming"), 60_000);
+    await eventually("roaming offline in the control server", async () => !(await onlineNames()).includes("roaming"), {
+      timeout: TIMEOUT.converge,
+    });
     expect(await routeWorks().catch(() => false)).toBe(false);
     const t0 = performance.now();
     await lab.engine.start(client);
@@ -104,7 +108,7 @@ describe.runIf(ALL).each(CONTROLS)("recipe-3 restart drills with --control %s", 
     };
     try {
       // Negative control: the route through home is really broken while the link is cut.
-      await waitFor("the route through home broken by the cut", async () => !(await routeWorks()), 10_000);
+      await eventually("the route through home broken by the cut", async () => !(await routeWorks()), { timeout: TIMEOUT.short });
       // Keep the link cut for 10 s in all, checking all along that it stays broken.
       let probes = 0;
       while (performance.now() - cutAt < 10_000) {

@@ -3,7 +3,8 @@ import type { Engine } from "../../src/engine/engine.ts";
 import { runningPlan } from "../../src/lab/lifecycle.ts";
 import type { LabPlan } from "../../src/lab/plan.ts";
 import { testLabName } from "../support/labs.ts";
-import { ALL, cli, engine, NOTHING, ours, report } from "./lib.ts";
+import { startTs } from "../support/start-ts.ts";
+import { ALL, engine, NOTHING, ours, report } from "./lib.ts";
 
 const LABS = { a: testLabName("side-a"), b: testLabName("side-b") };
 
@@ -23,14 +24,14 @@ describe.runIf(ALL)("two recipe-3 labs side by side (two --lab copies)", () => {
     for (const [key, lab] of Object.entries(LABS)) {
       expect(await ours(e, { lab, recipe: "recipe-3" }), `lab ${lab} must not be running`).toEqual(NOTHING);
       const t0 = performance.now();
-      const up = await cli(["recipe-3", "--lab", lab, "--no-attach"]);
+      const up = await startTs(["recipe-3", "--lab", lab, "--no-attach"]);
       expect(up.code, up.stderr).toBe(0);
       report(`recipe-3 --lab ${lab} up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       plans[key] = await runningPlan(e, "recipe-3", lab);
     }
   });
   afterAll(async () => {
-    for (const lab of Object.values(LABS)) await cli(["stop", "recipe-3", "--lab", lab]);
+    for (const lab of Object.values(LABS)) await startTs(["stop", "recipe-3", "--lab", lab]);
     for (const lab of Object.values(LABS)) expect(await ours(e, { lab, recipe: "recipe-3" })).toEqual(NOTHING);
   });
 
@@ -43,9 +44,9 @@ describe.runIf(ALL)("two recipe-3 labs side by side (two --lab copies)", () => {
 
   it("both pass every check (after solve)", async () => {
     for (const lab of Object.values(LABS)) {
-      const solve = await cli(["solve", "recipe-3", "--lab", lab]);
+      const solve = await startTs(["solve", "recipe-3", "--lab", lab]);
       expect(solve.code, solve.stderr).toBe(0);
-      const check = await cli(["check", "recipe-3", "--lab", lab]);
+      const check = await startTs(["check", "recipe-3", "--lab", lab]);
       expect(check.code, check.stdout).toBe(0);
       expect(check.stdout).toMatch(/All 5 exercises pass\./);
     }

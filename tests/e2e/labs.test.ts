@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { ensureEngine } from "../../src/engine/setup.ts";
 import { UserError } from "../../src/errors.ts";
-import { LabHandle } from "../../src/lab/handle.ts";
 import { up } from "../../src/lab/lifecycle.ts";
+import { LabHandle } from "../support/lab-handle.ts";
 import { defaultLabBusy, testLabName } from "../support/labs.ts";
 
 const engine = await ensureEngine({});

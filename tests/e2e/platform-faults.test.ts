@@ -9,7 +9,7 @@
  * the engine let go of the build), no container left (API-visible or podman build container),
  * and for a lab start no labelled network either.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,9 +17,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine/engine.ts";
 import { ensureEngine } from "../../src/engine/setup.ts";
 import { type ImageRole, imageRef } from "../../src/images/build.ts";
-import { imagesDir, ROOT } from "../../src/paths.ts";
+import { imagesDir } from "../../src/paths.ts";
+import { eventually } from "../support/eventually.ts";
+import { type RunningStartTs, spawnStartTs } from "../support/start-ts.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 
 const MARKER = "wg3-slow-step-running-42";
+/** From an empty cache, setup reaches headscale's go install after tailscale's. */
+const GO_INSTALL_STARTS = 240_000;
 let engine: Engine;
 const dirs: string[] = [];
 const children: ChildProcess[] = [];
@@ -44,38 +49,19 @@ function slowImagesDir(role: ImageRole): { dir: string; ref: string } {
   }
 }
 
-interface Run {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+/** ./start.ts, verbose, with images from `imagesDirOverride`; killed in afterAll if still running. */
+function startCli(args: string[], imagesDirOverride: string, env: Record<string, string> = {}): RunningStartTs {
+  const run = spawnStartTs(args, {
+    env: { WG3_IMAGES_DIR: imagesDirOverride, WG3_VERBOSE: "1", DOCKER_HOST: engine.dockerHost, ...env },
+    timeoutMs: Number.POSITIVE_INFINITY,
+  });
+  children.push(run.child);
+  return run;
 }
 
-function startCli(args: string[], imagesDirOverride: string, env: Record<string, string> = {}): Run {
-  const child = spawn(join(ROOT, "start.ts"), args, {
-    cwd: ROOT,
-    env: { ...process.env, WG3_IMAGES_DIR: imagesDirOverride, WG3_VERBOSE: "1", DOCKER_HOST: engine.dockerHost, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  let text = "";
-  child.stdout?.on("data", (b: Buffer) => {
-    text += b.toString();
-  });
-  child.stderr?.on("data", (b: Buffer) => {
-    text += b.toString();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on("exit", (code, signal) => resolve({ code, signal })),
-  );
-  return { child, output: () => text, exited };
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean> | boolean, timeoutMs: number, seen: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last output:\n${seen().slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+/** Poll `cond` every 200 ms at most; on timeout, say what the CLI printed last. */
+function waitFor(what: string, cond: () => Promise<boolean> | boolean, timeout: number, run: RunningStartTs): Promise<boolean> {
+  return eventually(what, cond, { timeout, interval: 200, seen: () => `last output:\n${run.output().slice(-2000)}` });
 }
 
 async function containerIds(): Promise<Set<string>> {
@@ -95,7 +81,7 @@ async function interruptBuild(args: string[], role: ImageRole) {
   void run.exited.then(() => {
     exitedEarly = true;
   });
-  await waitFor(`the slow build step of ${role} to run`, () => exitedEarly || run.output().includes(MARKER), 600_000, run.output);
+  await waitFor(`the slow build step of ${role} to run`, () => exitedEarly || run.output().includes(MARKER), TIMEOUT.build, run);
   expect(exitedEarly, `./start.ts ${args.join(" ")} ended before the slow step:\n${run.output().slice(-2000)}`).toBe(false);
   // Negative control: at this moment the build really is in progress and holds a container.
   expect((await containerIds()).size, "a build step runs in a container").toBeGreaterThan(before.size);
@@ -175,12 +161,12 @@ describe("platform faults: Ctrl-C during go install", () => {
     engine ??= await ensureEngine();
     const run = startCli(["setup", "--yes"], imagesDir, { WG3_CACHE_DIR: cache });
     // Signal only once the headscale build really runs (tailscale's comes first).
-    await waitFor("go install headscale running", goRunning, 240_000, run.output);
+    await waitFor("go install headscale running", goRunning, GO_INSTALL_STARTS, run);
     run.child.kill("SIGINT");
     const exit = await run.exited;
     expect(exit, run.output().slice(-2000)).toEqual({ code: 130, signal: null });
     expect(lastLine(run.output())).toMatch(/^Interrupted while building headscale v[\d.]+; the cache holds no half-built copy\.$/);
-    await waitFor("go install headscale gone", () => !goRunning(), 30_000, run.output);
+    await waitFor("go install headscale gone", () => !goRunning(), TIMEOUT.poll, run);
     const left = readdirSync(join(cache, "bin"));
     expect(left.filter((d) => d.startsWith("headscale") || d.includes(".partial-"))).toEqual([]);
   });

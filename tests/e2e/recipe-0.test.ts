@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LabHandle, waitFor } from "../../src/lab/handle.ts";
+import { eventually } from "../support/eventually.ts";
+import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
 
 describe("recipe-0: a three-peer mesh built by hand", () => {
@@ -30,7 +31,7 @@ describe("recipe-0: a three-peer mesh built by hand", () => {
 
   it("wg show lists two peers, each with a recent handshake", async () => {
     for (const p of peers) {
-      const hs = await waitFor(`two handshakes on ${p}`, async () => {
+      const hs = await eventually(`two handshakes on ${p}`, async () => {
         const out = (await lab.sh(p, "wg show recipe-0 latest-handshakes")).stdout.trim().split("\n");
         const recent = out.filter((l) => Number(l.split(/\s+/)[1]) > Date.now() / 1000 - 180);
         return recent.length === 2 ? out : undefined;

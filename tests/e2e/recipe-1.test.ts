@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LabHandle } from "../../src/lab/handle.ts";
+import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
 
 describe("recipe-1: the lighthouse", () => {

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LabHandle, waitFor } from "../../src/lab/handle.ts";
+import { eventually } from "../support/eventually.ts";
+import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 
 describe("recipe-2: lighthouse + subnet router", () => {
   let lab: LabHandle;
@@ -42,12 +44,12 @@ describe("recipe-2: lighthouse + subnet router", () => {
       "lighthouse",
       "rm -f /tmp/wg.pcap /tmp/eth.pcap; (timeout 10 tcpdump -i recipe-2 -U -w /tmp/wg.pcap tcp port 80 >/tmp/td-wg.log 2>&1 &); (timeout 10 tcpdump -i eth0 -U -w /tmp/eth.pcap udp port 51820 >/tmp/td-eth.log 2>&1 &)",
     );
-    await waitFor("both captures listening", () =>
+    await eventually("both captures listening", () =>
       lab.succeeds("lighthouse", "grep -q 'listening on' /tmp/td-wg.log && grep -q 'listening on' /tmp/td-eth.log"),
     );
     expect((await lab.sh("roaming", `curl -s --max-time 5 'http://${web}/?key=supersecretkey'`)).stdout).toContain("Hello from Caddy!");
-    await waitFor("the request in the tunnel capture", () => lab.succeeds("lighthouse", "grep -aq supersecretkey /tmp/wg.pcap"));
-    await waitFor("captures finished", () => lab.succeeds("lighthouse", "! pgrep tcpdump"), 15_000);
+    await eventually("the request in the tunnel capture", () => lab.succeeds("lighthouse", "grep -aq supersecretkey /tmp/wg.pcap"));
+    await eventually("captures finished", () => lab.succeeds("lighthouse", "! pgrep tcpdump"), { timeout: TIMEOUT.capture });
     const underlay = await lab.sh(
       "lighthouse",
       "tshark -r /tmp/eth.pcap -q -z io,stat,0 2>/dev/null | grep -Eo '[0-9]+ +\\|' | head -1; grep -ac supersecretkey /tmp/eth.pcap",

@@ -1,10 +1,12 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LabHandle, waitFor } from "../../src/lab/handle.ts";
-import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import { recipesDir } from "../../src/paths.ts";
+import { eventually } from "../support/eventually.ts";
+import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
+import type { TailscaleInContainer } from "../support/tailscale.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 
 const TAILNET_V4 = /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./;
 
@@ -35,11 +37,13 @@ describe.each(controls)("recipe-3 with --control %s: the coordinated mesh", (con
     beforeAll(async () => {
       expect((await roaming.down()).exitCode).toBe(0);
       expect((await home.down()).exitCode).toBe(0);
-      await waitFor("no node online in Headscale", async () => (await lab.headscale().onlineNodes()).length === 0, 60_000);
+      await eventually("no node online in Headscale", async () => (await lab.controlServer().onlineNodes()).length === 0, {
+        timeout: TIMEOUT.converge,
+      });
     });
 
     it("headscale nodes list shows no node online", async () => {
-      expect(await lab.headscale().onlineNodes()).toEqual([]);
+      expect(await lab.controlServer().onlineNodes()).toEqual([]);
       expect((await lab.check("nodes-online")).ok).toBe(false);
     });
 
@@ -63,16 +67,16 @@ describe.each(controls)("recipe-3 with --control %s: the coordinated mesh", (con
     beforeAll(async () => {
       expect((await home.up(homeFlags())).exitCode).toBe(0);
       expect((await roaming.up(roamingFlags())).exitCode).toBe(0);
-      await waitFor("two nodes online", async () => (await lab.headscale().onlineNodes()).length === 2, 60_000);
-      await waitFor(
-        "roaming's route to the home LAN",
-        async () => (await roaming.routes()).includes(lab.plan.networks.home!.subnet),
-        60_000,
-      );
+      await eventually("two nodes online", async () => (await lab.controlServer().onlineNodes()).length === 2, {
+        timeout: TIMEOUT.converge,
+      });
+      await eventually("roaming's route to the home LAN", async () => (await roaming.routes()).includes(lab.plan.networks.home!.subnet), {
+        timeout: TIMEOUT.converge,
+      });
     });
 
     it("headscale nodes list shows two nodes, both online", async () => {
-      const nodes = await lab.headscale().nodes();
+      const nodes = await lab.controlServer().nodes();
       expect(nodes.map((n) => [n.given_name, Boolean(n.online)]).sort()).toEqual([
         ["home", true],
         ["roaming", true],
@@ -81,7 +85,7 @@ describe.each(controls)("recipe-3 with --control %s: the coordinated mesh", (con
     });
 
     it("from roaming, curl http://192.168.99.10 returns the Caddy page", async () => {
-      const r = await waitFor("the Caddy page over the mesh", async () => {
+      const r = await eventually("the Caddy page over the mesh", async () => {
         const c = await roaming.curl(`http://${web}/`);
         return c.stdout.includes("Hello from Caddy!") ? c : undefined;
       });
@@ -103,16 +107,16 @@ describe.each(controls)("recipe-3 with --control %s: the coordinated mesh", (con
     });
 
     it("ping and a TCP connection by MagicDNS name work both ways", async () => {
-      expect(await waitFor("roaming pings home by name", () => roaming.ping("home"))).toBe(true);
-      expect(await waitFor("home pings roaming by name", () => home.ping("roaming"))).toBe(true);
+      expect(await eventually("roaming pings home by name", () => roaming.ping("home"))).toBe(true);
+      expect(await eventually("home pings roaming by name", () => home.ping("roaming"))).toBe(true);
       for (const [server, client, name] of [
         [home, roaming, "home"],
         [roaming, home, "roaming"],
       ] as const) {
         await server.sh("rm -f /tmp/nc.out; (timeout 10 nc -lp 8000 > /tmp/nc.out 2>/dev/null &)");
-        await waitFor(`nc listening on ${name}`, async () => (await server.sh("ss -ltn | grep -q ':8000 '")).exitCode === 0);
+        await eventually(`nc listening on ${name}`, async () => (await server.sh("ss -ltn | grep -q ':8000 '")).exitCode === 0);
         expect((await client.sh(`echo over-magicdns | nc -N -w 3 ${name} 8000`)).exitCode).toBe(0);
-        await waitFor(`bytes arrived on ${name}`, async () => (await server.sh("grep -q over-magicdns /tmp/nc.out")).exitCode === 0);
+        await eventually(`bytes arrived on ${name}`, async () => (await server.sh("grep -q over-magicdns /tmp/nc.out")).exitCode === 0);
       }
     });
 
@@ -127,18 +131,18 @@ describe.each(controls)("recipe-3 with --control %s: the coordinated mesh", (con
       const hs = lab.container("headscale");
       await lab.sh("headscale", "rm -f /tmp/hs.pcap; (timeout 10 tcpdump -i any -U -w /tmp/hs.pcap >/tmp/td.log 2>&1 &)");
       await home.sh("rm -f /tmp/lan.pcap; (timeout 10 tcpdump -i eth0 -U -w /tmp/lan.pcap tcp port 80 >/tmp/td.log 2>&1 &)");
-      await waitFor(
+      await eventually(
         `captures listening on ${hs} and home`,
         async () =>
           (await lab.succeeds("headscale", "grep -q 'listening on' /tmp/td.log")) &&
           (await home.sh("grep -q 'listening on' /tmp/td.log")).exitCode === 0,
       );
       expect((await roaming.curl(`http://${web}/?key=supersecretkey`)).stdout).toContain("Hello from Caddy!");
-      await waitFor("the request on the home LAN", async () => (await home.sh("grep -aq supersecretkey /tmp/lan.pcap")).exitCode === 0);
-      await waitFor(
+      await eventually("the request on the home LAN", async () => (await home.sh("grep -aq supersecretkey /tmp/lan.pcap")).exitCode === 0);
+      await eventually(
         "captures finished",
         async () => !(await lab.succeeds("headscale", "pgrep tcpdump")) && (await home.sh("pgrep tcpdump")).exitCode !== 0,
-        20_000,
+        { timeout: TIMEOUT.capture },
       );
       // The Headscale capture is not empty (it saw control/DERP traffic), yet holds no plaintext.
       expect(await lab.succeeds("headscale", "test -s /tmp/hs.pcap")).toBe(true);
@@ -161,7 +165,7 @@ describe.each(controls)("recipe-3 with --control %s: the coordinated mesh", (con
       lab = await LabHandle.start("recipe-3", { lab: labName, options: { control } });
       home = lab.tailscale("ts-client-home");
       roaming = lab.tailscale("ts-client-roaming");
-      const nodes = await lab.headscale().nodes();
+      const nodes = await lab.controlServer().nodes();
       expect(nodes.map((n) => n.id).sort()).toEqual([1, 2]);
       expect(nodes.every((n) => n.online)).toBe(true);
       expect(await home.ip()).toBe(before); // sequential allocation from an empty database

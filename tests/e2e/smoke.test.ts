@@ -17,6 +17,8 @@ import { imageRef } from "../../src/images/build.ts";
 import { cidrsOverlap } from "../../src/recipe/load.ts";
 import { versions } from "../../src/versions.ts";
 import { genKeyPair } from "../../src/wireguard/keys.ts";
+import { eventually } from "../support/eventually.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 
 const RUN = randomBytes(4).toString("hex");
 const ID = { lab: `smoke-${RUN}`, recipe: "smoke", run: RUN };
@@ -39,40 +41,6 @@ function eng(): Engine {
   return engine;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Polling with a deadline: no fixed sleeps for readiness, and a timeout says what it last saw.
-
-interface Attempt<T> {
-  done: boolean;
-  /** What this attempt observed, reported if the deadline passes. */
-  seen: string;
-  value?: T;
-}
-
-async function waitFor<T>(
-  what: string,
-  attempt: () => Promise<Attempt<T>>,
-  { timeoutMs = 30_000, intervalMs = 200 }: { timeoutMs?: number; intervalMs?: number } = {},
-): Promise<T> {
-  const start = Date.now();
-  let last = "(no attempt completed)";
-  let tries = 0;
-  for (;;) {
-    tries++;
-    try {
-      const r = await attempt();
-      if (r.done) return r.value as T;
-      last = r.seen;
-    } catch (e) {
-      last = `attempt threw: ${(e as Error).message}`;
-    }
-    if (Date.now() - start >= timeoutMs) {
-      throw new Error(`timed out after ${Date.now() - start} ms (${tries} attempts) waiting for ${what}; last seen: ${last}`);
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
-
 const oneLine = (r: ExecResult) => `exit ${r.exitCode}: ${`${r.stdout} ${r.stderr}`.replace(/\s+/g, " ").trim()}`;
 
 /** The probe every reachability check uses: one echo request, one second to answer. */
@@ -88,19 +56,22 @@ async function expectPingFails(container: string, ip: string): Promise<ExecResul
   return r;
 }
 
-function waitForPing(container: string, ip: string, timeoutMs = 30_000): Promise<string> {
-  return waitFor(
+/** Poll the ping until it answers (every 200 ms at most); its output. */
+async function waitForPing(container: string, ip: string): Promise<string> {
+  const r = await eventually(
     `${container} to ping ${ip}`,
     async () => {
       const r = await ping(container, ip);
-      return { done: r.exitCode === 0, seen: oneLine(r), value: r.stdout };
+      if (r.exitCode !== 0) throw new Error(oneLine(r));
+      return r;
     },
-    { timeoutMs },
+    { interval: 200 },
   );
+  return r.stdout;
 }
 
 async function sh(container: string, script: string): Promise<string> {
-  const r = await eng().sh(container, script, { timeoutMs: 30_000 });
+  const r = await eng().sh(container, script, { timeoutMs: TIMEOUT.exec });
   if (r.exitCode !== 0) throw new Error(`\`${script}\` in ${container} failed: ${oneLine(r)}`);
   return r.stdout;
 }
@@ -153,7 +124,7 @@ async function runOnce(
   entrypoint: string[] | undefined,
   cmd: string[],
 ): Promise<{ exitCode: number; output: string }> {
-  return eng().runOnce(image, cmd, { entrypoint, labels: labLabels(ID, { [LABEL.node]: node }), timeoutMs: 60_000 });
+  return eng().runOnce(image, cmd, { entrypoint, labels: labLabels(ID, { [LABEL.node]: node }), timeoutMs: TIMEOUT.slowExec });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,7 +167,7 @@ describe("smoke: isolated networks, a router, a wireguard-go tunnel, the Tailsca
       await e.removeLabelled({ lab: ID.lab }).catch(() => {});
       throw err;
     }
-  }, 300_000);
+  }, TIMEOUT.cli);
 
   afterAll(async () => {
     if (!engine) return;
@@ -207,7 +178,7 @@ describe("smoke: isolated networks, a router, a wireguard-go tunnel, the Tailsca
       containers: 0,
       networks: 0,
     });
-  }, 120_000);
+  }, TIMEOUT.teardown);
 
   it("each host reaches its bridge gateway and the router on its own network (the probe works)", async () => {
     await waitForPing(HOST_A.name, NET_A.gateway);
@@ -272,7 +243,7 @@ describe("smoke: isolated networks, a router, a wireguard-go tunnel, the Tailsca
     const up = async (container: string, text: string) => {
       await sh(container, `umask 077 && cat > /etc/wireguard/wg0.conf <<'EOF'\n${text}EOF`);
       // No kernel module here: wg-quick falls back to wireguard-go by itself.
-      const r = await eng().exec(container, ["wg-quick", "up", "wg0"], { timeoutMs: 60_000 });
+      const r = await eng().exec(container, ["wg-quick", "up", "wg0"], { timeoutMs: TIMEOUT.slowExec });
       expect(r.exitCode, `wg-quick up wg0 on ${container}: ${oneLine(r)}`).toBe(0);
       await sh(container, "pgrep -x wireguard-go");
     };
@@ -285,14 +256,15 @@ describe("smoke: isolated networks, a router, a wireguard-go tunnel, the Tailsca
       const out = await sh(container, "wg show wg0 latest-handshakes");
       return Number(out.trim().split(/\s+/)[1] ?? 0);
     };
-    await waitFor(
+    await eventually(
       `a WireGuard handshake and a ping ${HOST_A.name} -> ${TUNNEL.b}`,
       async () => {
         const p = await ping(HOST_A.name, TUNNEL.b);
         const hs = await handshake(HOST_A.name);
-        return { done: p.exitCode === 0 && hs > 0, seen: `latest-handshake ${hs}; ping ${oneLine(p)}` };
+        if (!(p.exitCode === 0 && hs > 0)) throw new Error(`latest-handshake ${hs}; ping ${oneLine(p)}`);
+        return true;
       },
-      { timeoutMs: 60_000 },
+      { timeout: TIMEOUT.converge, interval: 200 },
     );
     expect(await handshake(HOST_B.name)).toBeGreaterThan(0);
     await waitForPing(HOST_B.name, TUNNEL.a);

@@ -4,13 +4,11 @@
  * looked at; a test lab of the same recipe then runs beside it, start to solve to stop. The
  * default lab keeps its containers, its workspace and its check answer.
  */
-import { join } from "node:path";
-import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureEngine } from "../../src/engine/setup.ts";
-import { ROOT } from "../../src/paths.ts";
 import { hasTmux, sessionExists } from "../../src/workspace/tmux.ts";
 import { defaultLabBusy, defaultLabsRunning, testLabName } from "../support/labs.ts";
+import { startTs } from "../support/start-ts.ts";
 
 const RECIPE = "recipe-3";
 const engine = await ensureEngine({});
@@ -18,11 +16,11 @@ const usersOwn = (await defaultLabsRunning(engine)).includes(RECIPE);
 // Another default lab holding recipe-3's subnets would stop us starting it; then skip.
 const blocked = usersOwn ? undefined : await defaultLabBusy(engine, ["recipe-1", "recipe-2"]);
 
-const cli = (...args: string[]) => execa(join(ROOT, "start.ts"), args, { reject: false, stdin: "ignore", timeout: 300_000 });
+const cli = (...args: string[]) => startTs(args);
 
 interface Snapshot {
   ids: string[];
-  check: { code: number | undefined; stdout: string };
+  check: { code: number | null; stdout: string };
   workspace: boolean;
 }
 
@@ -31,7 +29,7 @@ async function snapshot(): Promise<Snapshot> {
   const check = await cli("check", RECIPE);
   return {
     ids,
-    check: { code: check.exitCode, stdout: check.stdout },
+    check: { code: check.code, stdout: check.stdout },
     workspace: (await hasTmux()) && (await sessionExists(`wg3-${RECIPE}`)),
   };
 }
@@ -43,7 +41,7 @@ describe.skipIf(blocked)(`a test lab beside the user's default ${RECIPE}${blocke
   beforeAll(async () => {
     if (!usersOwn) {
       const r = await cli(RECIPE, "--no-attach");
-      expect(r.exitCode, r.stderr).toBe(0);
+      expect(r.code, r.stderr).toBe(0);
     }
     before = await snapshot();
     // Positive control: there is something to keep (five running containers, a check answer).
@@ -57,22 +55,22 @@ describe.skipIf(blocked)(`a test lab beside the user's default ${RECIPE}${blocke
   });
 
   it("the test lab starts, passes every check and stops, on its own names and subnets", async () => {
-    expect((await cli(RECIPE, "--lab", lab, "--no-attach")).exitCode).toBe(0);
+    expect((await cli(RECIPE, "--lab", lab, "--no-attach")).code).toBe(0);
     // Negative control, in JSON as tools read it: not done yet, each with its hint, exit 1.
     const fresh = await cli("check", RECIPE, "--lab", lab, "--json");
-    expect(fresh.exitCode).toBe(1);
+    expect(fresh.code).toBe(1);
     const before = JSON.parse(fresh.stdout) as { passed: number; total: number; exercises: { state: string; hint?: string }[] };
     expect(before.passed).toBeLessThan(before.total);
     expect(before.exercises.filter((x) => x.state !== "pass").every((x) => Boolean(x.hint))).toBe(true);
-    expect((await cli("solve", RECIPE, "--lab", lab)).exitCode).toBe(0);
+    expect((await cli("solve", RECIPE, "--lab", lab)).code).toBe(0);
     const check = await cli("check", RECIPE, "--lab", lab);
-    expect(check.exitCode, check.stdout).toBe(0);
+    expect(check.code, check.stdout).toBe(0);
     const json = JSON.parse((await cli("check", RECIPE, "--lab", lab, "--json")).stdout);
     expect(json).toMatchObject({ recipe: RECIPE, lab, total: json.exercises.length, passed: json.exercises.length });
     expect(json.exercises.every((x: { state: string; hint?: string }) => x.state === "pass" && x.hint === undefined)).toBe(true);
     const mine = await engine.listContainers({ lab, recipe: RECIPE });
     expect(mine.map((c) => c.name).every((n) => n.startsWith(`${lab}-`))).toBe(true);
-    expect((await cli("stop", RECIPE, "--lab", lab)).exitCode).toBe(0);
+    expect((await cli("stop", RECIPE, "--lab", lab)).code).toBe(0);
   });
 
   it("the default lab is untouched: same containers, same workspace, same check answer", async () => {

@@ -9,22 +9,23 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { ensureEngine } from "../../src/engine/setup.ts";
-import { waitFor } from "../../src/lab/handle.ts";
 import { makePlan, resolveOptions } from "../../src/lab/plan.ts";
-import { ROOT, recipesDir } from "../../src/paths.ts";
+import { recipesDir } from "../../src/paths.ts";
 import { loadRecipe } from "../../src/recipe/load.ts";
+import { eventually } from "../support/eventually.ts";
 import { defaultLabBusy } from "../support/labs.ts";
+import { startTs } from "../support/start-ts.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 
 const RECIPE = "recipe-0";
 const SESSION = "wg3-recipe-0";
-const startTs = join(ROOT, "start.ts");
 const recipe = loadRecipe(RECIPE);
 // Names and roles as the recipe says (the default lab keeps them as written).
 const interactive = Object.values(makePlan(recipe, "default", resolveOptions(recipe, {}), "names").nodes).filter((n) => n.interactive);
 
 function cli(...args: string[]) {
   // No TTY here: start must still create the workspace, and never block on attaching.
-  return execa(startTs, args, { reject: false, stdin: "ignore", timeout: 240_000 });
+  return startTs(args);
 }
 
 async function tmux(...args: string[]): Promise<string> {
@@ -56,7 +57,7 @@ const capture = (paneId: string) => tmux("capture-pane", "-p", "-J", "-t", paneI
 async function typeAndSee(paneId: string, line: string, expected: RegExp): Promise<string> {
   await tmux("send-keys", "-t", paneId, "-l", line);
   await tmux("send-keys", "-t", paneId, "Enter");
-  return waitFor(`${expected} in pane ${paneId}`, async () => {
+  return eventually(`${expected} in pane ${paneId}`, async () => {
     const text = await capture(paneId);
     return expected.test(text) ? text : undefined;
   });
@@ -64,7 +65,7 @@ async function typeAndSee(paneId: string, line: string, expected: RegExp): Promi
 
 const graph = async () => {
   const r = await cli("graph", RECIPE);
-  expect(r.exitCode, r.stderr).toBe(0);
+  expect(r.code, r.stderr).toBe(0);
   return r.stdout;
 };
 
@@ -83,7 +84,7 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
     expect(await graph()).not.toContain("data-state=");
 
     const r = await cli(RECIPE, "--no-attach");
-    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     // The summary says what is up and what to type next.
     for (const n of interactive) expect(r.stderr).toContain(n.container);
     expect(r.stderr).toContain(`./start.ts check ${RECIPE}`);
@@ -99,7 +100,7 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
     expect(ps[0]!.path).toBe(join(recipesDir, RECIPE));
     for (const [i, n] of interactive.entries()) expect(ps[i + 1]!.title).toBe(`${n.role} (${n.container})`);
     // The host pane tells where it is and how to reach the harness from there.
-    await waitFor("the host pane's banner", async () => (await capture(ps[0]!.id)).includes("Progress: ../../start.ts check recipe-0"));
+    await eventually("the host pane's banner", async () => (await capture(ps[0]!.id)).includes("Progress: ../../start.ts check recipe-0"));
   });
 
   it("each node pane is an interactive shell in its own container; the host pane is not", async () => {
@@ -112,7 +113,7 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
     for (const [i, n] of interactive.entries()) {
       const id = ps[i + 1]!.id;
       // bash's prompt in the container names it (root@r0_wg-peer-1:~#)...
-      await waitFor(`${n.hostname}'s prompt`, async () => (await capture(id)).includes(`@${n.hostname}`));
+      await eventually(`${n.hostname}'s prompt`, async () => (await capture(id)).includes(`@${n.hostname}`));
       // ...and `hostname`, typed there, answers with the container's hostname: the output line is
       // only the name, which the typed command line alone cannot produce.
       const text = await typeAndSee(id, "hostname", new RegExp(`^${n.hostname}\\s*$`, "m"));
@@ -129,7 +130,7 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
     const before = await panes();
     const created = await tmux("display-message", "-p", "-t", `=${SESSION}`, "#{session_id} #{session_created}");
     const r = await cli(RECIPE, "--no-attach");
-    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/already running/);
     expect(r.stderr).toMatch(/already open/);
     const sessions = (await tmux("list-sessions", "-F", "#{session_name}")).split("\n").filter((s) => s.includes(RECIPE));
@@ -143,42 +144,42 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
     const title = `${last.role} (${last.container})`;
     const pane = (await panes()).find((p) => p.title === title)!;
     await tmux("send-keys", "-t", pane.id, "exit", "Enter");
-    await waitFor(`the ${title} pane to close`, async () => !(await panes()).some((p) => p.title === title));
+    await eventually(`the ${title} pane to close`, async () => !(await panes()).some((p) => p.title === title));
     const r = await cli(RECIPE, "--no-attach");
-    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(`Re-opened the closed pane: ${title}`);
     const now = await panes();
     expect(now.map((p) => p.title)).toContain(title);
     expect(now).toHaveLength(1 + interactive.length);
     const back = now.find((p) => p.title === title)!;
-    await waitFor(`${last.hostname}'s prompt again`, async () => (await capture(back.id)).includes(`@${last.hostname}`));
+    await eventually(`${last.hostname}'s prompt again`, async () => (await capture(back.id)).includes(`@${last.hostname}`));
   });
 
   it("check says 'not yet' on a fresh lab; solve applies one exercise, then all; check then passes with exit 0", async () => {
     const fresh = await cli("check", RECIPE);
-    expect(fresh.exitCode).toBe(1);
+    expect(fresh.code).toBe(1);
     expect(fresh.stdout).toMatch(/^not yet {2}configure: /m);
     expect(fresh.stdout).toMatch(/hint: /);
     expect(fresh.stdout).toMatch(/3 of 3 not done yet/);
     expect(fresh.stdout).toContain("./start.ts solve recipe-0 <exercise>");
 
     const bad = await cli("solve", RECIPE, "no-such-exercise");
-    expect(bad.exitCode).toBe(2);
+    expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/its exercises are: configure, up, mesh/);
 
     const one = await cli("solve", RECIPE, "configure");
-    expect(one.exitCode, one.stderr).toBe(0);
+    expect(one.code, one.stderr).toBe(0);
     const after = await cli("check", RECIPE);
     expect(after.stdout).toMatch(/^pass {5}configure: /m);
     expect(after.stdout).toMatch(/^not yet {2}up: /m);
-    expect(after.exitCode).toBe(1);
+    expect(after.code).toBe(1);
 
     const rest = await cli("solve", RECIPE);
-    expect(rest.exitCode, rest.stderr).toBe(0);
+    expect(rest.code, rest.stderr).toBe(0);
     const done = await cli("check", RECIPE);
     expect(done.stdout, done.stderr).toMatch(/All 3 exercises pass/);
     expect(done.stdout).toContain("Next: ./start.ts stop recipe-0, then ./start.ts recipe-1 (labs/recipe-1.md).");
-    expect(done.exitCode).toBe(0);
+    expect(done.code).toBe(0);
   });
 
   it("stop, typed in the host pane as its banner says, ends the lab and then the session it runs in", async () => {
@@ -186,7 +187,7 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
     expect((await cli("status", RECIPE)).stdout).toMatch(/running/);
     await tmux("send-keys", "-t", host.id, "-l", "../../start.ts stop recipe-0");
     await tmux("send-keys", "-t", host.id, "Enter");
-    await waitFor("the session to end", async () => !(await sessionExists()), 60_000);
+    await eventually("the session to end", async () => !(await sessionExists()), { timeout: TIMEOUT.converge });
     // The session went last: the lab is gone too, not left half-stopped by the pane's hangup.
     expect((await cli("status", RECIPE)).stdout).toMatch(/recipe-0 is not running/);
     expect(await graph()).not.toContain("data-state=");

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../src/control/cli.ts";
 import { ControlClient } from "../../src/control/client.ts";
 import { formatKey, newKeyPair } from "../../src/control/keys.ts";
-import { waitFor } from "../../src/lab/handle.ts";
+import { waitFor } from "../support/eventually.ts";
 import { cleanup, HostControl, HostTailscaled, tailscaleBins, tempDir } from "./tailscaled-host.ts";
 
 /**

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../src/control/cli.ts";
 import { ControlClient } from "../../src/control/client.ts";
 import { formatKey, newKeyPair, zeroKey } from "../../src/control/keys.ts";
-import { waitFor } from "../../src/lab/handle.ts";
+import { waitFor } from "../support/eventually.ts";
 import { mutate, prng } from "../unit/control-fixtures/mutate.ts";
 import { cleanup, HostControl, HostTailscaled, tailscaleBins, tempDir } from "./tailscaled-host.ts";
 

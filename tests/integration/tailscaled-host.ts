@@ -7,8 +7,8 @@ import { execa } from "execa";
 import { cachedBinaries } from "../../src/binaries.ts";
 import { parseConfig } from "../../src/control/config.ts";
 import { ControlServer } from "../../src/control/server.ts";
-import { waitFor } from "../../src/lab/handle.ts";
 import { makeLabTls } from "../../src/lab/tls.ts";
+import { waitFor } from "../support/eventually.ts";
 
 /**
  * Host-level fixtures for the builtin control server: the server in this process on loopback,

@@ -1,41 +1,32 @@
-import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseArgs } from "../../src/cli/args.ts";
 import { inputsHash } from "../../src/images/build.ts";
-import { ROOT } from "../../src/paths.ts";
-
-const startTs = join(ROOT, "start.ts");
+import { startTs } from "../support/start-ts.ts";
 
 function run(args: string[]) {
   // No engine is needed for these: they fail (or answer) before touching one.
-  return spawnSync(startTs, args, { encoding: "utf8", env: { ...process.env, DOCKER_HOST: "unix:///nonexistent/wg3.sock" } });
+  return startTs(args, { env: { DOCKER_HOST: "unix:///nonexistent/wg3.sock" } });
 }
 
 describe("start.ts", () => {
-  it("--help lists every recipe and command", () => {
-    const out = execFileSync(startTs, ["--help"], { encoding: "utf8" });
+  it("--help lists every recipe and command", async () => {
+    const r = await startTs(["--help"]);
+    expect(r.code, r.stderr).toBe(0);
     for (const w of ["recipe-0", "recipe-3", "setup", "doctor", "stop", "status", "exec", "shell", "check", "solve", "clean"])
-      expect(out).toContain(w);
+      expect(r.stdout).toContain(w);
   });
 
-  it("each command has its own --help", () => {
-    expect(run(["stop", "--help"]).stdout).toMatch(/Usage: \.\/start\.ts stop <recipe>/);
-    expect(run(["recipe-3", "--help"]).stdout).toMatch(/--control headscale\|builtin/);
+  it("each command has its own --help", async () => {
+    expect((await run(["stop", "--help"])).stdout).toMatch(/Usage: \.\/start\.ts stop <recipe>/);
+    expect((await run(["recipe-3", "--help"])).stdout).toMatch(/--control headscale\|builtin/);
   });
 
   it("output closed early (| head, | grep -q) ends the command quietly with its own exit code", async () => {
-    const run = (args: string[]) =>
-      new Promise<{ code: number | null; stderr: string }>((resolve) => {
-        const child = spawn(startTs, args, { stdio: ["ignore", "pipe", "pipe"] });
-        // The reader is gone before the first line is written, as when `head` has exited.
-        child.stdout.destroy();
-        let stderr = "";
-        child.stderr.on("data", (b: Buffer) => {
-          stderr += b.toString();
-        });
-        child.on("close", (code) => resolve({ code, stderr }));
-      });
+    // The reader is gone before the first line is written, as when `head` has exited.
+    const run = async (args: string[]) => {
+      const r = await startTs(args, { closeStdout: true });
+      return { code: r.code, stderr: r.stderr };
+    };
     const help = await run(["--help"]);
     expect(help).toEqual({ code: 0, stderr: "" });
     // Negative control: the same spawn with an error keeps its exit code and its sentence.
@@ -44,28 +35,28 @@ describe("start.ts", () => {
     expect(bad.stderr).toMatch(/^Unknown command or recipe "recipe-9"/);
   });
 
-  it("an unknown recipe or command gets one sentence naming the recipes, and exit 2", () => {
-    const r = run(["recipe-9"]);
-    expect(r.status).toBe(2);
+  it("an unknown recipe or command gets one sentence naming the recipes, and exit 2", async () => {
+    const r = await run(["recipe-9"]);
+    expect(r.code).toBe(2);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(/Unknown command or recipe "recipe-9"; recipes: recipe-0, recipe-1, recipe-2, recipe-3/);
   });
 
-  it("an unknown option is refused", () => {
-    const r = run(["recipe-1", "--bogus"]);
-    expect(r.status).toBe(2);
+  it("an unknown option is refused", async () => {
+    const r = await run(["recipe-1", "--bogus"]);
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/Unknown option --bogus/);
   });
 
-  it("a bad lab name is refused before anything is created", () => {
-    const r = run(["recipe-1", "--lab", "Not_OK"]);
-    expect(r.status).toBe(1);
+  it("a bad lab name is refused before anything is created", async () => {
+    const r = await run(["recipe-1", "--lab", "Not_OK"]);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/Lab name "Not_OK" is not valid/);
   });
 
-  it("a dead DOCKER_HOST is named", () => {
-    const r = run(["status"]);
-    expect(r.status).toBe(1);
+  it("a dead DOCKER_HOST is named", async () => {
+    const r = await run(["status"]);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/DOCKER_HOST=unix:\/\/\/nonexistent\/wg3\.sock/);
   });
 });

@@ -10,7 +10,7 @@ import { parseConfig } from "../../src/control/config.ts";
 import { formatKey, newKeyPair } from "../../src/control/keys.ts";
 import { PendingLogins } from "../../src/control/pending.ts";
 import { ControlServer } from "../../src/control/server.ts";
-import { waitFor } from "../../src/lab/handle.ts";
+import { waitFor } from "../support/eventually.ts";
 import { rssMiB, serve, stop } from "./control-fixtures/child-server.ts";
 
 /**

@@ -13,13 +13,11 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROOT } from "../../src/paths.ts";
 import { versions } from "../../src/versions.ts";
+import { startTs, TSX_LOADER } from "../support/start-ts.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 
-const startTs = join(ROOT, "start.ts");
-const tsxLoader = join(ROOT, "node_modules", "tsx", "dist", "loader.mjs");
 const NOBODY = 65534;
 
 let tmp: string;
@@ -61,18 +59,15 @@ async function cli(args: string[], env: Record<string, string>, opts: { uid?: nu
     WG3_SILENT: "",
     LANG: "C.UTF-8",
   };
-  const node = [process.execPath, "--no-warnings=ExperimentalWarning", "--import", tsxLoader, startTs, ...args];
-  const [cmd, ...rest] = [...(opts.wrap ?? []), ...node];
-  const r = await execa(cmd!, rest, {
-    cwd: ROOT,
+  const r = await startTs(args, {
     env: { ...base, ...env },
-    extendEnv: false,
-    reject: false,
-    timeout: 60_000,
+    cleanEnv: true,
+    viaNode: true,
+    wrap: opts.wrap,
     uid: opts.uid,
-    gid: opts.uid,
+    timeoutMs: TIMEOUT.slowExec,
   });
-  return { status: r.exitCode ?? null, stdout: String(r.stdout), stderr: String(r.stderr) };
+  return { status: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
 const lines = (s: string) => s.trim().split("\n").filter(Boolean);
@@ -80,7 +75,7 @@ const lines = (s: string) => s.trim().split("\n").filter(Boolean);
 /** Can the user nobody read this checkout (a clone under /root is not readable)? */
 function nobodyCanRun(): boolean {
   if (process.getuid?.() !== 0) return false;
-  const r = spawnSync(process.execPath, ["-e", `require("fs").accessSync(${JSON.stringify(tsxLoader)}, 4)`], { uid: NOBODY, gid: NOBODY });
+  const r = spawnSync(process.execPath, ["-e", `require("fs").accessSync(${JSON.stringify(TSX_LOADER)}, 4)`], { uid: NOBODY, gid: NOBODY });
   return r.status === 0;
 }
 

@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { waitFor } from "../../../src/lab/handle.ts";
 import { freePort } from "../../integration/tailscaled-host.ts";
+import { waitFor } from "../../support/eventually.ts";
 
 /** The control server as its own process (src/control/main.ts under tsx), plain HTTP on loopback. */
 export interface Server {

@@ -1,17 +1,17 @@
-import type { Engine, ExecResult } from "../engine/engine.ts";
-import { ensureEngine } from "../engine/setup.ts";
-import { HeadscaleInContainer } from "../nodes/headscale.ts";
-import { TailscaleInContainer } from "../nodes/tailscale.ts";
-import { loadRecipe } from "../recipe/load.ts";
-import type { Recipe } from "../recipe/types.ts";
-import { Progress } from "../ui/progress.ts";
-import { type ActionContext, type CheckResult, checkExercise, runAction } from "./actions.ts";
-import { down, up } from "./lifecycle.ts";
-import type { LabPlan } from "./plan.ts";
+import type { Engine, ExecResult } from "../../src/engine/engine.ts";
+import { ensureEngine } from "../../src/engine/setup.ts";
+import { type ActionContext, type CheckResult, checkExercise, runAction } from "../../src/lab/actions.ts";
+import { down, up } from "../../src/lab/lifecycle.ts";
+import type { LabPlan } from "../../src/lab/plan.ts";
+import { loadRecipe } from "../../src/recipe/load.ts";
+import type { Recipe } from "../../src/recipe/types.ts";
+import { Progress } from "../../src/ui/progress.ts";
+import { type ControlServer, HeadscaleInContainer } from "./control-server.ts";
+import { TailscaleInContainer } from "./tailscale.ts";
 
 /**
- * A running lab, for tests and scripts: the same lifecycle, checks and solutions as
- * ./start.ts, with typed handles on its nodes.
+ * A running lab, for tests and benchmarks: the same lifecycle, checks and solutions as
+ * ./start.ts, with typed drivers for its nodes (lab.tailscale(node), lab.controlServer()).
  */
 export class LabHandle {
   private constructor(
@@ -86,26 +86,8 @@ export class LabHandle {
     return new TailscaleInContainer(this.engine, this.container(node));
   }
 
-  headscale(node = "headscale"): HeadscaleInContainer {
+  /** recipe-3's control server, Headscale or the builtin one (--control), driven the same way. */
+  controlServer(node = "headscale"): ControlServer {
     return new HeadscaleInContainer(this.engine, this.container(node));
-  }
-}
-
-/** Poll `probe` until it returns a truthy value; on timeout, say what was last seen. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  let delay = 100;
-  while (true) {
-    try {
-      const v = await probe();
-      if (v) return v as T;
-      last = v;
-    } catch (e) {
-      last = e instanceof Error ? e.message : e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last seen: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, delay));
-    delay = Math.min(delay * 2, 1000);
   }
 }

@@ -1,4 +1,4 @@
-import type { Engine, ExecResult } from "../engine/engine.ts";
+import type { Engine, ExecResult } from "../../src/engine/engine.ts";
 
 export interface TsPeer {
   HostName: string;
@@ -16,7 +16,7 @@ export interface TsStatus {
   Peer?: Record<string, TsPeer>;
 }
 
-/** A tailscaled running in a container, driven through its CLI, as a person would. */
+/** A tailscaled running in a container, driven through its CLI, as a person would (lab.tailscale(node)). */
 export class TailscaleInContainer {
   constructor(
     readonly engine: Engine,
@@ -48,11 +48,6 @@ export class TailscaleInContainer {
     return (await this.engine.run(this.container, ["tailscale", "ip", "-4"])).trim();
   }
 
-  async peer(hostname: string): Promise<TsPeer | undefined> {
-    const s = await this.status();
-    return Object.values(s.Peer ?? {}).find((p) => p.HostName === hostname);
-  }
-
   /** `tailscale ping` one pong; says whether the path is direct or via DERP. */
   async tsPing(target: string): Promise<{ ok: boolean; path: "direct" | "relayed" | "none"; text: string }> {
     const r = await this.engine.exec(this.container, ["tailscale", "ping", "-c", "5", "--timeout", "3s", target]);
@@ -82,10 +77,5 @@ export class TailscaleInContainer {
       .split("\n")
       .map((l) => l.split(" ")[0]!)
       .filter(Boolean);
-  }
-
-  /** tailscaled is PID 1 in its image: its log is the container's. */
-  logTail(lines = 20): Promise<string> {
-    return this.engine.logTail(this.container, lines);
   }
 }
