@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli } from "../../src/control/cli.ts";
-import { waitFor } from "../../src/lab/handle.ts";
+import { waitFor } from "../support/eventually.ts";
 import { CuttableLink, cleanup, HostControl, HostTailscaled, tailscaleBins, tempDir } from "./tailscaled-host.ts";
 
 /**

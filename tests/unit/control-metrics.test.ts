@@ -6,7 +6,7 @@ import { ControlClient } from "../../src/control/client.ts";
 import { parseConfig } from "../../src/control/config.ts";
 import { formatKey, newKeyPair } from "../../src/control/keys.ts";
 import { ControlServer } from "../../src/control/server.ts";
-import { waitFor } from "../../src/lab/handle.ts";
+import { waitFor } from "../support/eventually.ts";
 
 /** Prometheus /metrics on metrics_listen_addr, and only there. */
 
