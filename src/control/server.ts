@@ -390,18 +390,30 @@ export class ControlServer {
     const { machineKey } = peer;
     const path = new URL(req.url, "http://x").pathname;
     if (req.method !== "POST") throw new HttpError(405, "method not allowed");
-    const raw = await readBody(req, this.config.limits.maxBodyBytes, this.config.limits.bodyReadTimeout);
-    this.onRequestBody?.(path, raw);
+    const decoded = await this.readRequest(machineKey, path, req);
     if (path === "/machine/register") {
-      const body = this.decode(machineKey, "register", decodeRegister, raw);
+      const body = decoded as RegisterRequest;
       const out = await this.register(machineKey, body, req);
       if (!out) return; // the client went away while waiting for approval
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify(out));
       return;
     }
-    if (path === "/machine/map") return this.map(peer, this.decode(machineKey, "map", decodeMap, raw), res);
+    if (path === "/machine/map") return this.map(peer, decoded as MapRequest, res);
     throw new HttpError(404, `${path} is not implemented`);
+  }
+
+  /** Read and decode a request's body (its own frame: the raw bytes are not held by a long poll). */
+  private async readRequest(
+    machineKey: string,
+    path: string,
+    req: http2.Http2ServerRequest,
+  ): Promise<RegisterRequest | MapRequest | undefined> {
+    const raw = await readBody(req, this.config.limits.maxBodyBytes, this.config.limits.bodyReadTimeout);
+    this.onRequestBody?.(path, raw);
+    if (path === "/machine/register") return this.decode(machineKey, "register", decodeRegister, raw);
+    if (path === "/machine/map") return this.decode(machineKey, "map", decodeMap, raw);
+    return undefined;
   }
 
   /** Decode a request body into our own type, or refuse it (400) with a log line saying why. */
@@ -575,13 +587,15 @@ export class ControlServer {
       res.end();
       return;
     }
-    const first = encode(fullMapJson(this.tailnet, this.mapper, node, this.viewJson), r.compress);
+    // Built when sent, never held: a stream lives for hours, and its first map is the whole tailnet.
+    const full = () => encode(fullMapJson(this.tailnet, this.mapper, node, this.viewJson), r.compress);
     res.writeHead(200, { "content-type": "application/octet-stream" });
     if (!r.stream) {
+      const first = full();
       this.stats.mapBytes += first.length;
       return void res.end(first);
     }
-    await this.streamMap(peer, node.id, r.compress, first, res);
+    await this.streamMap(peer, node.id, r.compress, full, res);
   }
 
   /**
@@ -593,7 +607,7 @@ export class ControlServer {
     peer: NoisePeer,
     nodeId: number,
     compress: boolean,
-    first: Buffer,
+    full: () => Buffer,
     res: http2.Http2ServerResponse,
   ): Promise<void> {
     const L = this.config.limits;
@@ -630,7 +644,7 @@ export class ControlServer {
     };
     this.sessions.get(nodeId)?.end();
     this.sessions.set(nodeId, session);
-    session.write(first);
+    session.write(full());
     arm();
     this.tailnet.setOnline(nodeId, true);
     await new Promise<void>((resolve) => stream.once("close", resolve));
