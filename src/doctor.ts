@@ -22,7 +22,7 @@ async function has(cmd: string): Promise<boolean> {
 }
 
 /** Every prerequisite of a lab, each ok / missing (blocks a lab) / warn (a lab still starts). */
-export async function diagnose(): Promise<Finding[]> {
+export async function prerequisites(): Promise<Finding[]> {
   const found = await findEngine();
   const engine = found.live ? Engine.of(found.live) : undefined;
   const out: Finding[] = engine ? await engineFindings(engine, found.live!.endpoint.source) : [await noEngineFinding(found.probes)];

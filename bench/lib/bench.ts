@@ -1,4 +1,4 @@
-import { ensureEngine } from "../../src/engine/setup.ts";
+import { ensureEngine } from "../../src/engine/ensure.ts";
 import { ensureImages, IMAGE_ROLES, type ImageRole } from "../../src/images/build.ts";
 import { status } from "../../src/lab/lifecycle.ts";
 import type { BenchResult, Machine } from "./types.ts";

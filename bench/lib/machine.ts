@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { cpus, release, totalmem } from "node:os";
-import { ensureEngine } from "../../src/engine/setup.ts";
+import { ensureEngine } from "../../src/engine/ensure.ts";
 import { ROOT } from "../../src/paths.ts";
 import { versions } from "../../src/versions.ts";
 import type { Machine } from "./types.ts";

@@ -1,5 +1,5 @@
 import type { Engine } from "../engine/engine.ts";
-import { ensureEngine } from "../engine/setup.ts";
+import { ensureEngine } from "../engine/ensure.ts";
 import { UserError } from "../errors.ts";
 import { DEFAULT_LAB, validLabName } from "../lab/plan.ts";
 import { listRecipes, loadRecipe } from "../recipe/load.ts";

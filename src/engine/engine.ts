@@ -116,8 +116,8 @@ export class Engine {
     };
   }
 
-  /** exec that throws with the command's stderr when it exits non-zero. */
-  async run(container: string, cmd: string[], opts: ExecOptions = {}): Promise<string> {
+  /** A command's stdout; throws with its stderr when it exits non-zero. */
+  async output(container: string, cmd: string[], opts: ExecOptions = {}): Promise<string> {
     const r = await this.exec(container, cmd, opts);
     if (r.exitCode !== 0) {
       throw new Error(`\`${cmd.join(" ")}\` in ${container} exited ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-800)}`);

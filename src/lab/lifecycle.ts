@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { type ContainerSummary, type Engine, SubnetTakenError } from "../engine/engine.ts";
+import { ensureEngine } from "../engine/ensure.ts";
 import { LABEL, labLabels } from "../engine/labels.ts";
 import { requireHostDevices } from "../engine/preflight.ts";
-import { ensureEngine } from "../engine/setup.ts";
 import { usedSubnets } from "../engine/subnets.ts";
 import { UserError } from "../errors.ts";
 import { ensureImages, type ImageRole, imageRef, isImageRole } from "../images/build.ts";
@@ -73,7 +73,7 @@ export async function labContainers(engine: Engine, lab: string, recipe?: string
 }
 
 /** What to show when a step on a node fails: its `diagnose` command's output and its log tail. */
-async function diagnosis(engine: Engine, node: LabPlan["nodes"][string] | undefined): Promise<string | undefined> {
+async function failureDetails(engine: Engine, node: LabPlan["nodes"][string] | undefined): Promise<string | undefined> {
   if (!node) return undefined;
   const parts: string[] = [];
   if (node.diagnose) {
@@ -230,7 +230,7 @@ async function waitUntilReady(ctx: ActionContext): Promise<void> {
           const state = await ctx.engine.containerState(n.container);
           // A container that stopped says more in its log than the failed exec does.
           const why = state === "running" ? (e as Error).message : `its container ${state === "absent" ? "is gone" : `is ${state}`}`;
-          throw new UserError(`${n.container} did not become ready: ${why}.`, 1, await diagnosis(ctx.engine, n));
+          throw new UserError(`${n.container} did not become ready: ${why}.`, 1, await failureDetails(ctx.engine, n));
         }
       }),
     );
@@ -248,7 +248,7 @@ async function runSetup(ctx: ActionContext): Promise<void> {
         await runAction(ctx, a);
       } catch (e) {
         if (!(e instanceof UserError) || e.details) throw e;
-        throw new UserError(e.message, e.exitCode, await diagnosis(ctx.engine, ctx.plan.nodes[a.node]));
+        throw new UserError(e.message, e.exitCode, await failureDetails(ctx.engine, ctx.plan.nodes[a.node]));
       }
     });
   }

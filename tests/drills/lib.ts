@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import type { Engine } from "../../src/engine/engine.ts";
-import { ensureEngine } from "../../src/engine/setup.ts";
+import { ensureEngine } from "../../src/engine/ensure.ts";
 import { stateDir } from "../../src/paths.ts";
 import { timeUntil } from "../support/eventually.ts";
 import { TIMEOUT } from "../support/timeouts.ts";

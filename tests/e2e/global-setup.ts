@@ -1,5 +1,5 @@
 import { ensureBinaries } from "../../src/binaries.ts";
-import { ensureEngine } from "../../src/engine/setup.ts";
+import { ensureEngine } from "../../src/engine/ensure.ts";
 import { ensureImages, IMAGE_ROLES, type ImageRole } from "../../src/images/build.ts";
 import { Progress } from "../../src/ui/progress.ts";
 

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { ensureEngine } from "../../src/engine/setup.ts";
+import { ensureEngine } from "../../src/engine/ensure.ts";
 import { UserError } from "../../src/errors.ts";
 import { up } from "../../src/lab/lifecycle.ts";
 import { LabHandle } from "../support/lab-handle.ts";

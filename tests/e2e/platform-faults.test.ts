@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine/engine.ts";
-import { ensureEngine } from "../../src/engine/setup.ts";
+import { ensureEngine } from "../../src/engine/ensure.ts";
 import { type ImageRole, imageRef } from "../../src/images/build.ts";
 import { imagesDir } from "../../src/paths.ts";
 import { eventually } from "../support/eventually.ts";

@@ -11,8 +11,8 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine, ExecResult } from "../../src/engine/engine.ts";
+import { ensureEngine } from "../../src/engine/ensure.ts";
 import { LABEL, labLabels } from "../../src/engine/labels.ts";
-import { ensureEngine } from "../../src/engine/setup.ts";
 import { imageRef } from "../../src/images/build.ts";
 import { cidrsOverlap } from "../../src/recipe/load.ts";
 import { versions } from "../../src/versions.ts";

@@ -5,7 +5,7 @@
  * default lab keeps its containers, its workspace and its check answer.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureEngine } from "../../src/engine/setup.ts";
+import { ensureEngine } from "../../src/engine/ensure.ts";
 import { hasTmux, sessionExists } from "../../src/workspace/tmux.ts";
 import { defaultLabBusy, defaultLabsRunning, testLabName } from "../support/labs.ts";
 import { startTs } from "../support/start-ts.ts";

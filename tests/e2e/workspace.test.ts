@@ -8,7 +8,7 @@ import { hostname as hostHostname } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { ensureEngine } from "../../src/engine/setup.ts";
+import { ensureEngine } from "../../src/engine/ensure.ts";
 import { makePlan, resolveOptions } from "../../src/lab/plan.ts";
 import { recipesDir } from "../../src/paths.ts";
 import { loadRecipe } from "../../src/recipe/load.ts";

@@ -80,7 +80,7 @@ export class HeadscaleInContainer extends HeadscaleCompatibleCli {
   }
 
   protected headscale(args: string[]): Promise<string> {
-    return this.engine.run(this.container, ["headscale", ...args]);
+    return this.engine.output(this.container, ["headscale", ...args]);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Engine, ExecResult } from "../../src/engine/engine.ts";
-import { ensureEngine } from "../../src/engine/setup.ts";
+import { ensureEngine } from "../../src/engine/ensure.ts";
 import { type ActionContext, type CheckResult, checkExercise, runAction } from "../../src/lab/actions.ts";
 import { down, up } from "../../src/lab/lifecycle.ts";
 import type { LabPlan } from "../../src/lab/plan.ts";

@@ -36,7 +36,7 @@ export class TailscaleInContainer {
   }
 
   async status(): Promise<TsStatus> {
-    return JSON.parse(await this.engine.run(this.container, ["tailscale", "status", "--json"])) as TsStatus;
+    return JSON.parse(await this.engine.output(this.container, ["tailscale", "status", "--json"])) as TsStatus;
   }
 
   async statusText(): Promise<string> {
@@ -45,7 +45,7 @@ export class TailscaleInContainer {
 
   /** This node's Tailscale IPv4 address. */
   async ip(): Promise<string> {
-    return (await this.engine.run(this.container, ["tailscale", "ip", "-4"])).trim();
+    return (await this.engine.output(this.container, ["tailscale", "ip", "-4"])).trim();
   }
 
   /** `tailscale ping` one pong; says whether the path is direct or via DERP. */

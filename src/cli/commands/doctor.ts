@@ -1,4 +1,4 @@
-import { diagnose } from "../../doctor.ts";
+import { prerequisites } from "../../doctor.ts";
 import { type Command, out } from "../command.ts";
 
 export const doctorCommand: Command = {
@@ -7,7 +7,7 @@ export const doctorCommand: Command = {
   summary: "check every prerequisite: ok / missing / how to fix; exit 0 only when a lab can start",
   flags: [],
   async run() {
-    const findings = await diagnose();
+    const findings = await prerequisites();
     const mark = { ok: "ok     ", missing: "MISSING", warn: "warn   " };
     for (const f of findings) {
       out(`${mark[f.status]}  ${f.name}: ${f.detail}`);

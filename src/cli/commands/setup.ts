@@ -1,5 +1,5 @@
 import { ensureBinaries } from "../../binaries.ts";
-import { ensureEngine, installPackages, isRoot } from "../../engine/setup.ts";
+import { ensureEngine, installPackages, isRoot } from "../../engine/ensure.ts";
 import { ensureImages, IMAGE_ROLES, type ImageRole } from "../../images/build.ts";
 import { hasTmux } from "../../workspace/tmux.ts";
 import type { Command } from "../command.ts";

@@ -1,6 +1,6 @@
 import { dirname } from "node:path";
 import { describe, expect, it } from "vitest";
-import { containersConfPath } from "../../src/engine/setup.ts";
+import { containersConfPath } from "../../src/engine/ensure.ts";
 import { OWN_PODMAN_SOCKET } from "../../src/paths.ts";
 
 describe("the podman service's config", () => {
