@@ -31,7 +31,7 @@ export interface Limits {
   pendingLoginTtl: number;
   /** TCP connections on the control port (control, DERP, /key), new ones refused beyond it. */
   maxConnections: number;
-  /** From TCP accept to a complete HTTP request head (so to the ts2021 upgrade). */
+  /** The TLS handshake, and TCP accept to a complete HTTP request head (so to the ts2021 upgrade). */
   handshakeTimeout: number;
   /** Concurrent HTTP/2 streams per Noise connection (tailscaled uses 3 at most). */
   maxStreamsPerConnection: number;

@@ -177,7 +177,10 @@ export class ControlServer {
     // Node checks headersTimeout only this often (30 s by default).
     const opts = { connectionsCheckingInterval: Math.min(1_000, this.config.limits.handshakeTimeout) };
     const server = tls
-      ? https.createServer({ ...opts, cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, handler)
+      ? https.createServer(
+          { ...opts, handshakeTimeout: this.config.limits.handshakeTimeout, cert: readFileSync(tls.cert), key: readFileSync(tls.key) },
+          handler,
+        )
       : http.createServer(opts, handler);
     // Upgraded connections (ts2021, DERP) leave the HTTP server: these bound only the time to a
     // complete request head, and how many connections may be open at all.
