@@ -82,3 +82,16 @@ describe("images", () => {
     expect(inputsHash("wg-peer")).toMatch(/^[0-9a-f]{16}$/);
   });
 });
+
+describe("recipe options as flags", () => {
+  it("every recipe's options are flags of its start, listed by --help <recipe>, and none shadows a built-in flag", async () => {
+    const { recipeOptionFlags } = await import("../../src/cli/commands/start.ts");
+    const { listRecipes, loadRecipe } = await import("../../src/recipe/load.ts");
+    for (const r of listRecipes()) {
+      const flags = recipeOptionFlags(r);
+      expect(flags.map((f) => f.name)).toEqual(Object.keys(loadRecipe(r).options));
+      const help = (await run(["--help", r])).stdout;
+      for (const f of flags) expect(help).toContain(`--${f.name} ${f.value}`);
+    }
+  });
+});

@@ -1,3 +1,4 @@
+import { UserError } from "../../errors.ts";
 import { up } from "../../lab/lifecycle.ts";
 import { DEFAULT_LAB } from "../../lab/plan.ts";
 import { listRecipes, loadRecipe } from "../../recipe/load.ts";
@@ -58,11 +59,15 @@ export const startCommand: Command = {
 
 /** A recipe's options as flags: `--control builtin` for recipe-3's `options.control`. */
 export function recipeOptionFlags(recipe: string): FlagSpec[] {
-  return Object.entries(loadRecipe(recipe).options).map(([name, o]) => ({
-    name,
-    value: Object.keys(o.choices).join("|"),
-    help: `${o.description} (default: ${o.default})`,
-  }));
+  const own = new Set([...startCommand.flags, ...GLOBAL].map((f) => f.name));
+  return Object.entries(loadRecipe(recipe).options).map(([name, o]) => {
+    if (own.has(name)) throw new UserError(`Recipe ${recipe} has an option named "${name}", which is a flag of every start; rename it.`, 2);
+    return {
+      name,
+      value: Object.keys(o.choices).join("|"),
+      help: `${o.description} (default: ${o.default})`,
+    };
+  });
 }
 
 /**
