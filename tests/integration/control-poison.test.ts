@@ -175,4 +175,40 @@ describe("a node sending malformed fields cannot break its peers' netmaps", () =
     expect(alpha.log.join("").slice(before)).not.toMatch(DECODE_ERROR);
     expect(sent).toBeGreaterThan(50);
   });
+
+  it("a poison stored by an older server does not survive a restart: it is dropped on load", async () => {
+    await removePoisonNodes();
+    const { readdirSync, writeFileSync } = await import("node:fs");
+    const nodesDir = join(ctl.dir, "state", "nodes");
+    await ctl.stop();
+    // What the previous server wrote for a node that sent these: the client's text, unchecked.
+    const [file] = readdirSync(nodesDir).filter((f) => f.endsWith(".json"));
+    const rec = JSON.parse(readFileSync(join(nodesDir, file!), "utf8"));
+    const id = 900;
+    const poisoned = {
+      ...rec,
+      id,
+      stableId: "npoison",
+      givenName: "poison",
+      machineKey: formatKey("mkey", newKeyPair().publicKey),
+      nodeKey: nodeKey(),
+      ipv4: "100.64.3.132",
+      ipv6: "fd7a:115c:a1e0::384",
+      discoKey: "discokey:not-hex",
+      endpoints: ["not-an-ip:port"],
+      cap: 138.5,
+      hostinfo: { Hostname: "poison", NetInfo: { PreferredDERP: "999", WorkingUDP: "true" } },
+    };
+    writeFileSync(join(nodesDir, `${id}.json`), JSON.stringify(poisoned));
+    await ctl.start();
+    const before = alpha.log.join("").length;
+    const fresh = await tailscaled("after-restart");
+    const r = await up(fresh);
+    expect(r.exitCode, `${r.all}\n${fresh.tail(20)}`).toBe(0);
+    await waitFor("after-restart lists alpha", async () => (await peers(fresh)).includes("alpha"), 20_000);
+    await waitFor("alpha lists after-restart", async () => (await peers(alpha)).includes("after-restart"), 30_000);
+    expect(fresh.log.join("")).not.toMatch(DECODE_ERROR);
+    expect(alpha.log.join("").slice(before)).not.toMatch(DECODE_ERROR);
+    expect(ctl.logs.join("\n")).toMatch(/node 900: dropped a stored disco key/);
+  });
 });
