@@ -1,7 +1,8 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli } from "../../src/control/cli.ts";
-import { waitFor } from "../support/eventually.ts";
+import { eventually } from "../support/eventually.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 import { CuttableLink, cleanup, HostControl, HostTailscaled, tailscaleBins, tempDir } from "./tailscaled-host.ts";
 
 /**
@@ -59,11 +60,9 @@ describe("stale map streams are noticed within seconds", () => {
     const r1 = await router("r1", ctl.url);
     const r2 = await router("r2", `https://127.0.0.1:${link.port}`);
     for (const n of await nodes()) await runCli(["nodes", "approve-routes", "-i", String(n.id), "-r", ROUTE]);
-    await waitFor(
-      "r1 online and primary",
-      async () => (await node("r1")).subnet_routes.includes(ROUTE) && (await node("r2")).online,
-      20_000,
-    );
+    await eventually("r1 online and primary", async () => (await node("r1")).subnet_routes.includes(ROUTE) && (await node("r2")).online, {
+      timeout: TIMEOUT.converge,
+    });
     return { ctl, link, r1, r2 };
   }
   const nodes = async () => JSON.parse(await runCli(["nodes", "list", "-o", "json"])) as AdminNode[];
@@ -73,25 +72,25 @@ describe("stale map streams are noticed within seconds", () => {
     const { ctl, link, r1 } = await tailnet("ping", "ping_interval: 1s, ping_timeout: 2s");
     const t0 = Date.now();
     r1.proc!.kill("SIGSTOP");
-    await waitFor(
+    await eventually(
       "r1 offline and r2 primary for the route",
       async () => !(await node("r1")).online && (await node("r2")).subnet_routes.includes(ROUTE),
-      10_000,
+      { timeout: TIMEOUT.short },
     );
     const failover = Date.now() - t0;
     expect(ctl.logs.join("\n")).toMatch(/no answer to an HTTP\/2 PING/);
     // Thawed, r1 reconnects and is online again; r2 keeps the route (no flapping back).
     r1.proc!.kill("SIGCONT");
-    await waitFor("r1 online again", async () => (await node("r1")).online, 30_000);
+    await eventually("r1 online again", async () => (await node("r1")).online, { timeout: TIMEOUT.converge });
     expect((await node("r2")).subnet_routes).toEqual([ROUTE]);
 
     // r2's cable is cut: nothing passes, nothing is closed.
     const t1 = Date.now();
     link.cut();
-    await waitFor(
+    await eventually(
       "r2 offline, r1 primary again",
       async () => !(await node("r2")).online && (await node("r1")).subnet_routes.includes(ROUTE),
-      10_000,
+      { timeout: TIMEOUT.short },
     );
     const cut = Date.now() - t1;
     process.stdout.write(`failover after SIGSTOP: ${failover} ms; offline after a cut cable: ${cut} ms\n`);

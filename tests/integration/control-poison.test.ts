@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../src/control/cli.ts";
 import { ControlClient } from "../../src/control/client.ts";
 import { formatKey, newKeyPair, zeroKey } from "../../src/control/keys.ts";
-import { waitFor } from "../support/eventually.ts";
+import { eventually } from "../support/eventually.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 import { mutate, prng } from "../unit/control-fixtures/mutate.ts";
 import { cleanup, HostControl, HostTailscaled, tailscaleBins, tempDir } from "./tailscaled-host.ts";
 
@@ -125,9 +126,9 @@ describe("a node sending malformed fields cannot break its peers' netmaps", () =
     const r = await up(fresh);
     expect(r.exitCode, `${r.all}\n${fresh.tail(20)}`).toBe(0);
     expect((await fresh.status()).BackendState).toBe("Running");
-    await waitFor(`${name} lists alpha`, async () => (await peers(fresh)).includes("alpha"), 20_000);
+    await eventually(`${name} lists alpha`, async () => (await peers(fresh)).includes("alpha"), { timeout: TIMEOUT.converge });
     // alpha keeps decoding its updates: it learns about the new node.
-    await waitFor(`alpha lists ${name}`, async () => (await peers(alpha)).includes(name), 20_000);
+    await eventually(`alpha lists ${name}`, async () => (await peers(alpha)).includes(name), { timeout: TIMEOUT.converge });
     expect(fresh.log.join("")).not.toMatch(DECODE_ERROR);
     expect(alpha.log.join("").slice(before)).not.toMatch(DECODE_ERROR);
     await fresh.stop();
@@ -169,8 +170,8 @@ describe("a node sending malformed fields cannot break its peers' netmaps", () =
     const fresh = await tailscaled("after-fuzz");
     const r = await up(fresh);
     expect(r.exitCode, `${r.all}\n${fresh.tail(20)}`).toBe(0);
-    await waitFor("after-fuzz lists alpha", async () => (await peers(fresh)).includes("alpha"), 20_000);
-    await waitFor("alpha lists after-fuzz", async () => (await peers(alpha)).includes("after-fuzz"), 20_000);
+    await eventually("after-fuzz lists alpha", async () => (await peers(fresh)).includes("alpha"), { timeout: TIMEOUT.converge });
+    await eventually("alpha lists after-fuzz", async () => (await peers(alpha)).includes("after-fuzz"), { timeout: TIMEOUT.converge });
     expect(fresh.log.join("")).not.toMatch(DECODE_ERROR);
     expect(alpha.log.join("").slice(before)).not.toMatch(DECODE_ERROR);
     expect(sent).toBeGreaterThan(50);
@@ -205,8 +206,10 @@ describe("a node sending malformed fields cannot break its peers' netmaps", () =
     const fresh = await tailscaled("after-restart");
     const r = await up(fresh);
     expect(r.exitCode, `${r.all}\n${fresh.tail(20)}`).toBe(0);
-    await waitFor("after-restart lists alpha", async () => (await peers(fresh)).includes("alpha"), 20_000);
-    await waitFor("alpha lists after-restart", async () => (await peers(alpha)).includes("after-restart"), 30_000);
+    await eventually("after-restart lists alpha", async () => (await peers(fresh)).includes("alpha"), { timeout: TIMEOUT.converge });
+    await eventually("alpha lists after-restart", async () => (await peers(alpha)).includes("after-restart"), {
+      timeout: TIMEOUT.converge,
+    });
     expect(fresh.log.join("")).not.toMatch(DECODE_ERROR);
     expect(alpha.log.join("").slice(before)).not.toMatch(DECODE_ERROR);
     expect(ctl.logs.join("\n")).toMatch(/node 900: dropped a stored disco key/);

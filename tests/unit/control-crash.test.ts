@@ -7,6 +7,7 @@ import { ControlClient } from "../../src/control/client.ts";
 import { formatKey, newKeyPair } from "../../src/control/keys.ts";
 import { StateStore } from "../../src/control/store.ts";
 import { Tailnet } from "../../src/control/tailnet.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 import { serve, stop } from "./control-fixtures/child-server.ts";
 
 /**
@@ -53,7 +54,7 @@ describe("crash-safe state: SIGKILL at every step of a commit", () => {
       const outcome = await Promise.race([register(srv.url, k2.key, "second"), srv.exited.then(() => "lost" as const)]);
       // An acknowledged registration means its commit finished: no step was left to kill at.
       const killed =
-        outcome === "ack" ? "alive" : await Promise.race([srv.exited, new Promise((r) => setTimeout(() => r("alive"), 10_000))]);
+        outcome === "ack" ? "alive" : await Promise.race([srv.exited, new Promise((r) => setTimeout(() => r("alive"), TIMEOUT.short))]);
       await stop(srv);
 
       const logs: string[] = [];

@@ -10,7 +10,8 @@ import { parseConfig } from "../../src/control/config.ts";
 import { formatKey, newKeyPair } from "../../src/control/keys.ts";
 import { PendingLogins } from "../../src/control/pending.ts";
 import { ControlServer } from "../../src/control/server.ts";
-import { waitFor } from "../support/eventually.ts";
+import { eventually } from "../support/eventually.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 import { rssMiB, serve, stop } from "./control-fixtures/child-server.ts";
 
 /**
@@ -137,10 +138,10 @@ describe("request bodies, streams, connections", () => {
         st.write("{"); // a body that never ends: the stream stays open
         streams.push(st);
       }
-      const seen = await waitFor(
+      const seen = await eventually(
         `${Math.min(limit, 10)} streams open`,
         async () => s.ctl.stats.openStreams >= Math.min(limit, 10) && s.ctl.stats.openStreams,
-        5_000,
+        { timeout: TIMEOUT.short },
       );
       const works = await legitimateNodeWorks(s.url, s.key);
       for (const st of streams) st.close();

@@ -6,7 +6,7 @@ import { ControlClient } from "../../src/control/client.ts";
 import { parseConfig } from "../../src/control/config.ts";
 import { formatKey, newKeyPair } from "../../src/control/keys.ts";
 import { ControlServer } from "../../src/control/server.ts";
-import { waitFor } from "../support/eventually.ts";
+import { eventually } from "../support/eventually.ts";
 
 /** Prometheus /metrics on metrics_listen_addr, and only there. */
 
@@ -53,7 +53,7 @@ describe("metrics", () => {
     );
     expect((await c.postRaw("/machine/register", { Version: 138.5 })).status).toBe(400);
     await c.mapStream({ nodeKey: nk, hostname: "m" }, () => {});
-    const m = await waitFor("the map stream counted", async () => {
+    const m = await eventually("the map stream counted", async () => {
       const x = await scrape();
       return x.get("wg3_control_map_streams") === 1 && x;
     });

@@ -2,7 +2,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "../../integration/tailscaled-host.ts";
-import { waitFor } from "../../support/eventually.ts";
+import { eventually } from "../../support/eventually.ts";
+import { TIMEOUT } from "../../support/timeouts.ts";
 
 /** The control server as its own process (src/control/main.ts under tsx), plain HTTP on loopback. */
 export interface Server {
@@ -33,7 +34,7 @@ export async function serve(dir: string, crashAt = 0, extra: string[] = []): Pro
   const proc = spawn(process.execPath, ["--import", "tsx", "src/control/main.ts", "serve", "--config", config], { env, stdio: "ignore" });
   const exited = new Promise<NodeJS.Signals | null>((r) => proc.once("exit", (_c, sig) => r(sig)));
   const url = `http://127.0.0.1:${port}`;
-  await waitFor("the control server answers /health", async () => (await fetch(`${url}/health`)).ok, 20_000);
+  await eventually("the control server answers /health", async () => (await fetch(`${url}/health`)).ok, { timeout: TIMEOUT.short });
   return { proc, url, socket, exited };
 }
 
