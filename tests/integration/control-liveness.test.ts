@@ -8,7 +8,7 @@ import { CuttableLink, cleanup, HostControl, HostTailscaled, tailscaleBins, temp
 /**
  * A client that vanishes without closing its connection (process frozen, cable cut) must be
  * marked offline within seconds, so a standby subnet router takes over its route. The server
- * sends HTTP/2 PINGs inside Noise (here every 1 s, 2 s to answer); the negative control runs
+ * sends HTTP/2 PINGs inside Noise (here every 1 s, 3 s to answer: room for a busy test machine); the negative control runs
  * the same freeze with PINGs off, where the node stays "online" as it did before.
  */
 
@@ -69,7 +69,7 @@ describe("stale map streams are noticed within seconds", () => {
   const node = async (name: string) => (await nodes()).find((n) => n.given_name === name)!;
 
   it("a frozen primary router (SIGSTOP) goes offline and its route fails over; a cut cable is noticed too", async () => {
-    const { ctl, link, r1 } = await tailnet("ping", "ping_interval: 1s, ping_timeout: 2s");
+    const { ctl, link, r1 } = await tailnet("ping", "ping_interval: 1s, ping_timeout: 3s");
     const t0 = Date.now();
     r1.proc!.kill("SIGSTOP");
     await eventually(
@@ -94,8 +94,8 @@ describe("stale map streams are noticed within seconds", () => {
     );
     const cut = Date.now() - t1;
     process.stdout.write(`failover after SIGSTOP: ${failover} ms; offline after a cut cable: ${cut} ms\n`);
-    expect(failover).toBeLessThan(6_000);
-    expect(cut).toBeLessThan(6_000);
+    expect(failover).toBeLessThan(8_000);
+    expect(cut).toBeLessThan(8_000);
   });
 
   it("negative control: with PINGs off, a frozen router stays online and keeps its route", async () => {
