@@ -27,7 +27,7 @@ describe.runIf(COLD)("cold path: setup from empty harness, Go module and Go buil
     // Module cache files are read-only unless built with -modcacherw; make sure they can go.
     spawnSync("chmod", ["-R", "u+w", root]);
     rmSync(root, { recursive: true, force: true });
-  });
+  }, 120_000);
 
   it("negative control: a plain `go install` of headscale with only a version-list file proxy fails from an empty module cache", async () => {
     // The code path before the fix; if the Go proxy ever serves headscale's version list,
@@ -65,6 +65,7 @@ describe.runIf(COLD)("cold path: setup from empty harness, Go module and Go buil
     const headscale = execFileSync(join(binDir("headscale"), "headscale"), ["version"], { encoding: "utf8" });
     expect(headscale).toContain(versions.headscale.replace(/^v/, ""));
     const tailscaled = execFileSync(join(binDir("tailscale"), "tailscaled"), ["--version"], { encoding: "utf8" });
-    expect(tailscaled.split("\n")[0]).toBe(versions.tailscale.replace(/^v/, ""));
+    // A -trimpath build without VCS stamping reports "1.98.10-ERR-BuildInfo": the version is what counts.
+    expect(tailscaled.split("\n")[0]).toMatch(new RegExp(`^${versions.tailscale.replace(/^v/, "").replaceAll(".", "\\.")}(-|$)`));
   }, 1_600_000);
 });
