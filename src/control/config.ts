@@ -73,9 +73,9 @@ export const DEFAULT_LIMITS: Limits = {
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
 
-/** A count or a Go-style duration ("500ms", "15s", "1m30s"); bare numbers are ms for durations. */
+/** A count, or a Go-style duration ("500ms", "15s", "1m30s"; a bare 0 for "off"): a unit is required. */
 function limitValue(v: unknown, what: string, duration: boolean): number {
-  if (typeof v === "number" && Number.isFinite(v) && v >= 0) return v;
+  if (typeof v === "number" && Number.isFinite(v) && v >= 0 && (!duration || v === 0)) return v;
   const text = String(v);
   let total = 0;
   let rest = text;

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { adminCall } from "../../src/control/admin.ts";
 import { ControlClient } from "../../src/control/client.ts";
-import { parseConfig } from "../../src/control/config.ts";
+import { DEFAULT_LIMITS, parseConfig } from "../../src/control/config.ts";
 import { formatKey, newKeyPair } from "../../src/control/keys.ts";
 import { PendingLogins } from "../../src/control/pending.ts";
 import { ControlServer } from "../../src/control/server.ts";
@@ -261,5 +261,21 @@ describe("a client that stops reading its map stream", () => {
     reader.close();
     loader.close();
     await s.close();
+  });
+});
+
+describe("limits in the config file", () => {
+  const base = "server_url: http://127.0.0.1:1\nlisten_addr: 127.0.0.1:0\ndns: { base_domain: tailnet.test }\n";
+  it("have defaults, take counts and Go-style durations, and refuse unknown keys or bad values in one sentence", () => {
+    expect(parseConfig(base).limits).toEqual(DEFAULT_LIMITS);
+    const l = parseConfig(
+      `${base}limits: { max_pending_logins: 5, ping_interval: 1m30s, body_read_timeout: 500ms, tcp_keepalive: 0 }`,
+    ).limits;
+    expect([l.maxPendingLogins, l.pingInterval, l.bodyReadTimeout, l.tcpKeepalive]).toEqual([5, 90_000, 500, 0]);
+    // A bare number for a duration is refused: 2 would otherwise mean 2 ms.
+    expect(() => parseConfig(`${base}limits: { ping_timeout: 2 }`)).toThrow(/limits.ping_timeout: want a duration like 30s/);
+    expect(() => parseConfig(`${base}limits: { max_pending_login: 5 }`)).toThrow(/limits.max_pending_login is not a known limit/);
+    expect(() => parseConfig(`${base}limits: { ping_interval: soon }`)).toThrow(/limits.ping_interval: want a duration like 30s/);
+    expect(() => parseConfig(`${base}limits: { max_connections: -1 }`)).toThrow(/want a non-negative number/);
   });
 });
