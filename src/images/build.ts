@@ -20,6 +20,8 @@ export const IMAGE_ROLES = {
   tailscale: { parent: "base", binaries: ["tailscale"] },
   headscale: { parent: "base", binaries: ["headscale"] },
   control: { parent: "base", binaries: [] },
+  router: { parent: "base", binaries: [] },
+  stun: { parent: "base", binaries: [] },
 } as const satisfies Record<string, { parent?: string; binaries: readonly ("tailscale" | "headscale")[] }>;
 
 export type ImageRole = keyof typeof IMAGE_ROLES;

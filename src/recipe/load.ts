@@ -32,8 +32,9 @@ const actionShape = S.obj(
     secret: S.bool(),
     expect: S.obj({ exit: S.num(), stdoutContains: S.str(), stdoutMatches: S.str() }),
     when: S.str(/^[a-z-]+=[a-z0-9-]+$/, "option=value"),
+    set: S.map(S.str(NAME, NAME_TEXT), NAME, NAME_TEXT),
   },
-  ["node"],
+  [],
 );
 
 const nodeFields: Record<string, Shape> = {
@@ -77,7 +78,12 @@ export const recipeShape: Shape = S.obj(
         {
           description: S.str(),
           default: S.str(),
-          choices: S.map(S.obj({ nodes: S.map(S.obj(nodeFields), NAME, NAME_TEXT), vars: S.scalars() }), NAME, NAME_TEXT),
+          apply: S.list(actionShape),
+          choices: S.map(
+            S.obj({ description: S.str(), nodes: S.map(S.obj(nodeFields), NAME, NAME_TEXT), vars: S.scalars() }),
+            NAME,
+            NAME_TEXT,
+          ),
         },
         ["description", "default", "choices"],
       ),
@@ -87,6 +93,17 @@ export const recipeShape: Shape = S.obj(
     nodes: S.map(S.obj(nodeFields, ["image", "container", "hostname", "networks"]), NAME, NAME_TEXT),
     overlay: S.list(S.obj({ between: S.list(S.str(NAME, NAME_TEXT)), label: S.str(), kind: S.oneOf("tunnel", "control") }, ["between"])),
     setup: S.list(actionShape),
+    matrix: S.list(
+      S.obj(
+        {
+          set: S.map(S.str(NAME, NAME_TEXT), NAME, NAME_TEXT),
+          between: S.list(S.str(NAME, NAME_TEXT)),
+          path: S.oneOf("direct", "relayed"),
+          why: S.str(),
+        },
+        ["set", "between", "path", "why"],
+      ),
+    ),
     exercises: S.list(
       S.obj(
         {
@@ -121,7 +138,7 @@ function toFile(f: { path: string; template?: string; content?: string; mode?: s
 
 function toAction(a: Record<string, unknown>): Action {
   return {
-    node: a.node as string,
+    node: (a.node as string | undefined) ?? "",
     title: a.title as string | undefined,
     run: a.run as string | undefined,
     file: a.file ? toFile(a.file as never) : undefined,
@@ -131,6 +148,7 @@ function toAction(a: Record<string, unknown>): Action {
     secret: Boolean(a.secret),
     expect: a.expect as Action["expect"],
     when: a.when as string | undefined,
+    set: a.set ? Object.fromEntries(Object.entries(a.set as Record<string, unknown>).map(([k, v]) => [k, String(v)])) : undefined,
   };
 }
 
@@ -203,7 +221,23 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
     wireguard: raw.wireguard as Recipe["wireguard"],
     tls: raw.tls as Recipe["tls"],
     vars: Object.fromEntries(Object.entries((raw.vars as Record<string, unknown>) ?? {}).map(([k, v]) => [k, String(v)])),
-    options: (raw.options as Recipe["options"]) ?? {},
+    options: Object.fromEntries(
+      Object.entries((raw.options as Record<string, Record<string, unknown>>) ?? {}).map(([k, o]) => [
+        k,
+        {
+          description: o.description as string,
+          default: String(o.default),
+          apply: ((o.apply as Record<string, unknown>[]) ?? []).map(toAction),
+          choices: (o.choices as Recipe["options"][string]["choices"]) ?? {},
+        },
+      ]),
+    ),
+    matrix: ((raw.matrix as Record<string, unknown>[]) ?? []).map((m) => ({
+      set: Object.fromEntries(Object.entries((m.set as Record<string, unknown>) ?? {}).map(([k, v]) => [k, String(v)])),
+      between: m.between as [string, string],
+      path: m.path as "direct" | "relayed",
+      why: String(m.why ?? "").trim(),
+    })),
     overlay: ((raw.overlay as Record<string, unknown>[]) ?? []).map((o) => ({
       between: o.between as [string, string],
       label: (o.label as string | undefined) ?? "",
@@ -245,9 +279,17 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
   }
   const checkActions = (list: Action[], path: (string | number)[]) =>
     list.forEach((a, i) => {
-      if (!nodeNames.has(a.node)) at([...path, i, "node"], `no node named "${a.node}" (nodes: ${[...nodeNames].join(", ")})`);
-      const verbs = [a.run, a.file, a.wait].filter((x) => x !== undefined).length;
-      if (verbs !== 1) at([...path, i], "needs exactly one of run, file, wait");
+      if (a.set) {
+        for (const [o, v] of Object.entries(a.set)) {
+          const spec = recipe.options[o];
+          if (!spec?.apply.length) at([...path, i, "set", o], `no live option named "${o}" (an option with apply)`);
+          else if (!spec.choices[v])
+            at([...path, i, "set", o], `"${v}" is not one of the choices (${Object.keys(spec.choices).join(", ")})`);
+        }
+      } else if (!a.node) at([...path, i], 'missing required field "node"');
+      else if (!nodeNames.has(a.node)) at([...path, i, "node"], `no node named "${a.node}" (nodes: ${[...nodeNames].join(", ")})`);
+      const verbs = [a.run, a.file, a.wait, a.set].filter((x) => x !== undefined).length;
+      if (verbs !== 1) at([...path, i], "needs exactly one of run, file, wait, set");
       if (a.file?.template && !existsSync(join(rdir, a.file.template)))
         at([...path, i, "file", "template"], `template file ${a.file.template} does not exist in ${name}/`);
     });
@@ -265,7 +307,17 @@ export function loadRecipe(name: string, dir = recipesDir): Recipe {
   for (const [o, spec] of Object.entries(recipe.options)) {
     if (!spec.choices[spec.default])
       at(["options", o, "default"], `"${spec.default}" is not one of the choices (${Object.keys(spec.choices).join(", ")})`);
+    checkActions(spec.apply, ["options", o, "apply"]);
   }
+  recipe.matrix.forEach((m, i) => {
+    for (const [o, v] of Object.entries(m.set)) {
+      const spec = recipe.options[o];
+      if (!spec) at(["matrix", i, "set", o], `no option named "${o}" (options: ${Object.keys(recipe.options).join(", ")})`);
+      else if (!spec.choices[v]) at(["matrix", i, "set", o], `"${v}" is not one of the choices (${Object.keys(spec.choices).join(", ")})`);
+    }
+    if (m.between.length !== 2) at(["matrix", i, "between"], "expected two node names");
+    for (const n of m.between) if (!nodeNames.has(n)) at(["matrix", i, "between"], `no node named "${n}"`);
+  });
   if (problems.length) throw new UserError(`Recipe ${name} is not valid: ${problems[0]}`, 2, problems.slice(1).join("\n") || undefined);
   return recipe;
 }

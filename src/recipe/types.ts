@@ -19,12 +19,34 @@ export interface Recipe {
   overlay: { between: [string, string]; label: string; kind: "tunnel" | "control" }[];
   setup: Action[];
   exercises: Exercise[];
+  /**
+   * Outcomes the recipe predicts for combinations of its options (e.g. the NAT matrix): what
+   * tests assert against the clients' own reports. The harness never shows these as observed.
+   */
+  matrix: MatrixEntry[];
+}
+
+export interface MatrixEntry {
+  /** Option values of this entry, e.g. `{ nat-a: easy, nat-b: hard }`. */
+  set: Record<string, string>;
+  /** The two nodes whose path is predicted. */
+  between: [string, string];
+  /** The predicted path: `direct` (a UDP ip:port) or `relayed` (DERP). */
+  path: "direct" | "relayed";
+  /** Why, in a sentence; the guide teaches the same. */
+  why: string;
 }
 
 export interface OptionSpec {
   description: string;
   default: string;
-  choices: Record<string, { nodes?: Record<string, Partial<NodeSpec>>; vars?: Record<string, string> }>;
+  /**
+   * How the option takes effect in a running lab: actions run after the nodes are ready and
+   * before `setup`, and again by `./start.ts set` on every change, with `options.<name>` holding
+   * the new value. An option without `apply` is chosen at start only.
+   */
+  apply: Action[];
+  choices: Record<string, { description?: string; nodes?: Record<string, Partial<NodeSpec>>; vars?: Record<string, string> }>;
 }
 
 export interface NetworkSpec {
@@ -71,6 +93,7 @@ export interface Expect {
 }
 
 export interface Action {
+  /** The node to act on ("" for a `set` action, which acts on the lab). */
   node: string;
   title?: string;
   run?: string;
@@ -82,6 +105,8 @@ export interface Action {
   secret: boolean;
   expect?: Expect;
   when?: string;
+  /** Change live options of the running lab (`{ nat-b: hard }`), as `./start.ts set` does; no node. */
+  set?: Record<string, string>;
 }
 
 export interface Exercise {
