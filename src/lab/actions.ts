@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Engine, ExecResult } from "../engine/engine.ts";
 import { UserError } from "../errors.ts";
-import { render } from "../recipe/template.ts";
+import { render, renderLoose } from "../recipe/template.ts";
 import type { Action, Expect, FileSpec, Recipe } from "../recipe/types.ts";
 import { type Progress, stepper } from "../ui/progress.ts";
 import { withLabLock } from "./live.ts";
@@ -115,7 +115,9 @@ export async function runAction(ctx: ActionContext, a: Action): Promise<ExecResu
   const r = await ctx.engine.sh(container, cmd, { timeoutMs: a.timeout * 1000 });
   ctx.progress?.detail(`${a.node}$ ${a.secret ? "(hidden)" : cmd}\n${a.secret ? "" : tail(r)}`);
   if (!meets(r, a.expect))
-    throw new UserError(`${describe(a, cmd)} failed (exit ${r.exitCode}): ${a.secret ? "(output hidden)" : tail(r) || "(no output)"}`);
+    throw new UserError(
+      `${renderLoose(describe(a, cmd), scope)} failed (exit ${r.exitCode}): ${a.secret ? "(output hidden)" : tail(r) || "(no output)"}`,
+    );
   if (a.capture) {
     let value = r.stdout.trim();
     if (a.capture.json) {

@@ -169,7 +169,7 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
       const cli = (args: string[]) => execa(join(ROOT, "start.ts"), args, { reject: false, env: { NO_COLOR: "1" } });
       const bad = await cli(["set", "recipe-4", "nat-b=wide-open", "--lab", labName]);
       expect(bad.exitCode).toBe(2);
-      expect(bad.stderr.trim()).toBe('"wide-open" is not a choice of nat-b; the choices are: none, easy, hard, udp-blocked, forwarded.');
+      expect(bad.stderr.trim()).toBe('"wide-open" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded.');
       const site = await cli(["set", "recipe-4", "nat-c=hard", "--lab", labName]);
       expect(site.exitCode).toBe(2);
       expect(site.stderr.trim().split("\n")).toHaveLength(1);
