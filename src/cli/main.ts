@@ -8,6 +8,8 @@ import { cleanCommand } from "./commands/clean.ts";
 import { doctorCommand } from "./commands/doctor.ts";
 import { execCommand } from "./commands/exec.ts";
 import { graphCommand } from "./commands/graph.ts";
+import { pathsCommand } from "./commands/paths.ts";
+import { setCommand } from "./commands/set.ts";
 import { setupCommand } from "./commands/setup.ts";
 import { shellCommand } from "./commands/shell.ts";
 import { solveCommand } from "./commands/solve.ts";
@@ -26,6 +28,8 @@ const commands: Record<string, Command> = Object.fromEntries(
     shellCommand,
     checkCommand,
     solveCommand,
+    setCommand,
+    pathsCommand,
     graphCommand,
     cleanCommand,
   ].map((c) => [c.name, c]),

@@ -40,6 +40,15 @@ export const IMAGE_ROLES = {
   },
   headscale: { parent: "base", binaries: ["headscale"], about: "the Headscale control server", caps: NET_CAPS, devices: [], sysctls: {} },
   control: { parent: "base", binaries: [], about: "this repo's builtin control server", caps: NET_CAPS, devices: [], sysctls: {} },
+  router: {
+    parent: "base",
+    binaries: [],
+    about: "a NAT router (nftables, conntrack, miniupnpd)",
+    caps: NET_CAPS,
+    devices: [],
+    sysctls: { "net.ipv4.ip_forward": "1" },
+  },
+  stun: { parent: "base", binaries: [], about: "a STUN-only server (coturn)", caps: NET_CAPS, devices: [], sysctls: {} },
 } as const satisfies Record<string, RoleSpec>;
 
 export type ImageRole = keyof typeof IMAGE_ROLES;

@@ -3,10 +3,11 @@ import { join } from "node:path";
 import type { Engine, ExecResult } from "../engine/engine.ts";
 import { UserError } from "../errors.ts";
 import { matchesWhen } from "../recipe/nodes.ts";
-import { render } from "../recipe/template.ts";
+import { render, renderLoose } from "../recipe/template.ts";
 import type { Action, Expect, FileSpec, Recipe } from "../recipe/types.ts";
-import type { Progress } from "../ui/progress.ts";
-import { type LabPlan, scopeOf } from "./plan.ts";
+import { type Progress, stepper } from "../ui/progress.ts";
+import { withLabLock } from "./live.ts";
+import { type LabPlan, savePlan, scopeOf } from "./plan.ts";
 
 export interface ActionContext {
   engine: Engine;
@@ -35,7 +36,7 @@ export function meets(r: ExecResult, expect: Expect | undefined): boolean {
 }
 
 function containerOf(ctx: ActionContext, a: Action): string {
-  const node = ctx.plan.nodes[a.node];
+  const node = a.node ? ctx.plan.nodes[a.node] : undefined;
   if (!node) throw new UserError(`Node "${a.node}" is not part of this lab (nodes: ${Object.keys(ctx.plan.nodes).join(", ")}).`);
   return node.container;
 }
@@ -93,6 +94,10 @@ export async function pollUntil(
 /** Run one recipe action (setup or solve). Throws a UserError with the last output on failure. */
 export async function runAction(ctx: ActionContext, a: Action): Promise<ExecResult | undefined> {
   if (!matchesWhen(a.when, ctx.plan.options)) return undefined;
+  if (a.set) {
+    await setOptions(ctx, a.set, ctx.progress);
+    return undefined;
+  }
   const container = containerOf(ctx, a);
   const scope = scopeOf(ctx.plan, ctx.captured);
   if (a.file) {
@@ -111,7 +116,9 @@ export async function runAction(ctx: ActionContext, a: Action): Promise<ExecResu
   const r = await ctx.engine.sh(container, cmd, { timeoutMs: a.timeout * 1000 });
   ctx.progress?.detail(`${a.node}$ ${a.secret ? "(hidden)" : cmd}\n${a.secret ? "" : tail(r)}`);
   if (!meets(r, a.expect))
-    throw new UserError(`${describe(a, cmd)} failed (exit ${r.exitCode}): ${a.secret ? "(output hidden)" : tail(r) || "(no output)"}`);
+    throw new UserError(
+      `${renderLoose(describe(a, cmd), scope)} failed (exit ${r.exitCode}): ${a.secret ? "(output hidden)" : tail(r) || "(no output)"}`,
+    );
   if (a.capture) {
     let value = r.stdout.trim();
     if (a.capture.json) {
@@ -158,4 +165,42 @@ export async function checkExercise(ctx: ActionContext, ex: Recipe["exercises"][
       };
   }
   return { exercise: ex.id, title: ex.title, ok: true, hint: ex.hint };
+}
+
+/** Run one option's `apply` actions for the value now in ctx.plan.options. */
+export async function applyOption(ctx: ActionContext, option: string, progress?: Progress): Promise<void> {
+  const spec = ctx.recipe.options[option];
+  if (!spec) throw new UserError(`${ctx.recipe.name} has no option "${option}".`);
+  await stepper(progress)(`apply ${option}=${ctx.plan.options[option]}`, async () => {
+    for (const a of spec.apply) await runAction(ctx, a);
+  });
+}
+
+/**
+ * Change live options of a running lab: lock, record the new values in the plan only once
+ * every option's actions succeeded (the plan says what was applied), run the actions.
+ */
+export async function setOptions(ctx: ActionContext, values: Record<string, string>, progress?: Progress): Promise<string[]> {
+  const { plan } = ctx;
+  const what = Object.entries(values)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(" ");
+  return withLabLock(plan.lab, plan.recipe, what, async () => {
+    const changed: string[] = [];
+    for (const [name, value] of Object.entries(values)) {
+      const before = plan.options[name];
+      plan.options[name] = value;
+      try {
+        await applyOption(ctx, name, progress);
+      } catch (e) {
+        // The router's rules are replaced by one `nft -f` transaction, so a failed apply left
+        // the old ruleset in place: the plan keeps saying the old value.
+        plan.options[name] = before!;
+        throw e;
+      }
+      savePlan(plan);
+      changed.push(`${name}=${value}`);
+    }
+    return changed;
+  });
 }

@@ -12,7 +12,8 @@ import { renderLoose } from "../recipe/template.ts";
 import type { Recipe } from "../recipe/types.ts";
 import { type Progress, stepper } from "../ui/progress.ts";
 import { genKeyPair } from "../wireguard/keys.ts";
-import { type ActionContext, pollUntil, renderFile, runAction } from "./actions.ts";
+import { type ActionContext, applyOption, pollUntil, renderFile, runAction } from "./actions.ts";
+import { liveOptions } from "./live.ts";
 import { DEFAULT_LAB, deletePlan, type LabPlan, makePlan, readPlan, resolveOptions, savePlan, scopeOf, validLabName } from "./plan.ts";
 import { makeLabTls } from "./tls.ts";
 
@@ -125,6 +126,8 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
     throwIfAborted(opts.signal);
     await stepper(progress)("start containers", () => Promise.all(Object.values(plan.nodes).map((n) => engine.start(n.container))));
     await waitUntilReady(ctx);
+    // Live options (a NAT type) take effect before setup, so clients start behind them.
+    for (const o of liveOptions(recipe)) await applyOption(ctx, o, progress);
     await runSetup(ctx);
     return { plan, engine, alreadyRunning: false, recipe };
   } catch (err) {
@@ -151,8 +154,10 @@ async function alreadyRunning(
   const plan = readPlan(lab, recipe.name);
   const whole = plan && existing.length === Object.keys(plan.nodes).length && existing.every((c) => c.state === "running");
   if (existing.length && whole) {
-    if (JSON.stringify(plan.options) !== JSON.stringify(options)) {
-      const given = Object.entries(plan.options).map(([k, v]) => `--${k} ${v}`);
+    // Live options may have been changed with `set` since: only start-time choices must match.
+    const fixed = (o: Record<string, string>) => Object.entries(o).filter(([k]) => !recipe.options[k]?.apply.length);
+    if (JSON.stringify(fixed(plan.options)) !== JSON.stringify(fixed(options))) {
+      const given = fixed(plan.options).map(([k, v]) => `--${k} ${v}`);
       throw new UserError(
         `${recipe.name} is already running in lab "${lab}" with ${given.join(" ")}; stop it first (./start.ts stop ${recipe.name}).`,
       );
@@ -248,7 +253,7 @@ async function runSetup(ctx: ActionContext): Promise<void> {
         await runAction(ctx, a);
       } catch (e) {
         if (!(e instanceof UserError) || e.details) throw e;
-        throw new UserError(e.message, e.exitCode, await failureDetails(ctx.engine, ctx.plan.nodes[a.node]));
+        throw new UserError(e.message, e.exitCode, await failureDetails(ctx.engine, a.node ? ctx.plan.nodes[a.node] : undefined));
       }
     });
   }
@@ -288,7 +293,13 @@ export async function status(engine: Engine, recipe?: string, lab?: string): Pro
   for (const c of await engine.listContainers({ recipe, lab })) {
     const key = `${c.labels[LABEL.lab]}/${c.labels[LABEL.recipe]}`;
     if (!labs.has(key))
-      labs.set(key, { lab: c.labels[LABEL.lab]!, recipe: c.labels[LABEL.recipe]!, options: optionsOf(c.labels), nodes: [] });
+      labs.set(key, {
+        lab: c.labels[LABEL.lab]!,
+        recipe: c.labels[LABEL.recipe]!,
+        // The plan has live options as last set; the labels have them as at creation.
+        options: readPlan(c.labels[LABEL.lab]!, c.labels[LABEL.recipe]!)?.options ?? optionsOf(c.labels),
+        nodes: [],
+      });
     const info = await engine.inspect(c.id);
     const addresses = Object.fromEntries(Object.entries(info.addresses).map(([net, ip]) => [net.replace(/^.*_/, ""), ip]));
     labs.get(key)!.nodes.push({

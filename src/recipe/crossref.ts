@@ -74,12 +74,34 @@ function checkOptions(recipe: Recipe, at: At): void {
 
 function checkActions(recipe: Recipe, names: Set<string>, actions: Action[], path: (string | number)[], at: At): void {
   actions.forEach((a, i) => {
-    if (!names.has(a.node)) at([...path, i, "node"], `no node named "${a.node}" (nodes: ${list(names)})`);
-    const verbs = [a.run, a.file, a.wait].filter((x) => x !== undefined).length;
-    if (verbs !== 1) at([...path, i], "needs exactly one of run, file, wait");
+    if (a.set) checkSet(recipe, a.set, [...path, i, "set"], at);
+    else if (!a.node) at([...path, i], 'missing required field "node"');
+    else if (!names.has(a.node)) at([...path, i, "node"], `no node named "${a.node}" (nodes: ${list(names)})`);
+    const verbs = [a.run, a.file, a.wait, a.set].filter((x) => x !== undefined).length;
+    if (verbs !== 1) at([...path, i], a.set ? "needs exactly one of run, file, wait, set" : "needs exactly one of run, file, wait");
     if (a.file?.template && !existsSync(join(recipe.dir, a.file.template)))
       at([...path, i, "file", "template"], `template file ${a.file.template} does not exist in ${recipe.name}/`);
     checkWhen(recipe, a.when, [...path, i, "when"], at);
+  });
+}
+
+/** A `set` names live options (with `apply` actions) and one of their choices. */
+function checkSet(recipe: Recipe, values: Record<string, string>, path: (string | number)[], at: At): void {
+  for (const [o, v] of Object.entries(values)) {
+    const spec = recipe.options[o];
+    if (!spec?.apply.length) at([...path, o], `no live option named "${o}" (an option with apply)`);
+    else if (!spec.choices[v]) at([...path, o], `"${v}" is not one of the choices (${list(Object.keys(spec.choices))})`);
+  }
+}
+
+function checkMatrix(recipe: Recipe, names: Set<string>, at: At): void {
+  recipe.matrix.forEach((m, i) => {
+    for (const [o, v] of Object.entries(m.set)) {
+      const spec = recipe.options[o];
+      if (!spec) at(["matrix", i, "set", o], `no option named "${o}" (options: ${list(Object.keys(recipe.options))})`);
+      else if (!spec.choices[v]) at(["matrix", i, "set", o], `"${v}" is not one of the choices (${list(Object.keys(spec.choices))})`);
+    }
+    for (const n of m.between) if (!names.has(n)) at(["matrix", i, "between"], `no node named "${n}"`);
   });
 }
 
@@ -98,4 +120,6 @@ export function crossCheck(recipe: Recipe, folder: string, at: At): void {
   for (const k of recipe.wireguard?.keys ?? []) if (!names.has(k)) at(["wireguard", "keys"], `no node named "${k}"`);
   if (recipe.tls && !names.has(recipe.tls.for)) at(["tls", "for"], `no node named "${recipe.tls.for}"`);
   checkOptions(recipe, at);
+  for (const [o, spec] of Object.entries(recipe.options)) checkActions(recipe, names, spec.apply, ["options", o, "apply"], at);
+  checkMatrix(recipe, names, at);
 }

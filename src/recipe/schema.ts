@@ -86,7 +86,10 @@ export const nodeSchema = obj("node", nodeShape);
 export const nodeOverrideSchema = typed(obj("node", nodeShape).partial(), "partial node");
 
 export const actionSchema = obj("action", {
-  node: field(name(), "The node to act on, by its name in `nodes` (or in an option's `nodes`)."),
+  node: field(
+    name().optional(),
+    "The node to act on, by its name in `nodes` (or in an option's `nodes`). Required unless the action is a `set`.",
+  ),
   title: field(
     str().optional(),
     "Text for the progress line. Defaults to `<node>: <command>`. The title is shown even for secret actions, so keep secrets out of it.",
@@ -96,6 +99,10 @@ export const actionSchema = obj("action", {
     "A shell command, run as `sh -c` as root in the container, in the image's working directory (`/root` for `wg-peer`, `/` for the others).",
   ),
   file: field(fileSchema.optional(), "A file `{ path, template | content, mode }`, rendered and copied into the running container."),
+  set: field(
+    scalars().optional(),
+    "Live option values to switch to, e.g. `{ nat-b: forwarded }`: runs each option's `apply` actions, as `./start.ts set` does (no `node`).",
+  ),
   wait: field(str().optional(), "A shell condition, polled (every 0.1 s, slowing to 1 s) until it succeeds or `timeout` runs out."),
   timeout: field(num().default(60), "Seconds. Default 60. For `run`, how long the command may take. For `wait`, how long to keep polling."),
   capture: field(
@@ -138,6 +145,7 @@ const networkSchema = obj("network", {
 });
 
 const choiceSchema = obj("choice", {
+  description: field(str().optional(), "What this value means, for `--help` and the guide."),
   nodes: field(
     map(nodeOverrideSchema).optional(),
     "Per node: fields that replace the base node's, checked like a node's. A node name not in `nodes` adds a whole node, which must then give `image`, `container`, `hostname` and `networks`.",
@@ -149,6 +157,20 @@ const optionSchema = obj("option", {
   description: field(str(), "What the choice is about, for the person starting the lab."),
   default: field(str(), "The choice taken unless the command line says otherwise; one of `choices`."),
   choices: field(map(choiceSchema), "The values, each with what it changes (`{}`: nothing)."),
+  apply: field(
+    list(actionSchema).default([]),
+    "Actions that put the chosen value in place on running containers: run at start before `setup`, and again by `./start.ts set` without a restart (a live option).",
+  ),
+});
+
+const matrixEntrySchema = obj("matrix entry", {
+  set: field(scalars(), "Option values of this entry, e.g. `{ nat-a: easy, nat-b: hard }`."),
+  between: field(pair(name(), "node names"), "The two nodes whose path is predicted."),
+  path: field(oneOf(["direct", "relayed"]), "The predicted path: `direct` (a UDP ip:port) or `relayed` (DERP)."),
+  why: field(
+    str().transform((s) => s.trim()),
+    "Why, in a sentence; the guide teaches the same.",
+  ),
 });
 
 const overlaySchema = obj("link", {
@@ -188,6 +210,10 @@ export const recipeSchema = obj("recipe", {
     "Links `graph` draws over the networks: tunnels and control connections (documentation).",
   ),
   setup: field(list(actionSchema).default([]), "Run once, in order, when the lab starts."),
+  matrix: field(
+    list(matrixEntrySchema, "list of matrix entries").default([]),
+    "Outcomes the recipe predicts for combinations of its options (e.g. the NAT matrix): what tests assert against the clients' own reports; never shown as observed.",
+  ),
   exercises: field(list(exerciseSchema).default([]), "What `check` and `solve` work on, in this order."),
 });
 
@@ -206,4 +232,5 @@ export const documented = {
   expect: actionSchema.shape.expect,
   capture: actionSchema.shape.capture,
   exercise: exerciseSchema,
+  matrix: matrixEntrySchema,
 } satisfies Record<string, z.ZodType>;

@@ -26,3 +26,4 @@ export type FileSpec = z.output<typeof fileSchema>;
 export type Action = z.output<typeof actionSchema>;
 export type Expect = NonNullable<Action["expect"]>;
 export type Exercise = RecipeDoc["exercises"][number];
+export type MatrixEntry = RecipeDoc["matrix"][number];

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import type { ControlServer } from "../support/control-server.ts";
 import { eventually } from "../support/eventually.ts";
 import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
-import type { TailscaleInContainer } from "../support/tailscale.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 import { ALL, CONTROLS, recoveryTime, report } from "./lib.ts";
 

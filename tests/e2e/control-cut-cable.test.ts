@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import type { ControlServer } from "../support/control-server.ts";
 import { eventually, timeUntil } from "../support/eventually.ts";
 import { LabHandle } from "../support/lab-handle.ts";
-import type { TailscaleInContainer } from "../support/tailscale.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
 /**

@@ -1,11 +1,11 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import { recipesDir } from "../../src/paths.ts";
 import { eventually } from "../support/eventually.ts";
 import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
-import type { TailscaleInContainer } from "../support/tailscale.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
 const TAILNET_V4 = /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./;

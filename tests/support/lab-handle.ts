@@ -3,11 +3,11 @@ import { ensureEngine } from "../../src/engine/ensure.ts";
 import { type ActionContext, type CheckResult, checkExercise, runAction } from "../../src/lab/actions.ts";
 import { down, up } from "../../src/lab/lifecycle.ts";
 import type { LabPlan } from "../../src/lab/plan.ts";
+import { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import { loadRecipe } from "../../src/recipe/load.ts";
 import type { Recipe } from "../../src/recipe/types.ts";
 import { Progress } from "../../src/ui/progress.ts";
 import { type ControlServer, HeadscaleInContainer } from "./control-server.ts";
-import { TailscaleInContainer } from "./tailscale.ts";
 
 /**
  * A running lab, for tests and benchmarks: the same lifecycle, checks and solutions as

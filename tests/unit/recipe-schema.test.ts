@@ -58,7 +58,7 @@ describe("shape errors", () => {
 
   it("name the image roles for an unknown image, at load time", () => {
     expect(problems(minimal.replace("image: wg-peer", "image: nope"))).toEqual([
-      '7: nodes.a.image: expected one of base, wg-peer, webserver, tailscale, headscale, control, got "nope"',
+      '7: nodes.a.image: expected one of base, wg-peer, webserver, tailscale, headscale, control, router, stun, got "nope"',
     ]);
   });
 

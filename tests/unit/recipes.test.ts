@@ -39,7 +39,7 @@ nodes:
 
 describe("the shipped recipes", () => {
   it("are all valid, and every template placeholder they use resolves", () => {
-    expect(listRecipes()).toEqual(["recipe-0", "recipe-1", "recipe-2", "recipe-3"]);
+    expect(listRecipes()).toEqual(["recipe-0", "recipe-1", "recipe-2", "recipe-3", "recipe-4"]);
     for (const name of listRecipes()) {
       const r = loadRecipe(name);
       const options = resolveOptions(r, {});
@@ -52,7 +52,7 @@ describe("the shipped recipes", () => {
         Object.fromEntries((r.wireguard?.keys ?? []).map((k) => [k, { privateKey: "p", publicKey: "P" }])),
       );
       plan.tls = { caCert: "ca", cert: "c", key: "k" };
-      const scope = scopeOf(plan, { homeKey: "x", roamingKey: "y" });
+      const scope = scopeOf(plan, { homeKey: "x", roamingKey: "y", aKey: "x", bKey: "y" });
       for (const n of Object.values(plan.nodes)) for (const f of n.files) if (f.content) render(f.content, scope);
       expect(r.exercises.length).toBeGreaterThan(0);
     }
