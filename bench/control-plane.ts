@@ -1,99 +1,149 @@
+import { availableParallelism } from "node:os";
 import { repoLoadClient } from "./control/client-adapter.ts";
 import { type LoadResult, runLoad } from "./control/loadgen.ts";
+import { cpuSplit, pinSelf } from "./control/proc.ts";
 import { type ControlServer, startBuiltin, startHeadscale } from "./control/servers.ts";
 import { type Benchmark, checkAborted, list, num } from "./lib/bench.ts";
-import { round } from "./lib/stats.ts";
+import { median, round, secs } from "./lib/stats.ts";
 import type { Bar } from "./lib/types.ts";
 
 type Row = {
   server: string;
   nodes: number;
+  runs: number;
+  /** Medians over the runs that completed. */
   fullMeshS: number | null;
+  spread: string;
   registeredS: number | null;
   cpuS: number | null;
   rssMiB: number | null;
+  kibPerNode: number | null;
+  resets: number | null;
   note: string;
 };
 
-async function start(kind: string): Promise<ControlServer | { unavailable: string }> {
-  if (kind === "headscale") return startHeadscale();
-  if (kind === "builtin") return startBuiltin();
+async function start(kind: string, cpus: string | undefined): Promise<ControlServer | { unavailable: string }> {
+  if (kind === "headscale") return startHeadscale({ cpus });
+  if (kind === "builtin") return startBuiltin({ cpus });
   return { unavailable: `unknown control server "${kind}" (headscale, builtin)` };
+}
+
+const med = (xs: number[], digits = 2) => (xs.length ? round(median(xs), digits) : null);
+
+/** One row from several runs of one server at one size: medians, and the spread of the time. */
+function summarize(server: string, n: number, rs: LoadResult[]): Row {
+  const done = rs.filter((r) => r.complete);
+  const times = done.map((r) => r.fullMeshS!);
+  const failed = rs.length - done.length;
+  return {
+    server,
+    nodes: n,
+    runs: rs.length,
+    fullMeshS: med(times),
+    spread: times.length > 1 ? `${secs(Math.min(...times) * 1000)}-${secs(Math.max(...times) * 1000)} s` : "",
+    registeredS: med(done.map((r) => r.registeredS!)),
+    cpuS: med(done.map((r) => r.serverCpuS)),
+    rssMiB: med(
+      done.map((r) => r.serverPeakRssMiB),
+      1,
+    ),
+    kibPerNode: med(
+      done.map((r) => r.mapBytesPerNode / 1024),
+      1,
+    ),
+    resets: med(
+      done.map((r) => r.streamResets),
+      0,
+    ),
+    note:
+      (failed ? `INCOMPLETE in ${failed} of ${rs.length} runs: ${rs.find((r) => !r.complete)!.error} ` : "") +
+      (done.length ? `load generator CPU ${round(median(done.map((r) => r.loadgenCpuS)), 1)} s` : ""),
+  };
 }
 
 /**
  * Control plane at scale: N simulated nodes (our TypeScript client side of the Tailscale control
  * protocol) register with a fresh server on loopback and each hold a map stream; time until
- * every node has a netmap with all N-1 peers; the server's CPU seconds and peak RSS from /proc.
+ * every node has a netmap with all N-1 peers; the server's CPU seconds and peak RSS from /proc,
+ * the map bytes each node received (as sent: compressed by Headscale, not by the builtin
+ * server) and how often a server ended a stream. Server and load generator on separate CPUs
+ * where the machine allows; several runs per size, medians and spread.
  */
 export const controlPlane: Benchmark = {
   name: "control-plane",
   title: "Control plane at scale: N simulated nodes, Headscale vs builtin",
   minutes:
-    "~13 min: builtin 1000 nodes ~2 min, 5000 nodes hit the 10 min limit; Headscale fails fast until the client skips its early payload",
+    "~13 min per run: builtin 1000 nodes ~2 min, 5000 nodes hit the 10 min limit; Headscale fails fast until the client skips its early payload",
   options: {
     sizes: { default: "100,1000,5000", help: "numbers of simulated nodes" },
     servers: { default: "headscale,builtin", help: "control servers to measure" },
     concurrency: { default: "50", help: "registrations in flight at once" },
     "mesh-timeout-s": { default: "600", help: "give up on one size after this long (registrations included)" },
+    runs: { default: "3", help: "runs per server and size (medians and spread reported)" },
   },
   async run(ctx) {
     const t0 = Date.now();
     const sizes = list(ctx, "sizes").map(Number);
     const servers = list(ctx, "servers");
+    const runs = num(ctx, "runs");
     const client = repoLoadClient();
+    const split = cpuSplit();
+    if (split) pinSelf(split.loadgen);
     const notes: string[] = [
-      "Each size runs against a fresh server on 127.0.0.1 (Headscale: the cached pinned binary, plain HTTP, SQLite in a temp directory). The load generator shares the machine's cores with the server.",
-      "CPU seconds: the server's user + system time from the first registration until every node has all peers (/proc/PID/stat); peak RSS: VmHWM of /proc/PID/status.",
-      "Not like for like: Headscale also keeps SQLite, a policy engine and deliberate batching delays (~0.8 s between updates), and closes map streams it considers slow (simulated nodes then poll again, as tailscaled does); the builtin server keeps per-record JSON files, allow-all only, and sends each batch of changes at once. 5000 nodes was not measured: the fan-out is quadratic and passes the 10-minute limit per size on 2 cores.",
+      `Each run starts a fresh server on 127.0.0.1 (Headscale: the cached pinned binary, plain HTTP, SQLite in a temp directory). ${
+        split
+          ? `Server pinned to CPU ${split.server}, load generator to CPU ${split.loadgen} (taskset).`
+          : "Server and load generator share the machine's cores (one CPU, or no taskset)."
+      } ${runs} run(s) per size: medians, and the spread of the time to full mesh.`,
+      "CPU seconds: the server's user + system time from the first registration until every node has all peers (/proc/PID/stat); peak RSS: VmHWM of /proc/PID/status. KiB/node: map bytes each node received until full mesh, as sent on the wire (Headscale compresses with zstd, the builtin server sends stored frames); resets: map streams the server ended (the node polled again).",
+      "Not like for like: Headscale also keeps SQLite, a policy engine and deliberate batching delays (~0.8 s between updates), and closes map streams it considers slow (simulated nodes then poll again, as tailscaled does); the builtin server keeps per-record JSON files, allow-all only, and sends each batch of changes at once.",
     ];
     const rows: Row[] = [];
     const raw: Record<string, unknown>[] = [];
-    for (const kind of servers) {
-      for (const n of sizes) {
-        checkAborted(ctx.signal);
-        const s = await start(kind);
-        if ("unavailable" in s) {
-          rows.push({
-            server: kind,
-            nodes: n,
-            fullMeshS: null,
-            registeredS: null,
-            cpuS: null,
-            rssMiB: null,
-            note: `skipped: ${s.unavailable}`,
-          });
-          break;
+    try {
+      for (const kind of servers) {
+        for (const n of sizes) {
+          const results: LoadResult[] = [];
+          let version = "";
+          for (let i = 0; i < runs; i++) {
+            checkAborted(ctx.signal);
+            const s = await start(kind, split?.server);
+            if ("unavailable" in s) {
+              rows.push({ ...summarize(kind, n, []), note: `skipped: ${s.unavailable}` });
+              break;
+            }
+            version = s.version;
+            try {
+              results.push(
+                await runLoad(s, client, n, {
+                  concurrency: num(ctx, "concurrency"),
+                  timeoutMs: num(ctx, "mesh-timeout-s") * 1000,
+                  signal: ctx.signal,
+                  log: ctx.log,
+                }),
+              );
+            } catch (e) {
+              throw new Error(`${kind} with ${n} nodes: ${(e as Error).message}\n${s.logTail()}`);
+            } finally {
+              await s.stop();
+            }
+            const r = results.at(-1)!;
+            raw.push({ server: kind, run: i + 1, ...r });
+            ctx.log(
+              `${kind} ${n} nodes, run ${i + 1}/${runs}: full mesh ${r.fullMeshS?.toFixed(1) ?? "never"} s, CPU ${r.serverCpuS.toFixed(1)} s, ` +
+                `peak RSS ${Math.round(r.serverPeakRssMiB)} MiB, ${Math.round(r.mapBytesPerNode / 1024)} KiB/node, ${r.streamResets} resets`,
+            );
+            // A run that did not complete says enough about this size: do not repeat it.
+            if (!r.complete) break;
+          }
+          if (!results.length) break;
+          rows.push(summarize(`${kind} ${version}`, n, results));
+          // A size that did not complete says enough about the larger ones: do not wait for them.
+          if (!results.every((r) => r.complete)) break;
         }
-        let r: LoadResult;
-        try {
-          r = await runLoad(s, client, n, {
-            concurrency: num(ctx, "concurrency"),
-            timeoutMs: num(ctx, "mesh-timeout-s") * 1000,
-            signal: ctx.signal,
-            log: ctx.log,
-          });
-        } catch (e) {
-          throw new Error(`${kind} with ${n} nodes: ${(e as Error).message}\n${s.logTail()}`);
-        } finally {
-          await s.stop();
-        }
-        raw.push({ server: kind, ...r });
-        rows.push({
-          server: `${kind} ${s.version}`,
-          nodes: n,
-          fullMeshS: r.fullMeshS === null ? null : round(r.fullMeshS, 2),
-          registeredS: r.registeredS === null ? null : round(r.registeredS, 2),
-          cpuS: round(r.serverCpuS, 2),
-          rssMiB: round(r.serverPeakRssMiB, 1),
-          note: r.complete ? `load generator CPU ${round(r.loadgenCpuS, 1)} s` : `INCOMPLETE: ${r.error}`,
-        });
-        ctx.log(
-          `${kind} ${n} nodes: full mesh ${r.fullMeshS?.toFixed(1) ?? "never"} s, CPU ${r.serverCpuS.toFixed(1)} s, peak RSS ${Math.round(r.serverPeakRssMiB)} MiB`,
-        );
-        // A size that did not complete says enough about the larger ones: do not wait for them.
-        if (!r.complete) break;
       }
+    } finally {
+      if (split) pinSelf(`0-${availableParallelism() - 1}`);
     }
     const headlines: { label: string; value: string }[] = [];
     for (const n of sizes) {
@@ -134,15 +184,19 @@ export const controlPlane: Benchmark = {
       status:
         "unavailable" in client || rows.some((r) => r.note.startsWith("skipped") || r.note.startsWith("INCOMPLETE")) ? "partial" : "ok",
       machine: ctx.machine,
-      params: { sizes, servers, concurrency: num(ctx, "concurrency") },
+      params: { sizes, servers, concurrency: num(ctx, "concurrency"), runs, pinned: split ?? "no" },
       durationS: (Date.now() - t0) / 1000,
       columns: [
         { key: "server", label: "server" },
         { key: "nodes", label: "nodes" },
         { key: "registeredS", label: "all registered", unit: "s" },
+        { key: "runs", label: "runs" },
         { key: "fullMeshS", label: "all have N-1 peers", unit: "s" },
+        { key: "spread", label: "spread" },
         { key: "cpuS", label: "server CPU", unit: "s" },
         { key: "rssMiB", label: "server peak RSS", unit: "MiB" },
+        { key: "kibPerNode", label: "map data per node", unit: "KiB" },
+        { key: "resets", label: "stream resets" },
         { key: "note", label: "" },
       ],
       rows,

@@ -22,6 +22,10 @@ export interface LoadClient {
     authKey: string;
     hostname: string;
     onPeers: (count: number) => void;
+    /** Bytes of map messages received, as they came over the wire (compressed or not). */
+    onBytes?: (n: number) => void;
+    /** The server ended the node's map stream and the node polled again. */
+    onReset?: () => void;
     signal: AbortSignal;
   }): Promise<SimulatedNode>;
 }
@@ -39,7 +43,7 @@ interface MapNode {
  */
 export function repoLoadClient(): LoadClient {
   return {
-    async startNode({ serverUrl, authKey, hostname, onPeers, signal }): Promise<SimulatedNode> {
+    async startNode({ serverUrl, authKey, hostname, onPeers, onBytes, onReset, signal }): Promise<SimulatedNode> {
       const client = await ControlClient.connect({ url: serverUrl });
       try {
         const nodeKey = formatKey("nodekey", newKeyPair().publicKey);
@@ -64,19 +68,20 @@ export function repoLoadClient(): LoadClient {
         };
         let closed = false;
         let conn = client;
-        let map = await conn.mapStream({ nodeKey, hostname }, onMessage);
+        let map = await conn.mapStream({ nodeKey, hostname }, onMessage, onBytes);
         if (map.status !== 200) throw new Error(`${hostname}: map request answered ${map.status}`);
         // Like tailscaled: when the server ends the long-poll (Headscale does, to connections
         // it thinks are stale), poll again, on a new Noise connection if the old one is gone.
         const repoll = async (): Promise<void> => {
           await map.done;
           if (closed || signal.aborted) return;
+          onReset?.();
           try {
-            map = await conn.mapStream({ nodeKey, hostname }, onMessage);
+            map = await conn.mapStream({ nodeKey, hostname }, onMessage, onBytes);
           } catch {
             conn.close();
             conn = await ControlClient.connect({ url: serverUrl, machine: conn.machine });
-            map = await conn.mapStream({ nodeKey, hostname }, onMessage);
+            map = await conn.mapStream({ nodeKey, hostname }, onMessage, onBytes);
           }
           return repoll();
         };

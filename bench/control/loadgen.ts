@@ -14,6 +14,10 @@ export interface LoadResult {
   serverPeakRssMiB: number;
   /** The load generator's own CPU seconds (it shares the machine). */
   loadgenCpuS: number;
+  /** Map bytes each node received until full mesh, on average, as sent (Headscale compresses, builtin does not). */
+  mapBytesPerNode: number;
+  /** Map streams the server ended (the node polled again), all nodes together. */
+  streamResets: number;
   complete: boolean;
   error?: string;
 }
@@ -29,6 +33,9 @@ export async function runLoad(
   opts: { concurrency: number; timeoutMs: number; signal: AbortSignal; log: (s: string) => void },
 ): Promise<LoadResult> {
   const peers = new Array<number>(n).fill(0);
+  let bytes = 0;
+  let resets = 0;
+  let bytesAtFull: number | undefined;
   let full = 0;
   let fullAt: number | undefined;
   const nodes: SimulatedNode[] = [];
@@ -54,6 +61,7 @@ export async function runLoad(
     if (!is && was) full--;
     if (full === n && fullAt === undefined) {
       fullAt = performance.now();
+      bytesAtFull = bytes;
       allFull();
     }
   };
@@ -77,6 +85,12 @@ export async function runLoad(
             authKey: server.authKey,
             hostname: `sim-${i}`,
             onPeers: onPeers(i),
+            onBytes: (b) => {
+              bytes += b;
+            },
+            onReset: () => {
+              resets++;
+            },
             signal: abort.signal,
           }),
         );
@@ -104,6 +118,8 @@ export async function runLoad(
     serverCpuS,
     serverPeakRssMiB: peak / 2 ** 20,
     loadgenCpuS: (own.user + own.system) / 1e6,
+    mapBytesPerNode: (bytesAtFull ?? bytes) / n,
+    streamResets: resets,
     complete: fullAt !== undefined,
     error,
   };

@@ -9,6 +9,7 @@ import { versions } from "../../src/versions.ts";
 import { eventually } from "../../tests/support/eventually.ts";
 import { freePort } from "../../tests/support/ports.ts";
 import { TIMEOUT } from "../../tests/support/timeouts.ts";
+import { onCpus } from "./proc.ts";
 
 /** The capability version the repository's client speaks (src/control/client.ts). */
 const CLIENT_CAPVER = 138;
@@ -57,7 +58,7 @@ export function headscaleBinary(): string {
  * Headscale from the cached pinned binary, on 127.0.0.1 only, plain HTTP (the control protocol
  * runs over Noise anyway), SQLite and everything else in a temporary directory.
  */
-export async function startHeadscale(): Promise<ControlServer> {
+export async function startHeadscale(o: { cpus?: string } = {}): Promise<ControlServer> {
   const bin = headscaleBinary();
   if (!existsSync(bin)) throw new Error(`no cached Headscale at ${bin}: run ./start.ts setup first`);
   const dir = mkdtempSync(join(tmpdir(), "wg3-bench-headscale-"));
@@ -117,7 +118,8 @@ logtail:
   );
   const log = join(dir, "headscale.log");
   const fd = openSync(log, "a");
-  const child = spawn(bin, ["serve", "--config", config], { stdio: ["ignore", fd, fd], env: { ...process.env, NO_COLOR: "1" } });
+  const [cmd, ...argv] = onCpus(o.cpus, [bin, "serve", "--config", config]);
+  const child = spawn(cmd!, argv, { stdio: ["ignore", fd, fd], env: { ...process.env, NO_COLOR: "1" } });
   const cli = (args: string[]) => run(bin, [...args, "--config", config], { env: { ...process.env, NO_COLOR: "1" } });
   const stop = async () => {
     await stopChild(child);
@@ -160,7 +162,7 @@ logtail:
  * 127.0.0.1, plain HTTP, state and admin socket in a temporary directory; user and key through
  * its headscale-compatible CLI.
  */
-export async function startBuiltin(): Promise<ControlServer | { unavailable: string }> {
+export async function startBuiltin(o: { cpus?: string } = {}): Promise<ControlServer | { unavailable: string }> {
   const entry = join(ROOT, "src", "control", "main.ts");
   if (!existsSync(entry)) return { unavailable: "src/control/main.ts does not exist yet (issue 6)" };
   const loader = join(ROOT, "node_modules", "tsx", "dist", "loader.mjs");
@@ -190,8 +192,8 @@ derp:
   );
   const log = join(dir, "control.log");
   const fd = openSync(log, "a");
-  const [bin, args] = node(["serve", "--config", config]);
-  const child = spawn(bin, [...args], { stdio: ["ignore", fd, fd], cwd: ROOT });
+  const [cmd, ...argv] = onCpus(o.cpus, node(["serve", "--config", config]).flat());
+  const child = spawn(cmd!, argv, { stdio: ["ignore", fd, fd], cwd: ROOT });
   const cli = async (words: string[]) => {
     const [b, a] = node(["cli", ...words, "-c", config]);
     return run(b, [...a], { cwd: ROOT });

@@ -246,6 +246,8 @@ export class ControlClient {
   async mapStream(
     r: { nodeKey: string; discoKey?: string; endpoints?: string[]; hostname: string },
     onMessage: (m: Record<string, unknown>) => void,
+    /** Each message's size on the wire (length prefix + frame, as the server sent it), for benchmarks. */
+    onFrameBytes?: (n: number) => void,
   ): Promise<{ status: number; close(): void; done: Promise<void>; error(): Error | undefined }> {
     const { status, stream } = await this.post("/machine/map", {
       Version: this.version,
@@ -267,6 +269,7 @@ export class ControlClient {
           if (buf.length < 4 + n) break;
           const frame = buf.subarray(4, 4 + n);
           buf = buf.subarray(4 + n);
+          onFrameBytes?.(4 + n);
           onMessage(JSON.parse(Buffer.from(decompress(frame)).toString()));
         }
       }
