@@ -58,7 +58,18 @@ export function headscaleBinary(): string {
  * Headscale from the cached pinned binary, on 127.0.0.1 only, plain HTTP (the control protocol
  * runs over Noise anyway), SQLite and everything else in a temporary directory.
  */
-export async function startHeadscale(o: { cpus?: string } = {}): Promise<ControlServer> {
+/**
+ * Headscale 0.29's own knobs for a burst of changes (config-example.yaml, tuning:): shorter
+ * batching delays than the defaults (800 ms change batching, 500 ms node-store batches), and
+ * as many map workers as the CPUs it may use. What a maintainer would try first for a mass join.
+ */
+export const HEADSCALE_TUNED = (cpus: number) => ({
+  batch_change_delay: "100ms",
+  node_store_batch_timeout: "100ms",
+  batcher_workers: String(Math.max(1, cpus)),
+});
+
+export async function startHeadscale(o: { cpus?: string; tuning?: Record<string, string> } = {}): Promise<ControlServer> {
   const bin = headscaleBinary();
   if (!existsSync(bin)) throw new Error(`no cached Headscale at ${bin}: run ./start.ts setup first`);
   const dir = mkdtempSync(join(tmpdir(), "wg3-bench-headscale-"));
@@ -98,7 +109,13 @@ database:
   sqlite:
     path: ${dir}/db.sqlite
     write_ahead_log: true
-log:
+${
+  o.tuning
+    ? `tuning:\n${Object.entries(o.tuning)
+        .map(([k, v]) => `  ${k}: ${v}`)
+        .join("\n")}\n`
+    : ""
+}log:
   level: warn
   format: text
 policy:
