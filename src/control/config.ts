@@ -54,7 +54,7 @@ export interface Limits {
 }
 
 export const DEFAULT_LIMITS: Limits = {
-  maxPendingLogins: 1000,
+  maxPendingLogins: 1024, // Headscale's tuning.register_cache_max_entries
   pendingLoginTtl: 15 * 60_000,
   maxConnections: 10_000,
   handshakeTimeout: 10_000,
