@@ -18,13 +18,16 @@ export interface LoadResult {
   mapBytesPerNode: number;
   /** Map streams the server ended (the node polled again), all nodes together. */
   streamResets: number;
+  /** After full mesh, one more node joins: until it and all n others see each other. */
+  joinS: number | null;
   complete: boolean;
   error?: string;
 }
 
 /**
  * Register `n` simulated nodes (at most `concurrency` registrations in flight), each holding a
- * map stream, and time until every node has seen all n-1 peers; measure the server from /proc.
+ * map stream, and time until every node has seen all n-1 peers; then let one more node join the
+ * steady tailnet and time until everyone sees everyone; measure the server from /proc.
  */
 export async function runLoad(
   server: ControlServer,
@@ -32,10 +35,17 @@ export async function runLoad(
   n: number,
   opts: { concurrency: number; timeoutMs: number; signal: AbortSignal; log: (s: string) => void },
 ): Promise<LoadResult> {
-  const peers = new Array<number>(n).fill(0);
+  // One slot more, for the node that joins the steady tailnet at the end.
+  const peers = new Array<number>(n + 1).fill(0);
+  let joined = 0;
+  let allJoined!: () => void;
+  const allJoinedP = new Promise<void>((r) => {
+    allJoined = r;
+  });
   let bytes = 0;
   let resets = 0;
   let bytesAtFull: number | undefined;
+  let cpuAtFull: number | undefined;
   let full = 0;
   let fullAt: number | undefined;
   const nodes: SimulatedNode[] = [];
@@ -48,20 +58,24 @@ export async function runLoad(
   const own0 = process.cpuUsage();
   const t0 = performance.now();
   let registeredAt: number | undefined;
+  let joinS: number | null = null;
   let error: string | undefined;
   let allFull!: () => void;
   const allFullP = new Promise<void>((r) => {
     allFull = r;
   });
   const onPeers = (i: number) => (count: number) => {
-    const was = peers[i]! >= n - 1;
+    const [was, wasJoined] = [peers[i]! >= n - 1, peers[i]! >= n];
     peers[i] = count;
-    const is = count >= n - 1;
-    if (is && !was) full++;
-    if (!is && was) full--;
+    const [is, isJoined] = [count >= n - 1, count >= n];
+    if (i < n && is !== was) full += is ? 1 : -1;
+    // n peers is only possible once the joiner exists.
+    if (isJoined !== wasJoined) joined += isJoined ? 1 : -1;
+    if (joined === n + 1) allJoined();
     if (full === n && fullAt === undefined) {
       fullAt = performance.now();
       bytesAtFull = bytes;
+      cpuAtFull = cpuSeconds(server.pid);
       allFull();
     }
   };
@@ -100,13 +114,19 @@ export async function runLoad(
     registeredAt = performance.now();
     opts.log(`${server.kind}: ${n} nodes registered with map streams in ${((registeredAt - t0) / 1000).toFixed(1)} s`);
     await Promise.race([allFullP, deadline]);
+    const joinStart = performance.now();
+    nodes.push(
+      await client.startNode({ serverUrl: server.url, authKey: server.authKey, hostname: "sim-join", onPeers: onPeers(n), signal: abort.signal }),
+    );
+    await Promise.race([allJoinedP, deadline]);
+    joinS = (performance.now() - joinStart) / 1000;
   } catch (e) {
     error = (e as Error).message;
   } finally {
     clearTimeout(timer);
     opts.signal.removeEventListener("abort", onOuterAbort);
   }
-  const serverCpuS = cpuSeconds(server.pid) - cpu0;
+  const serverCpuS = (cpuAtFull ?? cpuSeconds(server.pid)) - cpu0;
   const peak = memory(server.pid).peakRss;
   const own = process.cpuUsage(own0);
   abort.abort();
@@ -120,6 +140,7 @@ export async function runLoad(
     loadgenCpuS: (own.user + own.system) / 1e6,
     mapBytesPerNode: (bytesAtFull ?? bytes) / n,
     streamResets: resets,
+    joinS,
     complete: fullAt !== undefined,
     error,
   };
