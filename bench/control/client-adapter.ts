@@ -1,5 +1,6 @@
 import { ControlClient } from "../../src/control/client.ts";
 import { formatKey, newKeyPair } from "../../src/control/keys.ts";
+import { REAL_MAP, REAL_REGISTER } from "../../tests/unit/control-fixtures/requests.ts";
 
 /**
  * What the load generator needs from a Tailscale control-protocol client: this repo's
@@ -26,8 +27,26 @@ export interface LoadClient {
     onBytes?: (n: number) => void;
     /** The server ended the node's map stream and the node polled again. */
     onReset?: () => void;
+    /**
+     * Behave like tailscaled 1.98 (recorded): its whole Hostinfo at registration, the stream
+     * request without endpoints, then a lite update with NetInfo and four endpoints. Otherwise
+     * a minimal Hostinfo (Hostname, OS) and no endpoints.
+     */
+    realistic?: boolean;
     signal: AbortSignal;
   }): Promise<SimulatedNode>;
+}
+
+/** Four endpoints as a host behind NAT reports them: a STUN-mapped public one, two LAN, one IPv6. */
+function endpointsOf(): string[] {
+  const b = () => 1 + Math.floor(Math.random() * 254);
+  const port = 20000 + Math.floor(Math.random() * 40000);
+  return [
+    `198.51.100.${b()}:${port}`,
+    `192.168.${b()}.${b()}:${port}`,
+    `10.${b()}.${b()}.${b()}:${port}`,
+    `[2001:db8::${b().toString(16)}]:${port}`,
+  ];
 }
 
 interface MapNode {
@@ -43,11 +62,12 @@ interface MapNode {
  */
 export function repoLoadClient(): LoadClient {
   return {
-    async startNode({ serverUrl, authKey, hostname, onPeers, onBytes, onReset, signal }): Promise<SimulatedNode> {
+    async startNode({ serverUrl, authKey, hostname, onPeers, onBytes, onReset, realistic, signal }): Promise<SimulatedNode> {
       const client = await ControlClient.connect({ url: serverUrl });
       try {
         const nodeKey = formatKey("nodekey", newKeyPair().publicKey);
-        const reg = (await client.register({ nodeKey, authKey, hostname })) as {
+        const hostinfo = realistic ? REAL_REGISTER.Hostinfo : undefined;
+        const reg = (await client.register({ nodeKey, authKey, hostname, hostinfo })) as {
           MachineAuthorized?: boolean;
           Error?: string;
           AuthURL?: string;
@@ -68,8 +88,14 @@ export function repoLoadClient(): LoadClient {
         };
         let closed = false;
         let conn = client;
-        let map = await conn.mapStream({ nodeKey, hostname }, onMessage, onBytes);
+        const discoKey = formatKey("discokey", newKeyPair().publicKey);
+        const stream = { nodeKey, discoKey, hostname, hostinfo };
+        let map = await conn.mapStream(stream, onMessage, onBytes);
         if (map.status !== 200) throw new Error(`${hostname}: map request answered ${map.status}`);
+        if (realistic) {
+          const lite = await conn.liteUpdate({ ...stream, hostinfo: REAL_MAP.Hostinfo, endpoints: endpointsOf() });
+          if (lite !== 200) throw new Error(`${hostname}: lite update answered ${lite}`);
+        }
         // Like tailscaled: when the server ends the long-poll (Headscale does, to connections
         // it thinks are stale), poll again, on a new Noise connection if the old one is gone.
         const repoll = async (): Promise<void> => {
@@ -77,11 +103,11 @@ export function repoLoadClient(): LoadClient {
           if (closed || signal.aborted) return;
           onReset?.();
           try {
-            map = await conn.mapStream({ nodeKey, hostname }, onMessage, onBytes);
+            map = await conn.mapStream(stream, onMessage, onBytes);
           } catch {
             conn.close();
             conn = await ControlClient.connect({ url: serverUrl, machine: conn.machine });
-            map = await conn.mapStream({ nodeKey, hostname }, onMessage, onBytes);
+            map = await conn.mapStream(stream, onMessage, onBytes);
           }
           return repoll();
         };

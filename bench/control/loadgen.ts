@@ -33,7 +33,7 @@ export async function runLoad(
   server: ControlServer,
   client: LoadClient,
   n: number,
-  opts: { concurrency: number; timeoutMs: number; signal: AbortSignal; log: (s: string) => void },
+  opts: { concurrency: number; timeoutMs: number; signal: AbortSignal; log: (s: string) => void; realistic?: boolean },
 ): Promise<LoadResult> {
   // One slot more, for the node that joins the steady tailnet at the end.
   const peers = new Array<number>(n + 1).fill(0);
@@ -99,6 +99,7 @@ export async function runLoad(
             authKey: server.authKey,
             hostname: `sim-${i}`,
             onPeers: onPeers(i),
+            realistic: opts.realistic,
             onBytes: (b) => {
               bytes += b;
             },
@@ -116,7 +117,14 @@ export async function runLoad(
     await Promise.race([allFullP, deadline]);
     const joinStart = performance.now();
     nodes.push(
-      await client.startNode({ serverUrl: server.url, authKey: server.authKey, hostname: "sim-join", onPeers: onPeers(n), signal: abort.signal }),
+      await client.startNode({
+        serverUrl: server.url,
+        authKey: server.authKey,
+        hostname: "sim-join",
+        onPeers: onPeers(n),
+        realistic: opts.realistic,
+        signal: abort.signal,
+      }),
     );
     await Promise.race([allJoinedP, deadline]);
     joinS = (performance.now() - joinStart) / 1000;

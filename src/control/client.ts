@@ -225,6 +225,8 @@ export class ControlClient {
     hostname: string;
     followup?: string;
     routes?: string[];
+    /** A whole Hostinfo (e.g. one a real tailscaled sent); Hostname and routes above still apply. */
+    hostinfo?: Record<string, unknown>;
   }): Promise<Record<string, unknown>> {
     const res = await this.postRaw("/machine/register", {
       Version: this.version,
@@ -233,7 +235,7 @@ export class ControlClient {
       Auth: r.authKey ? { AuthKey: r.authKey } : null,
       Expiry: "0001-01-01T00:00:00Z",
       Followup: r.followup ?? "",
-      Hostinfo: { Hostname: r.hostname, OS: "linux", ...(r.routes ? { RoutableIPs: r.routes } : {}) },
+      Hostinfo: { OS: "linux", ...r.hostinfo, Hostname: r.hostname, ...(r.routes ? { RoutableIPs: r.routes } : {}) },
     });
     if (res.status !== 200) throw new Error(`register: status ${res.status}: ${res.body.trim()}`);
     return JSON.parse(res.body);
@@ -244,7 +246,7 @@ export class ControlClient {
    * response headers arrive with the status; `done` settles when the stream ends.
    */
   async mapStream(
-    r: { nodeKey: string; discoKey?: string; endpoints?: string[]; hostname: string },
+    r: { nodeKey: string; discoKey?: string; endpoints?: string[]; hostname: string; hostinfo?: Record<string, unknown> },
     onMessage: (m: Record<string, unknown>) => void,
     /** Each message's size on the wire (length prefix + frame, as the server sent it), for benchmarks. */
     onFrameBytes?: (n: number) => void,
@@ -254,7 +256,7 @@ export class ControlClient {
       NodeKey: r.nodeKey,
       DiscoKey: r.discoKey ?? formatKey("discokey", newKeyPair().publicKey),
       Endpoints: r.endpoints ?? [],
-      Hostinfo: { Hostname: r.hostname, OS: "linux" },
+      Hostinfo: { OS: "linux", ...r.hostinfo, Hostname: r.hostname },
       Stream: true,
       KeepAlive: true,
       Compress: "zstd",
@@ -279,6 +281,28 @@ export class ControlClient {
       stream.close();
     });
     return { status, close: () => stream.close(), done, error: () => failure };
+  }
+
+  /** A "lite" map update (Stream false, OmitPeers true), as tailscaled sends when its endpoints or Hostinfo change. */
+  async liteUpdate(r: {
+    nodeKey: string;
+    discoKey: string;
+    endpoints: string[];
+    hostname: string;
+    hostinfo?: Record<string, unknown>;
+  }): Promise<number> {
+    const res = await this.postRaw("/machine/map", {
+      Version: this.version,
+      NodeKey: r.nodeKey,
+      DiscoKey: r.discoKey,
+      Endpoints: r.endpoints,
+      EndpointTypes: r.endpoints.map(() => 1),
+      Hostinfo: { OS: "linux", ...r.hostinfo, Hostname: r.hostname },
+      OmitPeers: true,
+      KeepAlive: true,
+      Compress: "zstd",
+    });
+    return res.status;
   }
 
   close(): void {
