@@ -32,6 +32,16 @@ async function start(kind: string, cpus: string | undefined): Promise<ControlSer
 
 const med = (xs: number[], digits = 2) => (xs.length ? round(median(xs), digits) : null);
 
+/**
+ * How busy the load generator was: its CPU seconds over the wall time to full mesh. Near 100%
+ * of its CPU, it (not the server) may be what the time measures, and the note says so.
+ */
+function loadgenNote(done: LoadResult[]): string {
+  const busy = median(done.map((r) => r.loadgenCpuS / r.fullMeshS!));
+  const cpu = round(median(done.map((r) => r.loadgenCpuS)), 1);
+  return `load generator CPU ${cpu} s (${Math.round(busy * 100)}% of the time)${busy > 0.9 ? ": SATURATED, the time may be the load generator's" : ""}`;
+}
+
 /** One row from several runs of one server at one size: medians, and the spread of the time. */
 function summarize(server: string, n: number, rs: LoadResult[]): Row {
   const done = rs.filter((r) => r.complete);
@@ -60,7 +70,7 @@ function summarize(server: string, n: number, rs: LoadResult[]): Row {
     joinS: med(done.filter((r) => r.joinS !== null).map((r) => r.joinS!)),
     note:
       (failed ? `INCOMPLETE in ${failed} of ${rs.length} runs: ${rs.find((r) => !r.complete)!.error} ` : "") +
-      (done.length ? `load generator CPU ${round(median(done.map((r) => r.loadgenCpuS)), 1)} s` : ""),
+      (done.length ? loadgenNote(done) : ""),
   };
 }
 
