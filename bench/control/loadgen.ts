@@ -1,6 +1,7 @@
 import { setMaxListeners } from "node:events";
 import type { LoadClient, SimulatedNode } from "./client-adapter.ts";
 import { cpuSeconds, memory } from "./proc.ts";
+import { type RealClientsResult, timeRealClients } from "./real-clients.ts";
 import type { ControlServer } from "./servers.ts";
 
 export interface LoadResult {
@@ -20,6 +21,8 @@ export interface LoadResult {
   streamResets: number;
   /** After full mesh, one more node joins: until it and all n others see each other. */
   joinS: number | null;
+  /** Then real tailscaled clients join together: each one's time until it lists every other node. */
+  real?: RealClientsResult | { unavailable: string };
   complete: boolean;
   error?: string;
 }
@@ -33,7 +36,15 @@ export async function runLoad(
   server: ControlServer,
   client: LoadClient,
   n: number,
-  opts: { concurrency: number; timeoutMs: number; signal: AbortSignal; log: (s: string) => void; realistic?: boolean },
+  opts: {
+    concurrency: number;
+    timeoutMs: number;
+    signal: AbortSignal;
+    log: (s: string) => void;
+    realistic?: boolean;
+    /** Real tailscaled clients to time after the simulated nodes (0: none). */
+    realClients?: number;
+  },
 ): Promise<LoadResult> {
   // One slot more, for the node that joins the steady tailnet at the end.
   const peers = new Array<number>(n + 1).fill(0);
@@ -59,6 +70,7 @@ export async function runLoad(
   const t0 = performance.now();
   let registeredAt: number | undefined;
   let joinS: number | null = null;
+  let real: LoadResult["real"];
   let error: string | undefined;
   let allFull!: () => void;
   const allFullP = new Promise<void>((r) => {
@@ -128,6 +140,9 @@ export async function runLoad(
     );
     await Promise.race([allJoinedP, deadline]);
     joinS = (performance.now() - joinStart) / 1000;
+    const k = opts.realClients ?? 0;
+    // Each real client should list the n+1 simulated nodes and the other k-1 real ones.
+    if (k > 0) real = await Promise.race([timeRealClients(server, k, n + k), deadline]);
   } catch (e) {
     error = (e as Error).message;
   } finally {
@@ -149,6 +164,7 @@ export async function runLoad(
     mapBytesPerNode: (bytesAtFull ?? bytes) / n,
     streamResets: resets,
     joinS,
+    real,
     complete: fullAt !== undefined,
     error,
   };
