@@ -22,6 +22,7 @@ type Row = {
   joinS: number | null;
   /** Real tailscaled clients: median (max) seconds until each lists every other node. */
   real: string;
+  restartS: number | null;
   note: string;
 };
 
@@ -79,6 +80,7 @@ function summarize(server: string, n: number, rs: LoadResult[]): Row {
     ),
     joinS: med(done.filter((r) => r.joinS !== null).map((r) => r.joinS!)),
     real: realCell(done),
+    restartS: med(done.filter((r) => r.restartS !== null).map((r) => r.restartS!)),
     note:
       (failed ? `INCOMPLETE in ${failed} of ${rs.length} runs: ${rs.find((r) => !r.complete)!.error} ` : "") +
       (done.length ? loadgenNote(done) : ""),
@@ -107,6 +109,7 @@ export const controlPlane: Benchmark = {
     concurrency: { default: "50", help: "registrations in flight at once" },
     "mesh-timeout-s": { default: "600", help: "give up on one size after this long (registrations included)" },
     runs: { default: "3", help: "runs per server and size (medians and spread reported)" },
+    restart: { default: "yes", help: "restart the server at the end of each run and time until every node has its netmap again (yes|no)" },
     "real-clients": {
       default: "5",
       help: "real tailscaled clients that join together at the end of each run, timed until each lists every node",
@@ -132,7 +135,7 @@ export const controlPlane: Benchmark = {
           ? "Simulated nodes behave like tailscaled 1.98 as recorded: its Hostinfo (services, NetInfo), a stream request, then a lite update with four endpoints."
           : "Simulated nodes send a minimal Hostinfo and no endpoints (--clients minimal)."
       }`,
-      "CPU seconds: the server's user + system time from the first registration until every node has all peers (/proc/PID/stat); peak RSS: VmHWM of /proc/PID/status. KiB/node: map bytes each node received until full mesh, as sent on the wire (Headscale compresses with zstd, the builtin server sends stored frames); resets: map streams the server ended (the node polled again); one more joins: after full mesh, one node registers into the steady tailnet, until it and every other node see each other; real tailscaled: then k real tailscaled 1.98 clients (userspace networking, this host) run tailscale up together, each timed until its tailscale status lists every other node.",
+      "CPU seconds: the server's user + system time from the first registration until every node has all peers (/proc/PID/stat); peak RSS: VmHWM of /proc/PID/status. KiB/node: map bytes each node received until full mesh, as sent on the wire (Headscale compresses with zstd, the builtin server sends stored frames); resets: map streams the server ended (the node polled again); one more joins: after full mesh, one node registers into the steady tailnet, until it and every other node see each other; real tailscaled: then k real tailscaled 1.98 clients (userspace networking, this host) run tailscale up together, each timed until its tailscale status lists every other node; server restart: last, the server process is stopped and started on the same state, timed until every simulated node has a full netmap from it again (nodes poll again with backoff from 100 ms to 2 s).",
       "Not like for like: Headscale also keeps SQLite, a policy engine and deliberate batching delays (~0.8 s between updates), and closes map streams it considers slow (simulated nodes then poll again, as tailscaled does); the builtin server keeps per-record JSON files, allow-all only, and sends each batch of changes at once.",
     ];
     const rows: Row[] = [];
@@ -159,6 +162,7 @@ export const controlPlane: Benchmark = {
                   log: ctx.log,
                   realistic,
                   realClients: num(ctx, "real-clients"),
+                  restart: ctx.opts.restart !== "no",
                 }),
               );
             } catch (e) {
@@ -174,7 +178,8 @@ export const controlPlane: Benchmark = {
                 `one more joins in ${r.joinS?.toFixed(2) ?? "never"} s` +
                 (r.real && "allPeersS" in r.real
                   ? `, real clients see all in ${r.real.allPeersS.map((x) => x.toFixed(1)).join("/")} s`
-                  : ""),
+                  : "") +
+                (r.restartS !== null ? `, netmaps back ${r.restartS.toFixed(1)} s after a restart` : ""),
             );
             // A run that did not complete says enough about this size: do not repeat it.
             if (!r.complete) break;
@@ -247,6 +252,7 @@ export const controlPlane: Benchmark = {
         { key: "rssMiB", label: "server peak RSS", unit: "MiB" },
         { key: "joinS", label: "one more joins", unit: "s" },
         { key: "real", label: "real tailscaled see all, median (max)" },
+        { key: "restartS", label: "server restart: all have their netmap again", unit: "s" },
         { key: "kibPerNode", label: "map data per node", unit: "KiB" },
         { key: "resets", label: "stream resets" },
         { key: "note", label: "" },

@@ -27,6 +27,8 @@ export interface LoadClient {
     onBytes?: (n: number) => void;
     /** The server ended the node's map stream and the node polled again. */
     onReset?: () => void;
+    /** A full netmap (Peers) arrived: the first message of every stream. */
+    onFullMap?: () => void;
     /**
      * Behave like tailscaled 1.98 (recorded): its whole Hostinfo at registration, the stream
      * request without endpoints, then a lite update with NetInfo and four endpoints. Otherwise
@@ -62,7 +64,7 @@ interface MapNode {
  */
 export function repoLoadClient(): LoadClient {
   return {
-    async startNode({ serverUrl, authKey, hostname, onPeers, onBytes, onReset, realistic, signal }): Promise<SimulatedNode> {
+    async startNode({ serverUrl, authKey, hostname, onPeers, onBytes, onReset, onFullMap, realistic, signal }): Promise<SimulatedNode> {
       const client = await ControlClient.connect({ url: serverUrl });
       try {
         const nodeKey = formatKey("nodekey", newKeyPair().publicKey);
@@ -82,6 +84,7 @@ export function repoLoadClient(): LoadClient {
             peers.clear();
             for (const p of m.Peers as MapNode[]) peers.add(String(p.ID));
           }
+          if (m.Node) onFullMap?.();
           for (const p of (m.PeersChanged as MapNode[] | undefined) ?? []) peers.add(String(p.ID));
           for (const id of (m.PeersRemoved as (number | string)[] | undefined) ?? []) peers.delete(String(id));
           onPeers(peers.size);
@@ -102,14 +105,22 @@ export function repoLoadClient(): LoadClient {
           await map.done;
           if (closed || signal.aborted) return;
           onReset?.();
-          try {
-            map = await conn.mapStream(stream, onMessage, onBytes);
-          } catch {
-            conn.close();
-            conn = await ControlClient.connect({ url: serverUrl, machine: conn.machine });
-            map = await conn.mapStream(stream, onMessage, onBytes);
-          }
+          map = await pollAgain();
           return repoll();
+        };
+        // The same connection if it still works, else a new one, with backoff while the
+        // server is away (a restart), as tailscaled does.
+        const pollAgain = async (): Promise<Awaited<ReturnType<ControlClient["mapStream"]>>> => {
+          for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
+            try {
+              return await conn.mapStream(stream, onMessage, onBytes);
+            } catch {
+              conn.close();
+              if (closed || signal.aborted) throw new Error("closed");
+              await new Promise((r) => setTimeout(r, delay));
+              conn = await ControlClient.connect({ url: serverUrl, machine: conn.machine }).catch(() => conn);
+            }
+          }
         };
         repoll().catch(() => {});
         const close = async () => {

@@ -23,6 +23,8 @@ export interface LoadResult {
   joinS: number | null;
   /** Then real tailscaled clients join together: each one's time until it lists every other node. */
   real?: RealClientsResult | { unavailable: string };
+  /** Last, the server restarts: until every simulated node has a full netmap from it again. */
+  restartS: number | null;
   complete: boolean;
   error?: string;
 }
@@ -44,11 +46,24 @@ export async function runLoad(
     realistic?: boolean;
     /** Real tailscaled clients to time after the simulated nodes (0: none). */
     realClients?: number;
+    /** Restart the server at the end and time the recovery. */
+    restart?: boolean;
   },
 ): Promise<LoadResult> {
   // One slot more, for the node that joins the steady tailnet at the end.
   const peers = new Array<number>(n + 1).fill(0);
   let joined = 0;
+  // Nodes that got a full netmap since the restart began (undefined: not restarting).
+  let refreshed: Set<number> | undefined;
+  let allRefreshed!: () => void;
+  const allRefreshedP = new Promise<void>((r) => {
+    allRefreshed = r;
+  });
+  const onFullMap = (i: number) => () => {
+    if (!refreshed) return;
+    refreshed.add(i);
+    if (refreshed.size === n + 1) allRefreshed();
+  };
   let allJoined!: () => void;
   const allJoinedP = new Promise<void>((r) => {
     allJoined = r;
@@ -71,6 +86,8 @@ export async function runLoad(
   let registeredAt: number | undefined;
   let joinS: number | null = null;
   let real: LoadResult["real"];
+  let restartS: number | null = null;
+  let resetsBeforeRestart: number | undefined;
   let error: string | undefined;
   let allFull!: () => void;
   const allFullP = new Promise<void>((r) => {
@@ -111,6 +128,7 @@ export async function runLoad(
             authKey: server.authKey,
             hostname: `sim-${i}`,
             onPeers: onPeers(i),
+            onFullMap: onFullMap(i),
             realistic: opts.realistic,
             onBytes: (b) => {
               bytes += b;
@@ -134,6 +152,7 @@ export async function runLoad(
         authKey: server.authKey,
         hostname: "sim-join",
         onPeers: onPeers(n),
+        onFullMap: onFullMap(n),
         realistic: opts.realistic,
         signal: abort.signal,
       }),
@@ -143,6 +162,14 @@ export async function runLoad(
     const k = opts.realClients ?? 0;
     // Each real client should list the n+1 simulated nodes and the other k-1 real ones.
     if (k > 0) real = await Promise.race([timeRealClients(server, k, n + k), deadline]);
+    if (opts.restart) {
+      resetsBeforeRestart = resets; // a restart ends every stream: not counted as resets
+      const r0 = performance.now();
+      refreshed = new Set();
+      await Promise.race([server.restart(), deadline]);
+      await Promise.race([allRefreshedP, deadline]);
+      restartS = (performance.now() - r0) / 1000;
+    }
   } catch (e) {
     error = (e as Error).message;
   } finally {
@@ -162,9 +189,10 @@ export async function runLoad(
     serverPeakRssMiB: peak / 2 ** 20,
     loadgenCpuS: (own.user + own.system) / 1e6,
     mapBytesPerNode: (bytesAtFull ?? bytes) / n,
-    streamResets: resets,
+    streamResets: resetsBeforeRestart ?? resets,
     joinS,
     real,
+    restartS,
     complete: fullAt !== undefined,
     error,
   };

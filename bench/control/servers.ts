@@ -29,6 +29,8 @@ export interface ControlServer {
   authKey: string;
   /** Stop the server and remove its temporary state. */
   stop(): Promise<void>;
+  /** Stop the server process and start it again on the same config, state and port. */
+  restart(): Promise<void>;
   /** The server's last log lines (for error messages). */
   logTail(): string;
 }
@@ -48,6 +50,36 @@ async function stopChild(child: ChildProcess): Promise<void> {
   const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
   await gone;
   clearTimeout(t);
+}
+
+/** A server process that can be restarted in place: same command, log, config, state and port. */
+function supervised(argv: string[], env: NodeJS.ProcessEnv, log: string, what: string, ready: () => Promise<boolean | undefined>) {
+  let child: ChildProcess | undefined;
+  const launch = async () => {
+    const fd = openSync(log, "a");
+    const c = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", fd, fd], env, cwd: ROOT });
+    child = c;
+    await eventually(
+      what,
+      async () => {
+        if (c.exitCode !== null) throw new Error(`it exited ${c.exitCode}: ${tail(log)}`);
+        return ready();
+      },
+      { timeout: TIMEOUT.poll },
+    );
+  };
+  const stop = async () => {
+    if (child) await stopChild(child);
+  };
+  return {
+    launch,
+    stop,
+    pid: () => child!.pid!,
+    restart: async () => {
+      await stop();
+      await launch();
+    },
+  };
 }
 
 export function headscaleBinary(): string {
@@ -134,24 +166,24 @@ logtail:
 `,
   );
   const log = join(dir, "headscale.log");
-  const fd = openSync(log, "a");
-  const [cmd, ...argv] = onCpus(o.cpus, [bin, "serve", "--config", config]);
-  const child = spawn(cmd!, argv, { stdio: ["ignore", fd, fd], env: { ...process.env, NO_COLOR: "1" } });
-  const cli = (args: string[]) => run(bin, [...args, "--config", config], { env: { ...process.env, NO_COLOR: "1" } });
+  const env = { ...process.env, NO_COLOR: "1" };
+  const proc = supervised(
+    onCpus(o.cpus, [bin, "serve", "--config", config]),
+    env,
+    log,
+    `Headscale on 127.0.0.1:${port} to answer /health`,
+    async () => {
+      const r = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
+      return r?.ok;
+    },
+  );
+  const cli = (args: string[]) => run(bin, [...args, "--config", config], { env });
   const stop = async () => {
-    await stopChild(child);
+    await proc.stop();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await eventually(
-      `Headscale on 127.0.0.1:${port} to answer /health`,
-      async () => {
-        if (child.exitCode !== null) throw new Error(`headscale exited ${child.exitCode}: ${tail(log)}`);
-        const r = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
-        return r?.ok;
-      },
-      { timeout: TIMEOUT.poll },
-    );
+    await proc.launch();
     await cli(["users", "create", "bench"]);
     const users = JSON.parse((await cli(["users", "list", "-o", "json"])).stdout) as { id: number; name: string }[];
     const id = users.find((u) => u.name === "bench")?.id ?? 1;
@@ -163,9 +195,12 @@ logtail:
       kind: "headscale",
       version: versions.headscale,
       url: `http://127.0.0.1:${port}`,
-      pid: child.pid!,
+      get pid() {
+        return proc.pid();
+      },
       authKey: key,
       stop,
+      restart: proc.restart,
       logTail: () => tail(log),
     };
   } catch (e) {
@@ -208,33 +243,43 @@ derp:
 `,
   );
   const log = join(dir, "control.log");
-  const fd = openSync(log, "a");
-  const [cmd, ...argv] = onCpus(o.cpus, node(["serve", "--config", config]).flat());
-  const child = spawn(cmd!, argv, { stdio: ["ignore", fd, fd], cwd: ROOT });
+  const proc = supervised(
+    onCpus(o.cpus, node(["serve", "--config", config]).flat()),
+    process.env,
+    log,
+    `the builtin control server on 127.0.0.1:${port} to answer /key`,
+    async () => {
+      const r = await fetch(`http://127.0.0.1:${port}/key?v=${CLIENT_CAPVER}`).catch(() => undefined);
+      return r?.ok;
+    },
+  );
   const cli = async (words: string[]) => {
     const [b, a] = node(["cli", ...words, "-c", config]);
     return run(b, [...a], { cwd: ROOT });
   };
   const stop = async () => {
-    await stopChild(child);
+    await proc.stop();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await eventually(
-      `the builtin control server on 127.0.0.1:${port} to answer /key`,
-      async () => {
-        if (child.exitCode !== null) throw new Error(`it exited ${child.exitCode}: ${tail(log)}`);
-        const r = await fetch(`http://127.0.0.1:${port}/key?v=${CLIENT_CAPVER}`).catch(() => undefined);
-        return r?.ok;
-      },
-      { timeout: TIMEOUT.poll },
-    );
+    await proc.launch();
     await cli(["users", "create", "bench"]);
     const users = JSON.parse((await cli(["users", "list", "-o", "json"])).stdout) as { id: number | string; name: string }[];
     const id = users.find((u) => u.name === "bench")?.id ?? 1;
     const key = (await cli(["preauthkeys", "create", "-u", String(id), "--reusable", "-e", "24h"])).stdout.trim().split("\n").pop()!;
     const version = `(${(await cli(["version"])).stdout.trim().split(" ")[0]})`;
-    return { kind: "builtin", version, url: `http://127.0.0.1:${port}`, pid: child.pid!, authKey: key, stop, logTail: () => tail(log) };
+    return {
+      kind: "builtin",
+      version,
+      url: `http://127.0.0.1:${port}`,
+      get pid() {
+        return proc.pid();
+      },
+      authKey: key,
+      stop,
+      restart: proc.restart,
+      logTail: () => tail(log),
+    };
   } catch (e) {
     await stop();
     throw e;
