@@ -13,7 +13,7 @@ export interface LoadResult {
   /** Server CPU seconds (user + system) from before the first registration to full mesh. */
   serverCpuS: number;
   serverPeakRssMiB: number;
-  /** The load generator's own CPU seconds (it shares the machine). */
+  /** The load generator's own CPU seconds until full mesh. */
   loadgenCpuS: number;
   /** Map bytes each node received until full mesh, on average, as sent (Headscale compresses, builtin does not). */
   mapBytesPerNode: number;
@@ -72,6 +72,7 @@ export async function runLoad(
   let resets = 0;
   let bytesAtFull: number | undefined;
   let cpuAtFull: number | undefined;
+  let ownAtFull: NodeJS.CpuUsage | undefined;
   let full = 0;
   let fullAt: number | undefined;
   const nodes: SimulatedNode[] = [];
@@ -105,6 +106,7 @@ export async function runLoad(
       fullAt = performance.now();
       bytesAtFull = bytes;
       cpuAtFull = cpuSeconds(server.pid);
+      ownAtFull = process.cpuUsage(own0);
       allFull();
     }
   };
@@ -178,7 +180,7 @@ export async function runLoad(
   }
   const serverCpuS = (cpuAtFull ?? cpuSeconds(server.pid)) - cpu0;
   const peak = memory(server.pid).peakRss;
-  const own = process.cpuUsage(own0);
+  const own = ownAtFull ?? process.cpuUsage(own0);
   abort.abort();
   await Promise.all(nodes.map((x) => x.close().catch(() => {})));
   return {
