@@ -39,11 +39,15 @@ describe("crash-safe state: SIGKILL at every step of a commit", () => {
     // A tailnet with one user, one node (ID 1) and an unused single-use key for the next node.
     const template = join(root, "template");
     const s = await serve(template);
-    await adminCall(s.socket, "POST", "/users", { name: "hope" });
-    const k1 = await adminCall<{ key: string }>(s.socket, "POST", "/preauthkeys", { user: "hope" });
-    const k2 = await adminCall<{ key: string; id: number }>(s.socket, "POST", "/preauthkeys", { user: "hope" });
-    expect(await register(s.url, k1.key, "first")).toBe("ack");
-    await stop(s);
+    let k2: { key: string; id: number };
+    try {
+      await adminCall(s.socket, "POST", "/users", { name: "hope" });
+      const k1 = await adminCall<{ key: string }>(s.socket, "POST", "/preauthkeys", { user: "hope" });
+      k2 = await adminCall<{ key: string; id: number }>(s.socket, "POST", "/preauthkeys", { user: "hope" });
+      expect(await register(s.url, k1.key, "first")).toBe("ack");
+    } finally {
+      await stop(s); // a failed expectation must not leave the server process behind
+    }
 
     const results: string[] = [];
     for (let step = 1; step < 30; step++) {

@@ -196,32 +196,36 @@ describe("request bodies, streams, connections", () => {
 describe("unauthenticated memory growth (issue 12, point 2)", () => {
   it("300 key-less registers with ~1 MiB bodies leave the server's memory bounded; a node still joins", { timeout: 120_000 }, async () => {
     const s = await serve(join(root, "rss"), 0, ["limits: { max_pending_logins: 100 }"]);
-    const user = await adminCall(s.socket, "POST", "/users", { name: "hope" });
-    expect(user).toMatchObject({ name: "hope" });
-    const { key } = await adminCall<{ key: string }>(s.socket, "POST", "/preauthkeys", { user: "hope", reusable: true });
-    const before = rssMiB(s.proc.pid!);
-    const pad = "x".repeat(1_000_000); // an unknown Hostinfo field: Go ignores it, and so do we now
-    for (let i = 0; i < 300; i++) {
-      // Each from a new machine key (a new connection): one machine key holds one pending login.
-      const c = await ControlClient.connect({ url: s.url });
-      const r = await c.postRaw("/machine/register", {
-        Version: 138,
-        NodeKey: nodeKey(),
-        Expiry: "0001-01-01T00:00:00Z",
-        Hostinfo: { Hostname: `flood${i}`, Padding: pad },
-      });
-      expect(r.status).toBe(200);
-      c.close();
+    // A failed expectation must not leave the server process behind.
+    try {
+      const user = await adminCall(s.socket, "POST", "/users", { name: "hope" });
+      expect(user).toMatchObject({ name: "hope" });
+      const { key } = await adminCall<{ key: string }>(s.socket, "POST", "/preauthkeys", { user: "hope", reusable: true });
+      const before = rssMiB(s.proc.pid!);
+      const pad = "x".repeat(1_000_000); // an unknown Hostinfo field: Go ignores it, and so do we now
+      for (let i = 0; i < 300; i++) {
+        // Each from a new machine key (a new connection): one machine key holds one pending login.
+        const c = await ControlClient.connect({ url: s.url });
+        const r = await c.postRaw("/machine/register", {
+          Version: 138,
+          NodeKey: nodeKey(),
+          Expiry: "0001-01-01T00:00:00Z",
+          Hostinfo: { Hostname: `flood${i}`, Padding: pad },
+        });
+        expect(r.status).toBe(200);
+        c.close();
+      }
+      const after = rssMiB(s.proc.pid!);
+      const health = await adminCall<{ pending_logins: number }>(s.socket, "GET", "/health");
+      process.stdout.write(
+        `RSS before ${before.toFixed(0)} MiB, after 300 key-less registers ${after.toFixed(0)} MiB; pending logins ${health.pending_logins}\n`,
+      );
+      expect(after - before).toBeLessThan(100); // the previous server: 95 -> 427 MiB
+      expect(health.pending_logins).toBe(100);
+      expect(await legitimateNodeWorks(s.url, key)).toBe(true);
+    } finally {
+      await stop(s);
     }
-    const after = rssMiB(s.proc.pid!);
-    const health = await adminCall<{ pending_logins: number }>(s.socket, "GET", "/health");
-    process.stdout.write(
-      `RSS before ${before.toFixed(0)} MiB, after 300 key-less registers ${after.toFixed(0)} MiB; pending logins ${health.pending_logins}\n`,
-    );
-    expect(after - before).toBeLessThan(100); // the previous server: 95 -> 427 MiB
-    expect(health.pending_logins).toBe(100);
-    expect(await legitimateNodeWorks(s.url, key)).toBe(true);
-    await stop(s);
   });
 });
 
