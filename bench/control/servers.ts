@@ -3,8 +3,10 @@ import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { binaryDir } from "../../src/binaries.ts";
 import { ROOT } from "../../src/paths.ts";
+import { render } from "../../src/recipe/template.ts";
 import { versions } from "../../src/versions.ts";
 import { eventually } from "../../tests/support/eventually.ts";
 import { freePort } from "../../tests/support/ports.ts";
@@ -101,70 +103,49 @@ export const HEADSCALE_TUNED = (cpus: number) => ({
   batcher_workers: String(Math.max(1, cpus)),
 });
 
+/**
+ * recipe-3's headscale.yaml (the one the labs run), moved to loopback for the benchmark: plain
+ * HTTP (the control protocol runs over Noise anyway), free ports, SQLite, keys and socket in
+ * `dir`, quieter logs, and Headscale's tuning knobs when given.
+ */
+export function headscaleBenchConfig(
+  dir: string,
+  ports: { port: number; metrics: number; grpc: number; stun: number },
+  tuning?: Record<string, string>,
+): string {
+  const template = readFileSync(join(ROOT, "recipes", "recipe-3", "headscale.yaml"), "utf8");
+  const c = parseYaml(
+    render(template, { nodes: { headscale: { ip: { roaming: "127.0.0.1" } } }, vars: { baseDomain: "bench.example.com" } }),
+  );
+  Object.assign(c, {
+    server_url: `http://127.0.0.1:${ports.port}`,
+    listen_addr: `127.0.0.1:${ports.port}`,
+    metrics_listen_addr: `127.0.0.1:${ports.metrics}`,
+    grpc_listen_addr: `127.0.0.1:${ports.grpc}`,
+    tls_cert_path: "",
+    tls_key_path: "",
+    unix_socket: `${dir}/headscale.sock`,
+  });
+  c.noise.private_key_path = `${dir}/noise_private.key`;
+  Object.assign(c.derp.server, {
+    region_code: "bench",
+    region_name: "bench embedded DERP",
+    stun_listen_addr: `127.0.0.1:${ports.stun}`,
+    private_key_path: `${dir}/derp_server_private.key`,
+  });
+  c.database.sqlite.path = `${dir}/db.sqlite`;
+  c.log.level = "warn";
+  if (tuning) c.tuning = tuning;
+  return `# Written by bench/control/servers.ts from recipes/recipe-3/headscale.yaml; removed afterwards.\n${stringifyYaml(c)}`;
+}
+
 export async function startHeadscale(o: { cpus?: string; tuning?: Record<string, string> } = {}): Promise<ControlServer> {
   const bin = headscaleBinary();
   if (!existsSync(bin)) throw new Error(`no cached Headscale at ${bin}: run ./start.ts setup first`);
   const dir = mkdtempSync(join(tmpdir(), "wg3-bench-headscale-"));
   const [port, metrics, grpc, stun] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const config = join(dir, "config.yaml");
-  writeFileSync(
-    config,
-    `# Written by bench/control/servers.ts for the control-plane benchmark; removed afterwards.
-server_url: http://127.0.0.1:${port}
-listen_addr: 127.0.0.1:${port}
-metrics_listen_addr: 127.0.0.1:${metrics}
-grpc_listen_addr: 127.0.0.1:${grpc}
-grpc_allow_insecure: false
-disable_check_updates: true
-noise:
-  private_key_path: ${dir}/noise_private.key
-prefixes:
-  v4: 100.64.0.0/10
-  v6: fd7a:115c:a1e0::/48
-  allocation: sequential
-derp:
-  server:
-    enabled: true
-    region_id: 999
-    region_code: "bench"
-    region_name: "bench embedded DERP"
-    verify_clients: true
-    stun_listen_addr: "127.0.0.1:${stun}"
-    private_key_path: ${dir}/derp_server_private.key
-    automatically_add_embedded_derp_region: true
-    ipv4: 127.0.0.1
-  urls: []
-  paths: []
-  auto_update_enabled: false
-database:
-  type: sqlite
-  sqlite:
-    path: ${dir}/db.sqlite
-    write_ahead_log: true
-${
-  o.tuning
-    ? `tuning:\n${Object.entries(o.tuning)
-        .map(([k, v]) => `  ${k}: ${v}`)
-        .join("\n")}\n`
-    : ""
-}log:
-  level: warn
-  format: text
-policy:
-  mode: file
-  path: ""
-dns:
-  magic_dns: true
-  base_domain: bench.example.com
-  override_local_dns: false
-  nameservers:
-    global: []
-unix_socket: ${dir}/headscale.sock
-unix_socket_permission: "0770"
-logtail:
-  enabled: false
-`,
-  );
+  writeFileSync(config, headscaleBenchConfig(dir, { port, metrics, grpc, stun }, o.tuning));
   const log = join(dir, "headscale.log");
   const env = { ...process.env, NO_COLOR: "1" };
   const proc = supervised(
@@ -210,13 +191,13 @@ logtail:
 }
 
 /**
- * The builtin control server (src/control/main.ts, issue 6) as its own process under tsx, on
+ * The builtin control server (src/control/main.ts) as its own process under tsx, on
  * 127.0.0.1, plain HTTP, state and admin socket in a temporary directory; user and key through
  * its headscale-compatible CLI.
  */
 export async function startBuiltin(o: { cpus?: string } = {}): Promise<ControlServer | { unavailable: string }> {
   const entry = join(ROOT, "src", "control", "main.ts");
-  if (!existsSync(entry)) return { unavailable: "src/control/main.ts does not exist yet (issue 6)" };
+  if (!existsSync(entry)) return { unavailable: "src/control/main.ts is missing" };
   const loader = join(ROOT, "node_modules", "tsx", "dist", "loader.mjs");
   const node = (args: string[]) => [process.execPath, ["--no-warnings", "--import", loader, entry, ...args]] as const;
   const dir = mkdtempSync(join(tmpdir(), "wg3-bench-builtin-"));

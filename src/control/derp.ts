@@ -1,6 +1,6 @@
 /**
  * Embedded DERP relay (Designated Encrypted Relay for Packets), written from facts read in
- * tailscale/tailscale at de9ec7ee (see ../shared/tailscale-control-protocol.md §7). Where each
+ * tailscale/tailscale at de9ec7ee. Where each
  * fact comes from, so it can be checked:
  *
  * derp/derp.go

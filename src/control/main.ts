@@ -1,4 +1,4 @@
-import { runCli } from "./cli.ts";
+import { runCli } from "./admin-cli.ts";
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from "./config.ts";
 import { ControlServer } from "./server.ts";
 import { TailnetError } from "./tailnet.ts";

@@ -7,7 +7,7 @@ import { LabHandle } from "../support/lab-handle.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
 /**
- * Issue 12, liveness, in the real lab: recipe-3 with --control builtin, the home client's cable
+ * Liveness in the real lab: recipe-3 with --control builtin, the home client's cable
  * cut (every packet on its eth0 dropped; nothing closes its TCP connection to the control
  * server). The server's HTTP/2 PINGs go unanswered, so it marks home offline within
  * ping_interval + ping_timeout (10 s + 5 s by default); before, a cut cable left it "online"

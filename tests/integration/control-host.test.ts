@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "../../src/control/cli.ts";
+import { runCli } from "../../src/control/admin-cli.ts";
 import { ControlClient } from "../../src/control/client.ts";
 import { formatKey, newKeyPair } from "../../src/control/keys.ts";
 import { waitFor } from "../support/eventually.ts";

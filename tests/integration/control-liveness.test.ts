@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { runCli } from "../../src/control/cli.ts";
+import { runCli } from "../../src/control/admin-cli.ts";
 import { eventually } from "../support/eventually.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 import { CuttableLink, cleanup, HostControl, HostTailscaled, tailscaleBins, tempDir } from "./tailscaled-host.ts";

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "../../src/control/cli.ts";
+import { runCli } from "../../src/control/admin-cli.ts";
 import { ControlClient } from "../../src/control/client.ts";
 import { formatKey, newKeyPair, zeroKey } from "../../src/control/keys.ts";
 import { eventually } from "../support/eventually.ts";

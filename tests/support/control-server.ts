@@ -1,4 +1,4 @@
-import { runCli } from "../../src/control/cli.ts";
+import { runCli } from "../../src/control/admin-cli.ts";
 import type { Engine } from "../../src/engine/engine.ts";
 
 /** A node as `headscale nodes list -o json` prints it (the builtin server's CLI prints the same). */

@@ -10,7 +10,7 @@ import { formatKey, newKeyPair, zeroKey } from "../../src/control/keys.ts";
 import { ControlServer } from "../../src/control/server.ts";
 
 /**
- * The smaller deviations from Headscale listed in issue 12 (point 6), each as the behaviour we
+ * The smaller deviations from Headscale, each as the behaviour we
  * chose (src/control/README.md says which are fixed and which refused), against a live server.
  */
 
@@ -40,7 +40,7 @@ async function server(derpMore = "") {
 const nodeKey = () => formatKey("nodekey", newKeyPair().publicKey);
 const REG = { Version: 138, OldNodeKey: zeroKey("nodekey"), Followup: "", Expiry: "0001-01-01T00:00:00Z" };
 
-describe("issue 12 point 6: the smaller deviations", () => {
+describe("the smaller deviations from Headscale", () => {
   it("a future Expiry at registration becomes the node's key expiry; a restart may not extend it", async () => {
     const s = await server();
     const c = await ControlClient.connect({ url: s.url });

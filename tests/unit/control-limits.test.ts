@@ -193,7 +193,7 @@ describe("request bodies, streams, connections", () => {
   });
 });
 
-describe("unauthenticated memory growth (issue 12, point 2)", () => {
+describe("unauthenticated memory growth: key-less registers", () => {
   it("300 key-less registers with ~1 MiB bodies leave the server's memory bounded; a node still joins", { timeout: 120_000 }, async () => {
     const s = await serve(join(root, "rss"), 0, ["limits: { max_pending_logins: 100 }"]);
     // A failed expectation must not leave the server process behind.

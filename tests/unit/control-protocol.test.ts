@@ -19,7 +19,7 @@ import { mapFrame, zstdStored } from "../../src/control/zstd.ts";
 const fill = (b: number) => new Uint8Array(32).fill(b);
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
-// Known answers from ../shared/tailscale-control-protocol.md §12 (computed by two independent
+// Known answers (computed by two independent
 // implementations); static keys 0x11 (server), 0x22 (machine), 0x33/0x44 (ephemerals), capver 106.
 const KAT = {
   serverPub: "mkey:7b4e909bbe7ffe44c465a220037d608ee35897d31ef972f07f74892cb0f73f13",
@@ -45,7 +45,7 @@ describe("keys", () => {
     expect(() => parseKey("nodekey", `mkey:${hex(k)}`)).toThrow();
     expect(() => parseKey("nodekey", `nodekey:${hex(k).slice(2)}`)).toThrow();
   });
-  it("derives the brief's public keys", () => {
+  it("derives the known public keys", () => {
     expect(formatKey("mkey", keyPairFrom(fill(0x11)).publicKey)).toBe(KAT.serverPub);
     expect(formatKey("mkey", keyPairFrom(fill(0x22)).publicKey)).toBe(KAT.machinePub);
   });

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
-import { parseArgs, parseDuration } from "../../src/control/cli.ts";
+import { parseArgs, parseDuration } from "../../src/control/admin-cli.ts";
 import { ConfigError, parseConfig } from "../../src/control/config.ts";
 import { formatKey, newKeyPair } from "../../src/control/keys.ts";
 import { fullMapResponse, nodeView } from "../../src/control/mapper.ts";
