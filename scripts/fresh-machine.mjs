@@ -78,7 +78,7 @@ if (argv["purge-engine"]) {
     await $`./start.ts clean --all`;
     await $`pkill -f ${"podman system service --time=0 unix:///run/wg-3-ways/podman.sock"}`;
     const r = await $`apt-get purge -y -q podman netavark aardvark-dns`;
-    await $`rm -rf /var/lib/containers/storage`;
+    await $`rm -rf /var/lib/containers/storage /run/wg-3-ways`;
     return r.exitCode === 0;
   });
 } else {
