@@ -53,7 +53,8 @@ async function phase(name, fn) {
 
 /** Run a command with our environment, echo its output, and say whether it exited 0. */
 async function run(cmd, args) {
-  const p = $({ env, stdio: ["ignore", "pipe", "pipe"] })`${cmd} ${args}`;
+  // quiet: zx would echo the output itself; we pipe it once, as it comes.
+  const p = $({ env, stdio: ["ignore", "pipe", "pipe"], quiet: true })`${cmd} ${args}`;
   p.stdout.pipe(process.stdout);
   p.stderr.pipe(process.stderr);
   const r = await p;
@@ -78,6 +79,7 @@ if (argv["purge-engine"]) {
     await $`./start.ts clean --all`;
     await $`pkill -f ${"podman system service --time=0 unix:///run/wg-3-ways/podman.sock"}`;
     const r = await $`apt-get purge -y -q podman netavark aardvark-dns`;
+    await $`umount /var/lib/containers/storage/overlay`.nothrow();
     await $`rm -rf /var/lib/containers/storage /run/wg-3-ways`;
     return r.exitCode === 0;
   });
