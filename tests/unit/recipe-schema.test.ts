@@ -1,19 +1,14 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { UserError } from "../../src/errors.ts";
 import { makePlan } from "../../src/lab/plan.ts";
 import { loadRecipe } from "../../src/recipe/load.ts";
 import { recipeOptions } from "../../src/recipe/options.ts";
+import { MINIMAL_RECIPE, recipeDir } from "../support/recipes.ts";
 
 /** The loader's checks that come from the one schema (src/recipe/schema.ts): shape, overrides, images. */
 
 function load(yaml: string): ReturnType<typeof loadRecipe> {
-  const root = mkdtempSync(join(tmpdir(), "wg3-schema-"));
-  mkdirSync(join(root, "bad"));
-  writeFileSync(join(root, "bad", "recipe.yaml"), yaml);
-  return loadRecipe("bad", root);
+  return loadRecipe("bad", recipeDir(yaml));
 }
 
 function problems(yaml: string): string[] {
@@ -28,17 +23,7 @@ function problems(yaml: string): string[] {
   throw new Error("expected the recipe to be rejected");
 }
 
-const minimal = `name: bad
-title: t
-networks:
-  lan: { subnet: 10.9.9.0/24 }
-nodes:
-  a:
-    image: wg-peer
-    container: bad_a
-    hostname: a
-    networks: { lan: 10.9.9.2 }
-`;
+const minimal = MINIMAL_RECIPE;
 
 const withOption = (nodes: string) =>
   `${minimal}options:\n  control:\n    description: d\n    default: x\n    choices:\n      x: {}\n      y:\n        nodes:\n${nodes}`;

@@ -1,41 +1,10 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { UserError } from "../../src/errors.ts";
 import { makePlan, prefixFor, resolveOptions, scopeOf } from "../../src/lab/plan.ts";
 import { cidrsOverlap, ipInCidr, listRecipes, loadRecipe } from "../../src/recipe/load.ts";
 import { placeholders, render } from "../../src/recipe/template.ts";
+import { loadError, MINIMAL_RECIPE, recipeDir } from "../support/recipes.ts";
 
-function recipeDir(yaml: string, files: Record<string, string> = {}): string {
-  const root = mkdtempSync(join(tmpdir(), "wg3-recipes-"));
-  mkdirSync(join(root, "bad"));
-  writeFileSync(join(root, "bad", "recipe.yaml"), yaml);
-  for (const [f, c] of Object.entries(files)) writeFileSync(join(root, "bad", f), c);
-  return root;
-}
-
-function loadError(yaml: string): UserError {
-  try {
-    loadRecipe("bad", recipeDir(yaml));
-  } catch (e) {
-    if (e instanceof UserError) return e;
-    throw e;
-  }
-  throw new Error("expected the recipe to be rejected");
-}
-
-const minimal = `name: bad
-title: t
-networks:
-  lan: { subnet: 10.9.9.0/24 }
-nodes:
-  a:
-    image: wg-peer
-    container: bad_a
-    hostname: a
-    networks: { lan: 10.9.9.2 }
-`;
+const minimal = MINIMAL_RECIPE;
 
 describe("the shipped recipes", () => {
   it("are all valid, and every template placeholder they use resolves", () => {
