@@ -139,6 +139,28 @@ export function headscaleBenchConfig(
   return `# Written by bench/control/servers.ts from recipes/recipe-3/headscale.yaml; removed afterwards.\n${stringifyYaml(c)}`;
 }
 
+/** The ControlServer view of a supervised server process on 127.0.0.1:`port`. */
+function handle(
+  kind: string,
+  version: string,
+  port: number,
+  authKey: string,
+  p: { proc: { pid(): number; restart(): Promise<void> }; stop: () => Promise<void>; log: string },
+): ControlServer {
+  return {
+    kind,
+    version,
+    url: `http://127.0.0.1:${port}`,
+    get pid() {
+      return p.proc.pid();
+    },
+    authKey,
+    stop: p.stop,
+    restart: p.proc.restart,
+    logTail: () => tail(p.log),
+  };
+}
+
 export async function startHeadscale(o: { cpus?: string; tuning?: Record<string, string> } = {}): Promise<ControlServer> {
   const bin = headscaleBinary();
   if (!existsSync(bin)) throw new Error(`no cached Headscale at ${bin}: run ./start.ts setup first`);
@@ -172,18 +194,7 @@ export async function startHeadscale(o: { cpus?: string; tuning?: Record<string,
       .trim()
       .split("\n")
       .pop()!;
-    return {
-      kind: "headscale",
-      version: versions.headscale,
-      url: `http://127.0.0.1:${port}`,
-      get pid() {
-        return proc.pid();
-      },
-      authKey: key,
-      stop,
-      restart: proc.restart,
-      logTail: () => tail(log),
-    };
+    return handle("headscale", versions.headscale, port, key, { proc, stop, log });
   } catch (e) {
     await stop();
     throw e;
@@ -249,18 +260,7 @@ derp:
     const id = users.find((u) => u.name === "bench")?.id ?? 1;
     const key = (await cli(["preauthkeys", "create", "-u", String(id), "--reusable", "-e", "24h"])).stdout.trim().split("\n").pop()!;
     const version = `(${(await cli(["version"])).stdout.trim().split(" ")[0]})`;
-    return {
-      kind: "builtin",
-      version,
-      url: `http://127.0.0.1:${port}`,
-      get pid() {
-        return proc.pid();
-      },
-      authKey: key,
-      stop,
-      restart: proc.restart,
-      logTail: () => tail(log),
-    };
+    return handle("builtin", version, port, key, { proc, stop, log });
   } catch (e) {
     await stop();
     throw e;
