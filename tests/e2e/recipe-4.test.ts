@@ -157,7 +157,9 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
       timings.push(`live easy/hard -> easy/forwarded: direct after ${(direct.ms / 1000).toFixed(1)} s`);
       const after = (await status(lab.engine, "recipe-4", labName))[0]!.nodes.map((n) => `${n.id}@${n.startedAt}`);
       expect(after).toEqual(before);
-      // paths reads the same from the clients, in both directions.
+      // paths reads the same from the clients, in both directions, once a's side has upgraded
+      // too (each side upgrades on its own disco pings; seen: b->a direct while a->b still relayed).
+      await pathBecomes("ts-a", "ts-b", "direct", DIRECT_WITHIN_MS);
       const report = await observePaths(lab.engine, lab.plan, { netcheck: false });
       expect(report.paths.map((p) => [p.from, p.to, p.path])).toEqual([
         ["ts-a", "ts-b", "direct"],
