@@ -95,6 +95,9 @@ export async function startPodmanService(progress?: Progress): Promise<Probe> {
   const log = openSync(podmanServiceLog(), "a");
   const child = spawn("podman", ["system", "service", "--time=0", `unix://${OWN_PODMAN_SOCKET}`], {
     detached: true,
+    // Not the caller's folder: the service outlives it, and once a checkout it was started from
+    // is deleted, every container start fails ("write child: broken pipe").
+    cwd: "/",
     stdio: ["ignore", log, log],
     env: { ...process.env, CONTAINERS_CONF: conf },
   });
