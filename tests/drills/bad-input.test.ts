@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine/engine.ts";
 import { stateDir } from "../../src/paths.ts";
+import { listRecipes } from "../../src/recipe/load.ts";
 import { defaultLabBusy } from "../support/labs.ts";
 import { startTs } from "../support/start-ts.ts";
 import { engine, type Leftovers, NOTHING, ours } from "./lib.ts";
@@ -19,7 +20,8 @@ interface Row {
   env?: Record<string, string>;
 }
 
-const RECIPES = "recipe-0, recipe-1, recipe-2, recipe-3";
+// Every recipe in recipes/, as the CLI names them in its sentences.
+const RECIPES = listRecipes().join(", ");
 
 const WITHOUT_A_LAB: Row[] = [
   { args: ["recipe-9"], exit: 2, error: new RegExp(`^Unknown command or recipe "recipe-9"; recipes: ${RECIPES}; commands: .*\\.$`) },
