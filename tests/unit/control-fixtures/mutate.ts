@@ -1,15 +1,8 @@
 /** A seeded mutator of JSON requests, for the fuzz tests (unit and integration). */
+import { seededRandom } from "../../../bench/lib/stats.ts";
 
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The fuzz tests' seeded PRNG: the benchmarks' mulberry32, so a seed replays a run. */
+export const prng = seededRandom;
 
 const WEIRD: unknown[] = [
   "discokey:not-hex",
