@@ -155,7 +155,8 @@ async function alreadyRunning(
   const whole = plan && existing.length === Object.keys(plan.nodes).length && existing.every((c) => c.state === "running");
   if (existing.length && whole) {
     // Live options may have been changed with `set` since: only start-time choices must match.
-    const fixed = (o: Record<string, string>) => Object.entries(o).filter(([k]) => !recipe.options[k]?.apply.length);
+    const live = new Set(liveOptions(recipe));
+    const fixed = (o: Record<string, string>) => Object.entries(o).filter(([k]) => !live.has(k));
     if (JSON.stringify(fixed(plan.options)) !== JSON.stringify(fixed(options))) {
       const given = fixed(plan.options).map(([k, v]) => `--${k} ${v}`);
       throw new UserError(
