@@ -161,7 +161,8 @@ export async function checkExercise(ctx: ActionContext, ex: Recipe["exercises"][
         title: ex.title,
         ok: false,
         hint: ex.hint,
-        detail: `${a.node}$ ${cmd} -> exit ${r.exitCode} ${tail(r)}`.slice(0, 400),
+        // check --json prints this: a secret action's command and output stay hidden, as in progress output.
+        detail: a.secret ? `${a.node}$ (hidden) -> exit ${r.exitCode}` : `${a.node}$ ${cmd} -> exit ${r.exitCode} ${tail(r)}`.slice(0, 400),
       };
   }
   return { exercise: ex.id, title: ex.title, ok: true, hint: ex.hint };
