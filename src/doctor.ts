@@ -85,10 +85,19 @@ async function subnetFinding(engine: Engine): Promise<Finding> {
   });
   const subnets = [...new Set(recipes.flatMap((r) => Object.values(r.networks).map((n) => n.subnet)))];
   const foreign: string[] = [];
+  let oursHold = 0;
   for (const u of await usedSubnets(engine)) {
-    if (!u.ours) for (const s of subnets) if (cidrsOverlap(u.subnet, s)) foreign.push(`${s} (${u.by})`);
+    for (const s of subnets) {
+      if (!cidrsOverlap(u.subnet, s)) continue;
+      if (u.ours) oursHold++;
+      else foreign.push(`${s} (${u.by})`);
+    }
   }
-  if (!foreign.length) return { name: "workshop subnets", status: "ok", detail: `${subnets.join(", ")} are free` };
+  if (!foreign.length) {
+    // Our own labs holding them is no problem: only another program's network would clash.
+    const held = oursHold ? "; some are held by this harness's own labs" : "";
+    return { name: "workshop subnets", status: "ok", detail: `no other program uses ${subnets.join(", ")}${held}` };
+  }
   return {
     name: "workshop subnets",
     status: "warn",
