@@ -13,6 +13,7 @@ import type { Recipe } from "../recipe/types.ts";
 import { type Progress, stepper } from "../ui/progress.ts";
 import { genKeyPair } from "../wireguard/keys.ts";
 import { type ActionContext, applyOption, pollUntil, renderFile, runAction } from "./actions.ts";
+import { requireQdiscs } from "./impairments.ts";
 import { liveOptions } from "./live.ts";
 import { DEFAULT_LAB, deletePlan, type LabPlan, makePlan, readPlan, resolveOptions, savePlan, scopeOf, validLabName } from "./plan.ts";
 import { makeLabTls } from "./tls.ts";
@@ -127,7 +128,9 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
     await stepper(progress)("start containers", () => Promise.all(Object.values(plan.nodes).map((n) => engine.start(n.container))));
     await waitUntilReady(ctx);
     // Live options (a NAT type) take effect before setup, so clients start behind them.
-    for (const o of liveOptions(recipe)) await applyOption(ctx, o, progress);
+    const live = liveOptions(recipe);
+    await requireQdiscs(engine, recipe, (n) => plan.nodes[n]!.container, Object.fromEntries(live.map((o) => [o, plan.options[o]!])));
+    for (const o of live) await applyOption(ctx, o, progress);
     await runSetup(ctx);
     return { plan, engine, alreadyRunning: false, recipe };
   } catch (err) {

@@ -12,6 +12,8 @@ import { bool, field, list, map, name, num, obj, oneOf, pair, scalars, str, type
 const CIDR = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\/\d{1,2}$/;
 const IPV4 = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
 const HOST = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** Kernel queueing disciplines a choice may need (`requires`); src/lab/impairments.ts probes them. */
+export const QDISC_NAMES = ["netem", "tbf"] as const;
 const when = (what: string) =>
   field(str(/^[a-z-]+=[a-z0-9-]+$/, "option=value", "option=value").optional(), `${what} only when that option has that value.`);
 
@@ -151,6 +153,10 @@ const choiceSchema = obj("choice", {
     "Per node: fields that replace the base node's, checked like a node's. A node name not in `nodes` adds a whole node, which must then give `image`, `container`, `hostname` and `networks`.",
   ),
   vars: field(scalars().optional(), "Merged over the recipe's `vars`."),
+  requires: field(
+    list(oneOf(QDISC_NAMES), "list of queueing disciplines").optional(),
+    "Kernel queueing disciplines (`tc`) this value needs, e.g. `[netem]` for latency. Checked before anything changes: on a host whose kernel lacks one, the start or `set` stops with one sentence (`doctor` says which this host has).",
+  ),
 });
 
 const optionSchema = obj("option", {
