@@ -185,6 +185,14 @@ const overlaySchema = obj("link", {
   kind: field(oneOf(["tunnel", "control"]).default("tunnel"), "`tunnel` (solid) or `control` (dashed). Default `tunnel`."),
 });
 
+const paneSchema = obj("pane", {
+  title: field(str(), "The pane's title."),
+  command: field(
+    str(/^[a-z]+( --?[a-z][a-z-]*( [0-9]+)?)*$/, "a ./start.ts command and its flags", "command"),
+    "A `./start.ts` command and its flags, e.g. `paths --watch`; the harness adds the recipe and `--lab`. Runs until the pane is closed (Ctrl-C).",
+  ),
+});
+
 export const recipeSchema = obj("recipe", {
   name: field(name(), "Must equal the folder name."),
   title: field(str(), "Shown by `--help` and when the lab starts."),
@@ -215,6 +223,10 @@ export const recipeSchema = obj("recipe", {
     list(overlaySchema, "list of links").default([]),
     "Links `graph` draws over the networks: tunnels and control connections (documentation).",
   ),
+  panes: field(
+    list(paneSchema, "list of panes").default([]),
+    "Extra panes of the workspace, after the nodes' shells, each running a `./start.ts` command on this lab that keeps itself up to date (e.g. `paths --watch`).",
+  ),
   setup: field(list(actionSchema).default([]), "Run once, in order, when the lab starts."),
   matrix: field(
     list(matrixEntrySchema, "list of matrix entries").default([]),
@@ -234,6 +246,7 @@ export const documented = {
   node: nodeSchema,
   file: fileSchema,
   overlay: overlaySchema,
+  pane: paneSchema,
   action: actionSchema,
   expect: actionSchema.shape.expect,
   capture: actionSchema.shape.capture,
