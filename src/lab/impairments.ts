@@ -27,24 +27,33 @@ export async function qdiscsIn(engine: Engine, container: string, wanted: readon
   return out;
 }
 
+/** Runs a probe script "on" a node: in its running container, or in a throwaway one of its image. */
+export type NodeProbe = (node: string, script: string) => Promise<boolean>;
+
+/** Probe in the lab's running containers (a `set`). */
+export function inContainers(engine: Engine, containerOf: (node: string) => string): NodeProbe {
+  return async (node, script) => (await engine.sh(containerOf(node), script)).exitCode === 0;
+}
+
+/** Probe in a throwaway container of the node's image, with NET_ADMIN (a start, before anything is created). */
+export function inThrowaway(engine: Engine, imageOf: (node: string) => string): NodeProbe {
+  return async (node, script) =>
+    (await engine.runOnce(imageOf(node), ["sh", "-c", script], { entrypoint: [], capAdd: ["NET_ADMIN"] })).exitCode === 0;
+}
+
 /**
  * Refuse, before anything changes, values whose choice needs a qdisc the kernel lacks: one
- * sentence naming the value, the missing qdisc and its kernel option. The probe runs in the
- * container of the option's first `apply` action (a router), which has `tc` and NET_ADMIN.
+ * sentence naming the value, the missing qdisc and its kernel option. The probe runs on the
+ * node of the option's first `apply` action (a router: `tc` and NET_ADMIN).
  */
-export async function requireQdiscs(
-  engine: Engine,
-  recipe: Recipe,
-  containerOf: (node: string) => string,
-  values: Record<string, string>,
-): Promise<void> {
+export async function requireQdiscs(recipe: Recipe, probe: NodeProbe, values: Record<string, string>): Promise<void> {
   for (const [option, value] of Object.entries(values)) {
     const spec = recipe.options[option];
     const needs = spec?.choices[value]?.requires ?? [];
     const node = spec?.apply.find((a) => a.node)?.node;
     if (!needs.length || !node) continue;
-    const have = await qdiscsIn(engine, containerOf(node), needs);
-    const missing = needs.filter((q) => !have[q]);
+    const missing: Qdisc[] = [];
+    for (const q of needs) if (!(await probe(node, qdiscProbe(q)))) missing.push(q);
     if (missing.length)
       throw new UserError(
         `${option}=${value} needs the ${missing.join(" and ")} queueing discipline, which this host's kernel lacks (${missing.map((q) => QDISCS[q].config).join(", ")} not set); nothing was changed (./start.ts doctor lists the impairments this host supports).`,

@@ -13,7 +13,7 @@ import type { Recipe } from "../recipe/types.ts";
 import { type Progress, stepper } from "../ui/progress.ts";
 import { genKeyPair } from "../wireguard/keys.ts";
 import { type ActionContext, applyOption, pollUntil, renderFile, runAction } from "./actions.ts";
-import { requireQdiscs } from "./impairments.ts";
+import { inThrowaway, requireQdiscs } from "./impairments.ts";
 import { liveOptions } from "./live.ts";
 import { DEFAULT_LAB, deletePlan, type LabPlan, makePlan, readPlan, resolveOptions, savePlan, scopeOf, validLabName } from "./plan.ts";
 import { makeLabTls } from "./tls.ts";
@@ -108,6 +108,12 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
     throwIfAborted(opts.signal);
     await ensureImages(engine, [...new Set(Object.values(plan.nodes).map((n) => n.image as ImageRole))], progress, opts.signal);
     throwIfAborted(opts.signal);
+    // An impairment this kernel cannot do (netem) is refused before anything is created.
+    await requireQdiscs(
+      recipe,
+      inThrowaway(engine, (n) => imageRef(plan.nodes[n]!.image as ImageRole)),
+      options,
+    );
     created.any = true;
     let ctx: ActionContext = { engine, recipe, plan, captured: {}, progress, signal: opts.signal };
     for (let attempt = 1; ; attempt++) {
@@ -128,9 +134,7 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
     await stepper(progress)("start containers", () => Promise.all(Object.values(plan.nodes).map((n) => engine.start(n.container))));
     await waitUntilReady(ctx);
     // Live options (a NAT type) take effect before setup, so clients start behind them.
-    const live = liveOptions(recipe);
-    await requireQdiscs(engine, recipe, (n) => plan.nodes[n]!.container, Object.fromEntries(live.map((o) => [o, plan.options[o]!])));
-    for (const o of live) await applyOption(ctx, o, progress);
+    for (const o of liveOptions(recipe)) await applyOption(ctx, o, progress);
     await runSetup(ctx);
     return { plan, engine, alreadyRunning: false, recipe };
   } catch (err) {

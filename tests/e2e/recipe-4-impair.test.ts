@@ -9,6 +9,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { setOptions } from "../../src/lab/actions.ts";
 import { qdiscsIn } from "../../src/lab/impairments.ts";
+import { status } from "../../src/lab/lifecycle.ts";
 import type { TailscaleInContainer, TsPong } from "../../src/nodes/tailscale.ts";
 import { sessionName } from "../../src/workspace/tmux.ts";
 import { eventually } from "../support/eventually.ts";
@@ -180,6 +181,14 @@ describe.each(controls)("recipe-4 (--control %s): exercises, capture, impairment
         expect((await cli("set", "recipe-4", "loss-b=10")).code).toBe(0);
         expect((await lab.sh("router-b", state)).stdout).not.toBe(rules);
         expect((await cli("set", "recipe-4", "loss-b=0")).code).toBe(0);
+        // At start, the same sentence comes before anything is created.
+        const other = testLabName("r4i-netem");
+        const start = await startTs(["recipe-4", "--no-attach", "--lab", other, "--latency-a", "20ms"]);
+        expect(start.code).toBe(2);
+        expect(start.stderr.trim().split("\n").at(-1)).toMatch(
+          /^latency-a=20ms needs the netem queueing discipline, .* nothing was changed/,
+        );
+        expect(await status(lab.engine, "recipe-4", other)).toEqual([]);
         return;
       }
       expect(r.code).toBe(0);

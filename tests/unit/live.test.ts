@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine/engine.ts";
 import { UserError } from "../../src/errors.ts";
-import { requireQdiscs } from "../../src/lab/impairments.ts";
+import { inContainers, requireQdiscs } from "../../src/lab/impairments.ts";
 import { liveOptions, parseAssignments, withLabLock } from "../../src/lab/live.ts";
 import { labStateDir } from "../../src/lab/plan.ts";
 import { parsePong } from "../../src/nodes/tailscale.ts";
@@ -60,8 +60,8 @@ describe("live options (recipe-4's NAT types)", () => {
         return { exitCode: cmd.includes(" netem ") ? 2 : 0, stdout: "", stderr: "" };
       },
     } as unknown as Engine;
-    const containerOf = (n: string) => `c-${n}`;
-    const refused = await requireQdiscs(engine, r4(), containerOf, { "latency-b": "20ms", "nat-a": "hard" }).catch((e: Error) => e);
+    const probe = inContainers(engine, (n: string) => `c-${n}`);
+    const refused = await requireQdiscs(r4(), probe, { "latency-b": "20ms", "nat-a": "hard" }).catch((e: Error) => e);
     expect(refused).toBeInstanceOf(UserError);
     expect((refused as Error).message).toBe(
       "latency-b=20ms needs the netem queueing discipline, which this host's kernel lacks (CONFIG_NET_SCH_NETEM not set); nothing was changed (./start.ts doctor lists the impairments this host supports).",
@@ -70,7 +70,7 @@ describe("live options (recipe-4's NAT types)", () => {
     expect(ran).toEqual([expect.stringMatching(/^tc qdisc add dev lo root handle 9: netem /)]);
     // Control: tbf is there, and a choice without requirements probes nothing.
     ran.length = 0;
-    await expect(requireQdiscs(engine, r4(), containerOf, { "rate-a": "1mbit", "latency-a": "0ms" })).resolves.toBeUndefined();
+    await expect(requireQdiscs(r4(), probe, { "rate-a": "1mbit", "latency-a": "0ms" })).resolves.toBeUndefined();
     expect(ran).toHaveLength(1);
   });
 
