@@ -258,7 +258,7 @@ describe.each(controls)("recipe-4 (--control %s): exercises, capture, impairment
       const session = sessionName(labName, "recipe-4");
       const exists = async () => (await execa("tmux", ["has-session", "-t", `=${session}`], { reject: false })).exitCode === 0;
       expect(await exists()).toBe(false);
-      const r = await cli("recipe-4", "--no-attach");
+      const r = await cli("recipe-4", "--no-attach", "--control", control);
       expect(r.code, r.stderr).toBe(0);
       expect(await exists()).toBe(true);
       const panes = (await execa("tmux", ["list-panes", "-t", `=${session}:0`, "-F", "#{pane_id}\t#{pane_title}"])).stdout
