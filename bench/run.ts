@@ -15,8 +15,9 @@ import { reexecUnderLock } from "./lib/lock.ts";
 import { machine } from "./lib/machine.ts";
 import { writeResult, writeSummary } from "./lib/results.ts";
 import { textTable } from "./lib/table.ts";
+import { nat } from "./nat.ts";
 
-const BENCHMARKS: Benchmark[] = [labStart, e2e, footprint, dataplane, controlPlane];
+const BENCHMARKS: Benchmark[] = [labStart, e2e, footprint, dataplane, controlPlane, nat];
 
 function help(): string {
   const lines = [

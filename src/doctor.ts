@@ -7,6 +7,7 @@ import { hostDevicePath, missingDeviceSentence, TUN } from "./engine/preflight.t
 import { usedSubnets } from "./engine/subnets.ts";
 import { baseImagePresent } from "./images/base-image.ts";
 import { IMAGE_ROLES, type ImageRole, imageRef } from "./images/build.ts";
+import { QDISCS, type Qdisc, qdiscProbe } from "./lab/impairments.ts";
 import { cidrsOverlap, listRecipes, loadRecipe } from "./recipe/load.ts";
 import { versions } from "./versions.ts";
 
@@ -29,7 +30,7 @@ export async function prerequisites(): Promise<Finding[]> {
   out.push(tunFinding(), wireguardFinding());
   if (engine) out.push(await subnetFinding(engine));
   for (const name of ["tailscale", "headscale"] as const) out.push(await binaryFinding(name));
-  if (engine) out.push(await imagesFinding(engine));
+  if (engine) out.push(await imagesFinding(engine), await impairmentsFinding(engine));
   out.push(...(await toolFindings()));
   return out;
 }
@@ -228,5 +229,40 @@ async function networkBackendFinding(engine: Engine): Promise<Finding> {
       ? `${backend}: its bridges are not isolated from each other, so a lab's "home" LAN would be reachable around the VPN`
       : `could not ask podman (${(r.stderr || r.stdout).trim().split("\n").pop()})`,
     fix: "sudo ./start.ts setup   (installs netavark + aardvark-dns and restarts the podman service on them)",
+  };
+}
+
+/**
+ * Which network impairments (recipe-4's loss-*, rate-*, latency-* options) the engine host's
+ * kernel supports, probed in one throwaway container with NET_ADMIN on its own loopback: loss
+ * is an nftables `numgen random` rule, rate limits need the tbf qdisc, latency needs netem.
+ */
+async function impairmentsFinding(engine: Engine): Promise<Finding> {
+  const name = "network impairments";
+  if (!(await engine.imageExists(imageRef("base"))))
+    return { name, status: "ok", detail: "not probed yet (no base image to probe with; ./start.ts setup builds it)" };
+  const loss = "nft add table ip p && nft add chain ip p c && nft add rule ip p c numgen random mod 100 '<' 5 drop";
+  const probes: [string, string][] = [
+    ["loss (nftables numgen)", loss],
+    ...Object.keys(QDISCS).map((q): [string, string] => [`${QDISCS[q as Qdisc].gives} (${q})`, qdiscProbe(q as Qdisc)]),
+  ];
+  const script = probes
+    .map(([label, cmd]) => `if ${cmd} >/dev/null 2>&1; then echo "yes ${label}"; else echo "no ${label}"; fi`)
+    .join("; ");
+  const r = await engine.runOnce(imageRef("base"), ["sh", "-c", script], { entrypoint: [], capAdd: ["NET_ADMIN"] }).catch((e: Error) => ({
+    exitCode: -1,
+    output: e.message,
+  }));
+  const lines = r.output.split("\n").filter((l) => /^(yes|no) /.test(l));
+  if (lines.length !== probes.length) return { name, status: "warn", detail: `could not probe: ${r.output.trim().slice(0, 200)}` };
+  const yes = lines.filter((l) => l.startsWith("yes ")).map((l) => l.slice(4));
+  const no = lines.filter((l) => l.startsWith("no ")).map((l) => l.slice(3));
+  const missing = Object.entries(QDISCS)
+    .filter(([q]) => no.some((l) => l.includes(`(${q})`)))
+    .map(([, v]) => v.config);
+  return {
+    name,
+    status: "ok",
+    detail: `supported: ${yes.join(", ") || "none"}${no.length ? `; not on this kernel: ${no.join(", ")} (${missing.join(", ")} not set)` : ""}`,
   };
 }

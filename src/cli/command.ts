@@ -13,6 +13,8 @@ export interface Command {
   summary: string;
   details?: string;
   flags: FlagSpec[];
+  /** Ctrl-C is this command's normal end (a --watch loop): no cleanup message, its own exit code. */
+  endsOnInterrupt?: boolean;
   run(p: Parsed, ctx: Ctx): Promise<number>;
 }
 

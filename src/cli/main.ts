@@ -105,10 +105,11 @@ export async function main(argv: string[]): Promise<number> {
   const progress = new Progress(process.stderr, argv.includes("--verbose") || argv.includes("-v") || process.env.WG3_VERBOSE === "1");
   const abort = new AbortController();
   let interrupts = 0;
+  let quietInterrupt = false;
   const onSigint = () => {
     interrupts++;
     if (interrupts > 1) process.exit(130);
-    progress.info("Interrupted: cleaning up what this command created (Ctrl-C again to quit at once)...");
+    if (!quietInterrupt) progress.info("Interrupted: cleaning up what this command created (Ctrl-C again to quit at once)...");
     abort.abort();
   };
   process.on("SIGINT", onSigint);
@@ -137,6 +138,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(help(isRecipe ? first : name));
       return 0;
     }
+    quietInterrupt = Boolean(cmd.endsOnInterrupt && parsed.flags.watch);
     return await cmd.run(parsed, { progress, signal: abort.signal });
   } catch (err) {
     if (err instanceof UserError) {

@@ -219,7 +219,7 @@ export class Engine {
   async runOnce(
     image: string,
     command: string[],
-    opts: { entrypoint?: string[]; labels?: Record<string, string>; timeoutMs?: number } = {},
+    opts: { entrypoint?: string[]; labels?: Record<string, string>; timeoutMs?: number; capAdd?: string[] } = {},
   ): Promise<{ exitCode: number; output: string }> {
     const name = `wg3ways-once-${process.pid}-${Date.now()}`;
     const timeoutMs = opts.timeoutMs ?? 30_000;
@@ -230,7 +230,7 @@ export class Engine {
         Entrypoint: opts.entrypoint,
         Cmd: command,
         Labels: opts.labels ?? { [LABEL.project]: PROJECT, [LABEL.role]: "probe" },
-        HostConfig: { NetworkMode: "none" },
+        HostConfig: { NetworkMode: "none", CapAdd: opts.capAdd },
       });
       await c.start();
       const r = (await Promise.race([

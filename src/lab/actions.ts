@@ -6,6 +6,7 @@ import { matchesWhen } from "../recipe/nodes.ts";
 import { render, renderLoose } from "../recipe/template.ts";
 import type { Action, Expect, FileSpec, Recipe } from "../recipe/types.ts";
 import { type Progress, stepper } from "../ui/progress.ts";
+import { inContainers, requireQdiscs } from "./impairments.ts";
 import { withLabLock } from "./live.ts";
 import { type LabPlan, savePlan, scopeOf } from "./plan.ts";
 
@@ -187,6 +188,11 @@ export async function setOptions(ctx: ActionContext, values: Record<string, stri
     .map(([k, v]) => `${k}=${v}`)
     .join(" ");
   return withLabLock(plan.lab, plan.recipe, what, async () => {
+    await requireQdiscs(
+      ctx.recipe,
+      inContainers(ctx.engine, (n) => plan.nodes[n]!.container),
+      values,
+    );
     const changed: string[] = [];
     for (const [name, value] of Object.entries(values)) {
       const before = plan.options[name];

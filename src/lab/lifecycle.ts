@@ -13,6 +13,7 @@ import type { Recipe } from "../recipe/types.ts";
 import { type Progress, stepper } from "../ui/progress.ts";
 import { genKeyPair } from "../wireguard/keys.ts";
 import { type ActionContext, applyOption, pollUntil, renderFile, runAction } from "./actions.ts";
+import { inThrowaway, requireQdiscs } from "./impairments.ts";
 import { liveOptions } from "./live.ts";
 import { DEFAULT_LAB, deletePlan, type LabPlan, makePlan, readPlan, resolveOptions, savePlan, scopeOf, validLabName } from "./plan.ts";
 import { makeLabTls } from "./tls.ts";
@@ -107,6 +108,12 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
     throwIfAborted(opts.signal);
     await ensureImages(engine, [...new Set(Object.values(plan.nodes).map((n) => n.image as ImageRole))], progress, opts.signal);
     throwIfAborted(opts.signal);
+    // An impairment this kernel cannot do (netem) is refused before anything is created.
+    await requireQdiscs(
+      recipe,
+      inThrowaway(engine, (n) => imageRef(plan.nodes[n]!.image as ImageRole)),
+      options,
+    );
     created.any = true;
     let ctx: ActionContext = { engine, recipe, plan, captured: {}, progress, signal: opts.signal };
     for (let attempt = 1; ; attempt++) {

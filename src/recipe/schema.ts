@@ -12,6 +12,8 @@ import { bool, field, list, map, name, num, obj, oneOf, pair, scalars, str, type
 const CIDR = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\/\d{1,2}$/;
 const IPV4 = /^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
 const HOST = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** Kernel queueing disciplines a choice may need (`requires`); src/lab/impairments.ts probes them. */
+export const QDISC_NAMES = ["netem", "tbf"] as const;
 const when = (what: string) =>
   field(str(/^[a-z-]+=[a-z0-9-]+$/, "option=value", "option=value").optional(), `${what} only when that option has that value.`);
 
@@ -151,6 +153,10 @@ const choiceSchema = obj("choice", {
     "Per node: fields that replace the base node's, checked like a node's. A node name not in `nodes` adds a whole node, which must then give `image`, `container`, `hostname` and `networks`.",
   ),
   vars: field(scalars().optional(), "Merged over the recipe's `vars`."),
+  requires: field(
+    list(oneOf(QDISC_NAMES), "list of queueing disciplines").optional(),
+    "Kernel queueing disciplines (`tc`) this value needs, e.g. `[netem]` for latency. Checked before anything changes: on a host whose kernel lacks one, the start or `set` stops with one sentence (`doctor` says which this host has).",
+  ),
 });
 
 const optionSchema = obj("option", {
@@ -177,6 +183,14 @@ const overlaySchema = obj("link", {
   between: field(pair(name(), "node names"), "The two nodes the link joins."),
   label: field(str().default(""), "Text on the link."),
   kind: field(oneOf(["tunnel", "control"]).default("tunnel"), "`tunnel` (solid) or `control` (dashed). Default `tunnel`."),
+});
+
+const paneSchema = obj("pane", {
+  title: field(str(), "The pane's title."),
+  command: field(
+    str(/^[a-z]+( --?[a-z][a-z-]*( [0-9]+)?)*$/, "a ./start.ts command and its flags", "command"),
+    "A `./start.ts` command and its flags, e.g. `paths --watch`; the harness adds the recipe and `--lab`. Runs until the pane is closed (Ctrl-C).",
+  ),
 });
 
 export const recipeSchema = obj("recipe", {
@@ -209,6 +223,10 @@ export const recipeSchema = obj("recipe", {
     list(overlaySchema, "list of links").default([]),
     "Links `graph` draws over the networks: tunnels and control connections (documentation).",
   ),
+  panes: field(
+    list(paneSchema, "list of panes").default([]),
+    "Extra panes of the workspace, after the nodes' shells, each running a `./start.ts` command on this lab that keeps itself up to date (e.g. `paths --watch`).",
+  ),
   setup: field(list(actionSchema).default([]), "Run once, in order, when the lab starts."),
   matrix: field(
     list(matrixEntrySchema, "list of matrix entries").default([]),
@@ -228,6 +246,7 @@ export const documented = {
   node: nodeSchema,
   file: fileSchema,
   overlay: overlaySchema,
+  pane: paneSchema,
   action: actionSchema,
   expect: actionSchema.shape.expect,
   capture: actionSchema.shape.capture,

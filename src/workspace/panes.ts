@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { LabPlan } from "../lab/plan.ts";
 import { ROOT, recipesDir } from "../paths.ts";
+import { loadRecipe } from "../recipe/load.ts";
 
 /** One terminal pane of the workspace. `argv` absent: the person's own shell on the host. */
 export interface PaneSpec {
@@ -19,6 +20,12 @@ export function workspacePanes(cli: string[], plan: LabPlan): PaneSpec[] {
   for (const n of Object.values(plan.nodes)) {
     if (!n.interactive) continue;
     panes.push({ title: `${n.role} (${n.container})`, cwd, argv: [...cli, "exec", "-it", n.container, "bash"], node: n.key });
+  }
+  // The recipe's live views (paths --watch): ./start.ts on this lab, like the person would type it.
+  const lab = plan.lab === "default" ? [] : ["--lab", plan.lab];
+  for (const p of loadRecipe(plan.recipe).panes) {
+    const [command, ...flags] = p.command.split(" ");
+    panes.push({ title: p.title, cwd, argv: [join(ROOT, "start.ts"), command!, plan.recipe, ...flags, ...lab] });
   }
   return panes;
 }

@@ -3,7 +3,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import type { Engine } from "../../src/engine/engine.ts";
 import { UserError } from "../../src/errors.ts";
+import { inContainers, requireQdiscs } from "../../src/lab/impairments.ts";
 import { liveOptions, parseAssignments, withLabLock } from "../../src/lab/live.ts";
 import { labStateDir } from "../../src/lab/plan.ts";
 import { parsePong } from "../../src/nodes/tailscale.ts";
@@ -22,8 +24,11 @@ function message(fn: () => unknown): string {
 }
 
 describe("live options (recipe-4's NAT types)", () => {
-  it("nat-a and nat-b are live, control is chosen at start only", () => {
-    expect(liveOptions(r4())).toEqual(["nat-a", "nat-b"]);
+  it("the NAT types and impairments are live, control is chosen at start only", () => {
+    expect(liveOptions(r4())).toEqual(
+      expect.arrayContaining(["nat-a", "nat-b", "loss-a", "loss-b", "rate-a", "rate-b", "latency-a", "latency-b", "coordinator"]),
+    );
+    expect(liveOptions(r4())).not.toContain("control");
     expect(liveOptions(loadRecipe("recipe-3"))).toEqual([]);
   });
 
@@ -44,6 +49,29 @@ describe("live options (recipe-4's NAT types)", () => {
     );
     // A later bad pair refuses the whole command: nothing is half-applied.
     expect(() => parseAssignments(r4(), ["nat-a=hard", "nat-b=wide"])).toThrow(UserError);
+  });
+
+  it("an impairment the host kernel lacks is refused in one sentence before any action runs", async () => {
+    // A fake engine: only the qdisc probe is beside the point here (e2e runs the real one).
+    const ran: string[] = [];
+    const engine = {
+      sh: async (_c: string, cmd: string) => {
+        ran.push(cmd);
+        return { exitCode: cmd.includes(" netem ") ? 2 : 0, stdout: "", stderr: "" };
+      },
+    } as unknown as Engine;
+    const probe = inContainers(engine, (n: string) => `c-${n}`);
+    const refused = await requireQdiscs(r4(), probe, { "latency-b": "20ms", "nat-a": "hard" }).catch((e: Error) => e);
+    expect(refused).toBeInstanceOf(UserError);
+    expect((refused as Error).message).toBe(
+      "latency-b=20ms needs the netem queueing discipline, which this host's kernel lacks (CONFIG_NET_SCH_NETEM not set); nothing was changed (./start.ts doctor lists the impairments this host supports).",
+    );
+    // The probe ran in router-b (the option's apply node), and only the probe ran.
+    expect(ran).toEqual([expect.stringMatching(/^tc qdisc add dev lo root handle 9: netem /)]);
+    // Control: tbf is there, and a choice without requirements probes nothing.
+    ran.length = 0;
+    await expect(requireQdiscs(r4(), probe, { "rate-a": "1mbit", "latency-a": "0ms" })).resolves.toBeUndefined();
+    expect(ran).toHaveLength(1);
   });
 
   it("the matrix names real options, choices and nodes", () => {

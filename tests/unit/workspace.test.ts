@@ -84,6 +84,17 @@ describe("the workspace's panes", () => {
     }
   });
 
+  it("a recipe's panes come last and run ./start.ts on that lab (recipe-4's live paths); recipe-1 has none", () => {
+    const r4 = loadRecipe("recipe-4");
+    const p4 = workspacePanes(["podman"], makePlan(r4, "x1", resolveOptions(r4, {}), "ws-test"));
+    expect(p4.at(-1)).toEqual({
+      title: "paths (live, from the clients)",
+      cwd: join(recipesDir, "recipe-4"),
+      argv: [join(ROOT, "start.ts"), "paths", "recipe-4", "--watch", "--no-netcheck", "--lab", "x1"],
+    });
+    expect(panes.filter((p) => p.argv?.[0]?.endsWith("start.ts"))).toEqual([]);
+  });
+
   it("tmux and zellij sessions are named after the lab", () => {
     expect(sessionName("default", "recipe-1")).toBe("wg3-recipe-1");
     expect(sessionName("blue", "recipe-1")).toBe("wg3-blue-recipe-1");
