@@ -15,7 +15,18 @@ import { genKeyPair } from "../wireguard/keys.ts";
 import { type ActionContext, applyOption, pollUntil, renderFile, runAction } from "./actions.ts";
 import { inThrowaway, requireQdiscs } from "./impairments.ts";
 import { liveOptions } from "./live.ts";
-import { DEFAULT_LAB, deletePlan, type LabPlan, makePlan, readPlan, resolveOptions, savePlan, scopeOf, validLabName } from "./plan.ts";
+import {
+  DEFAULT_LAB,
+  deletePlan,
+  type LabPlan,
+  makePlan,
+  readPlan,
+  refuseLiveOnlyAtStart,
+  resolveOptions,
+  savePlan,
+  scopeOf,
+  validLabName,
+} from "./plan.ts";
 import { makeLabTls } from "./tls.ts";
 
 export interface UpOptions {
@@ -95,6 +106,7 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
   const lab = validLabName(opts.lab ?? DEFAULT_LAB);
   const recipe = loadRecipe(recipeName);
   const options = resolveOptions(recipe, opts.options ?? {});
+  refuseLiveOnlyAtStart(recipe, opts.options ?? {});
   requireHostDevices(Object.values(effectiveNodes(recipe, options)).flatMap((n) => n.devices));
   const progress = opts.progress;
   const engine = opts.engine ?? (await ensureEngine({ allowSetup: true, yes: opts.yes, progress }));

@@ -76,6 +76,16 @@ export function resolveOptions(recipe: Recipe, given: Record<string, string | un
   return out;
 }
 
+/** A start may not choose a value only `set` may (the lab's setup could not complete with it). */
+export function refuseLiveOnlyAtStart(recipe: Recipe, given: Record<string, string | undefined>): void {
+  for (const [name, v] of Object.entries(given)) {
+    if (v === undefined || !recipe.options[name]?.choices[v]?.liveOnly) continue;
+    throw new UserError(
+      `--${name} ${v} can only be set on a running lab (./start.ts set ${recipe.name} ${name}=${v}), since the lab's setup needs it otherwise; nothing was created.`,
+    );
+  }
+}
+
 /**
  * Build the plan. `subnets` maps network keys to the subnets to use (the recipe's own in the
  * default lab; free ones chosen by the caller for other labs); host parts of addresses are kept.

@@ -60,6 +60,10 @@ function checkOptions(recipe: Recipe, at: At): void {
   for (const [o, spec] of Object.entries(recipe.options)) {
     if (!spec.choices[spec.default])
       at(["options", o, "default"], `"${spec.default}" is not one of the choices (${list(Object.keys(spec.choices))})`);
+    else if (spec.choices[spec.default]?.liveOnly)
+      at(["options", o, "default"], `"${spec.default}" is liveOnly, so it cannot be what a start chooses`);
+    if (Object.values(spec.choices).some((c) => c.liveOnly) && !spec.apply.length)
+      at(["options", o], "a liveOnly choice needs `apply` actions, or `set` could never put it in place");
     for (const [c, choice] of Object.entries(spec.choices)) {
       for (const [n, override] of Object.entries(choice.nodes ?? {})) {
         const path = ["options", o, "choices", c, "nodes", n];

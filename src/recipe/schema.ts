@@ -157,6 +157,10 @@ const choiceSchema = obj("choice", {
     list(oneOf(QDISC_NAMES), "list of queueing disciplines").optional(),
     "Kernel queueing disciplines (`tc`) this value needs, e.g. `[netem]` for latency. Checked before anything changes: on a host whose kernel lacks one, the start or `set` stops with one sentence (`doctor` says which this host has).",
   ),
+  liveOnly: field(
+    bool().default(false),
+    "Only `./start.ts set` may choose this value, on a running lab: e.g. cutting the coordinator off, which the lab's setup needs. A start given it stops with one sentence, before anything is created. Default `false`.",
+  ),
 });
 
 const optionSchema = obj("option", {

@@ -43,6 +43,11 @@ const WITHOUT_A_LAB: Row[] = [
     error: /^--control must be one of [a-z, ]*headscale[a-z, ]* for recipe-3, not "nope"\.$/,
   },
   { args: ["recipe-1", "--control", "builtin", "--no-attach"], error: /^recipe-1 has no --control option\.$/ },
+  {
+    args: ["recipe-4", "--coordinator", "blackholed", "--lab", "zz", "--no-attach"],
+    error:
+      /^--coordinator blackholed can only be set on a running lab \(\.\/start\.ts set recipe-4 coordinator=blackholed\), since the lab's setup needs it otherwise; nothing was created\.$/,
+  },
   { args: ["exec", "recipe-1", "home", "--", "true"], error: /^recipe-1 is not running; start it with \.\/start\.ts recipe-1\.$/ },
   {
     args: ["exec", "recipe-1", "home", "--lab", "zz", "--", "true"],

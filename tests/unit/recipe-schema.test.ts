@@ -111,6 +111,21 @@ describe("option overrides are checked at load, as partial nodes", () => {
   });
 });
 
+describe("liveOnly choices", () => {
+  const liveOnly = (extra: string) =>
+    `${minimal}options:\n  cut:\n    description: d\n    default: x\n${extra}    choices:\n      x: {}\n      y: { liveOnly: true }\n`;
+
+  it("need apply actions, or set could never put them in place", () => {
+    expect(problems(liveOnly(""))).toEqual([expect.stringMatching(/options\.cut: a liveOnly choice needs `apply` actions/)]);
+    expect(load(liveOnly("    apply: [{ node: a, run: 'true' }]\n")).options.cut!.choices.y!.liveOnly).toBe(true);
+  });
+
+  it("cannot be the default", () => {
+    const yaml = liveOnly("    apply: [{ node: a, run: 'true' }]\n").replace("default: x", "default: y");
+    expect(problems(yaml)).toEqual([expect.stringMatching(/options\.cut\.default: "y" is liveOnly/)]);
+  });
+});
+
 describe("recipe options, as a command line would offer them", () => {
   it("recipe-3 offers --control with its choices, default first in its YAML order", () => {
     expect(recipeOptions(loadRecipe("recipe-3"))).toEqual([

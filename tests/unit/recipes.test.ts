@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { makePlan, prefixFor, resolveOptions, scopeOf } from "../../src/lab/plan.ts";
+import { makePlan, prefixFor, refuseLiveOnlyAtStart, resolveOptions, scopeOf } from "../../src/lab/plan.ts";
 import { cidrsOverlap, ipInCidr, listRecipes, loadRecipe } from "../../src/recipe/load.ts";
 import { placeholders, render } from "../../src/recipe/template.ts";
 import { loadError, MINIMAL_RECIPE, recipeDir } from "../support/recipes.ts";
@@ -101,6 +101,13 @@ describe("labs", () => {
     expect(resolveOptions(r, {})).toEqual({ control: "headscale" });
     expect(() => resolveOptions(r, { control: "nope" })).toThrow(/--control must be one of/);
     expect(() => resolveOptions(loadRecipe("recipe-0"), { control: "builtin" })).toThrow(/recipe-0 has no --control option/);
+  });
+
+  it("a liveOnly value is refused at start, and allowed as what set applies", () => {
+    const r = loadRecipe("recipe-4");
+    expect(() => refuseLiveOnlyAtStart(r, { coordinator: "blackholed" })).toThrow(/can only be set on a running lab/);
+    expect(() => refuseLiveOnlyAtStart(r, { coordinator: "reachable", "nat-b": "hard" })).not.toThrow();
+    expect(resolveOptions(r, { coordinator: "blackholed" }).coordinator).toBe("blackholed");
   });
 
   it("address arithmetic", () => {
