@@ -73,7 +73,6 @@ export async function runLoad(server: ControlServer, n: number, o: LoadOptions):
   const workers = Workers.start(Math.max(1, Math.min(o.workers, n)));
   const W = workers.count;
   let stage = "starting the load generator's workers";
-  let registered = 0;
   const r: LoadResult = {
     nodes: n,
     registeredS: null,
@@ -109,12 +108,7 @@ export async function runLoad(server: ControlServer, n: number, o: LoadOptions):
     const own0 = process.cpuUsage();
     const t0 = nowMs();
     const perWorker = Math.max(1, Math.ceil(o.concurrency / W));
-    const regs = share.map((indices, w) =>
-      workers.call(w, { op: "register", indices, concurrency: perWorker }).then(() => {
-        registered += indices.length;
-      }),
-    );
-    await within(Promise.all(regs));
+    await within(workers.all((w) => ({ op: "register", indices: share[w]!, concurrency: perWorker })));
     r.registeredS = sinceS(t0);
     o.log(`${server.kind}: ${n} nodes registered with map streams in ${r.registeredS.toFixed(1)} s (${W} load generator processes)`);
     const meshAt = await within(mesh.done);
@@ -191,14 +185,13 @@ export async function runLoad(server: ControlServer, n: number, o: LoadOptions):
     }
     r.complete = true;
   } catch (e) {
-    if (e instanceof TimedOut)
-      r.timedOut = {
-        limitS: o.limitS,
-        stage,
-        progress: `${registered} of ${n} nodes registered${r.fullMeshS === null ? "" : ", full mesh reached"}`,
-      };
-    else r.error = `${stage}: ${(e as Error).message}`;
-    if (!r.streamResets) r.streamResets = sum((await workers.stats().catch(() => [])).map((s) => s.resets));
+    const now = await Promise.race([workers.stats(), new Promise<Stats[]>((res) => setTimeout(() => res([]), 5_000))]).catch(() => []);
+    if (e instanceof TimedOut) {
+      const held = sum(now.map((s) => s.nodes));
+      const progress = `${held} nodes held a map stream, ${sum(now.map((s) => s.good))} had got there${r.fullMeshS === null ? "" : "; full mesh was reached"}`;
+      r.timedOut = { limitS: o.limitS, stage, progress };
+    } else r.error = `${stage}: ${(e as Error).message}`;
+    if (!r.streamResets) r.streamResets = sum(now.map((s) => s.resets));
   } finally {
     clearTimeout(timer);
     o.signal.removeEventListener("abort", onAbort);

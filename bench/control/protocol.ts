@@ -18,7 +18,8 @@ export type Request =
   | { op: "stats" }
   | { op: "exit" };
 
-export type Stats = { bytes: number; resets: number; cpuS: number };
+/** Counters so far; `nodes` holding a stream, `good` satisfying the current watch. */
+export type Stats = { bytes: number; resets: number; cpuS: number; nodes: number; good: number };
 
 export type Reply = { seq: number; ok: true; data?: unknown } | { seq: number; ok: false; error: string };
 

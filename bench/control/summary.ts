@@ -152,6 +152,6 @@ export function ceilingSentence(rows: Row[]): string {
     );
   }
   return parts.length
-    ? `Load generator ceiling: ${parts.join("; ")}. A server whose time is close to the null server's may be measuring the load generator; one well above it is measuring the server.`
+    ? `Load generator ceiling: ${parts.join("; ")}. A server near the null server's time (or below it: the null server sends more, smaller deltas than a busy server batches) is bounded by the load generator there, as its busy share shows; one well above it is measuring the server.`
     : "No null-server run in these results: the load generator's ceiling was not measured (add null to --servers).";
 }

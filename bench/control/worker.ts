@@ -108,7 +108,7 @@ async function handle(r: Request): Promise<unknown> {
     }
     case "stats": {
       const c = process.cpuUsage();
-      return { ...stats, cpuS: (c.user + c.system) / 1e6 } satisfies Stats;
+      return { ...stats, cpuS: (c.user + c.system) / 1e6, nodes: nodes.size, good: good.size } satisfies Stats;
     }
     case "exit":
       abort.abort();
