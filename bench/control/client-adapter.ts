@@ -9,26 +9,25 @@ import { REAL_MAP, REAL_REGISTER } from "../../tests/unit/control-fixtures/reque
 export interface SimulatedNode {
   /** End the map stream and the Noise connection. */
   close(): Promise<void>;
+  /** Report new endpoints in a lite update, as tailscaled does when its address changes. */
+  moveTo(endpoints: string[]): Promise<void>;
 }
 
 export interface LoadClient {
   /**
    * Register one new node (fresh machine, node and disco keys) with `authKey` over
    * POST /ts2021 (Noise) + /machine/register, then hold a streaming POST /machine/map
-   * (Stream: true). After every map response (full netmap or incremental PeersChanged /
-   * PeersRemoved / lite update) call `onPeers` with how many peers the node knows now.
+   * (Stream: true), and pass every map response (full netmap or delta) to `onMessage`.
    */
   startNode(opts: {
     serverUrl: string;
     authKey: string;
     hostname: string;
-    onPeers: (count: number) => void;
+    onMessage: (m: Record<string, unknown>) => void;
     /** Bytes of map messages received, as they came over the wire (compressed or not). */
     onBytes?: (n: number) => void;
     /** The server ended the node's map stream and the node polled again. */
     onReset?: () => void;
-    /** A full netmap (Peers) arrived: the first message of every stream. */
-    onFullMap?: () => void;
     /**
      * Behave like tailscaled 1.98 (recorded): its whole Hostinfo at registration, the stream
      * request without endpoints, then a lite update with NetInfo and four endpoints. Otherwise
@@ -40,9 +39,9 @@ export interface LoadClient {
 }
 
 /** Four endpoints as a host behind NAT reports them: a STUN-mapped public one, two LAN, one IPv6. */
-function endpointsOf(): string[] {
-  const b = () => 1 + Math.floor(Math.random() * 254);
-  const port = 20000 + Math.floor(Math.random() * 40000);
+export function endpointsOf(random: () => number = Math.random): string[] {
+  const b = () => 1 + Math.floor(random() * 254);
+  const port = 20000 + Math.floor(random() * 40000);
   return [
     `198.51.100.${b()}:${port}`,
     `192.168.${b()}.${b()}:${port}`,
@@ -51,20 +50,15 @@ function endpointsOf(): string[] {
   ];
 }
 
-interface MapNode {
-  ID?: number | string;
-}
-
 /**
  * The load generator's view of src/control/client.ts (the client side of the protocol,
  * built on the server's own Noise, key and framing code): one simulated node = one Noise
- * connection, one registration with the pre-auth key, one streaming map request. The peer
- * set follows the full netmap (Peers) and the deltas (PeersChanged, PeersRemoved). A stream the
+ * connection, one registration with the pre-auth key, one streaming map request. A stream the
  * server ends is polled again, as tailscaled does.
  */
 export function repoLoadClient(): LoadClient {
   return {
-    async startNode({ serverUrl, authKey, hostname, onPeers, onBytes, onReset, onFullMap, realistic, signal }): Promise<SimulatedNode> {
+    async startNode({ serverUrl, authKey, hostname, onMessage, onBytes, onReset, realistic, signal }): Promise<SimulatedNode> {
       const client = await ControlClient.connect({ url: serverUrl });
       try {
         const nodeKey = formatKey("nodekey", newKeyPair().publicKey);
@@ -78,17 +72,6 @@ export function repoLoadClient(): LoadClient {
           throw new Error(
             `${hostname} not authorized: ${reg.Error || (reg.AuthURL ? "the server wants interactive login" : JSON.stringify(reg).slice(0, 200))}`,
           );
-        const peers = new Set<string>();
-        const onMessage = (m: Record<string, unknown>) => {
-          if (Array.isArray(m.Peers)) {
-            peers.clear();
-            for (const p of m.Peers as MapNode[]) peers.add(String(p.ID));
-          }
-          if (m.Node) onFullMap?.();
-          for (const p of (m.PeersChanged as MapNode[] | undefined) ?? []) peers.add(String(p.ID));
-          for (const id of (m.PeersRemoved as (number | string)[] | undefined) ?? []) peers.delete(String(id));
-          onPeers(peers.size);
-        };
         let closed = false;
         let conn = client;
         const discoKey = formatKey("discokey", newKeyPair().publicKey);
@@ -129,7 +112,11 @@ export function repoLoadClient(): LoadClient {
           conn.close();
         };
         signal.addEventListener("abort", () => void close(), { once: true });
-        return { close };
+        const moveTo = async (endpoints: string[]) => {
+          const lite = await conn.liteUpdate({ ...stream, hostinfo: realistic ? REAL_MAP.Hostinfo : hostinfo, endpoints });
+          if (lite !== 200) throw new Error(`${hostname}: lite update answered ${lite}`);
+        };
+        return { close, moveTo };
       } catch (e) {
         client.close();
         throw e;

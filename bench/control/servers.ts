@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { binaryDir } from "../../src/binaries.ts";
+import { adminCall } from "../../src/control/admin.ts";
 import { ROOT } from "../../src/paths.ts";
 import { render } from "../../src/recipe/template.ts";
 import { versions } from "../../src/versions.ts";
@@ -35,6 +36,10 @@ export interface ControlServer {
   restart(): Promise<void>;
   /** The server's last log lines (for error messages). */
   logTail(): string;
+  /** Delete a node as an administrator would (the "one leaves" scenario). */
+  deleteNode(id: string): Promise<void>;
+  /** Whether real tailscaled clients can use it (the null server only answers simulated nodes). */
+  servesRealClients: boolean;
 }
 
 function tail(file: string, lines = 15): string {
@@ -145,9 +150,17 @@ function handle(
   version: string,
   port: number,
   authKey: string,
-  p: { proc: { pid(): number; restart(): Promise<void> }; stop: () => Promise<void>; log: string },
+  p: {
+    proc: { pid(): number; restart(): Promise<void> };
+    stop: () => Promise<void>;
+    log: string;
+    deleteNode: (id: string) => Promise<void>;
+    servesRealClients?: boolean;
+  },
 ): ControlServer {
   return {
+    deleteNode: p.deleteNode,
+    servesRealClients: p.servesRealClients ?? true,
     kind,
     version,
     url: `http://127.0.0.1:${port}`,
@@ -194,7 +207,17 @@ export async function startHeadscale(o: { cpus?: string; tuning?: Record<string,
       .trim()
       .split("\n")
       .pop()!;
-    return handle("headscale", versions.headscale, port, key, { proc, stop, log });
+    // Deleting a node over the REST API (one local HTTP request), as the builtin server's
+    // admin socket does, so neither side pays a CLI start in the "one leaves" time.
+    const apiKey = (await cli(["apikeys", "create", "--expiration", "24h"])).stdout.trim().split("\n").pop()!;
+    const deleteNode = async (id: string) => {
+      const res = await fetch(`http://127.0.0.1:${port}/api/v1/node/${id}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${apiKey}` },
+      });
+      if (!res.ok) throw new Error(`Headscale refused to delete node ${id}: ${res.status} ${(await res.text()).slice(0, 200)}`);
+    };
+    return handle("headscale", versions.headscale, port, key, { proc, stop, log, deleteNode });
   } catch (e) {
     await stop();
     throw e;
@@ -260,7 +283,44 @@ derp:
     const id = users.find((u) => u.name === "bench")?.id ?? 1;
     const key = (await cli(["preauthkeys", "create", "-u", String(id), "--reusable", "-e", "24h"])).stdout.trim().split("\n").pop()!;
     const version = `(${(await cli(["version"])).stdout.trim().split(" ")[0]})`;
-    return handle("builtin", version, port, key, { proc, stop, log });
+    const deleteNode = async (id: string) => {
+      await adminCall(`${dir}/admin.sock`, "DELETE", `/nodes/${id}`);
+    };
+    return handle("builtin", version, port, key, { proc, stop, log, deleteNode });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/**
+ * The null server (bench/control/null-server.ts) as its own process under tsx, pinned like the
+ * others: what the load generator achieves when the server does almost nothing.
+ */
+export async function startNull(o: { cpus?: string } = {}): Promise<ControlServer> {
+  const loader = join(ROOT, "node_modules", "tsx", "dist", "loader.mjs");
+  const entry = join(ROOT, "bench", "control", "null-server.ts");
+  const dir = mkdtempSync(join(tmpdir(), "wg3-bench-null-"));
+  const port = await freePort();
+  const log = join(dir, "null.log");
+  const proc = supervised(
+    onCpus(o.cpus, [process.execPath, "--no-warnings", "--import", loader, entry, String(port), join(dir, "state.json")]),
+    process.env,
+    log,
+    `the null server on 127.0.0.1:${port} to answer /health`,
+    async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined))?.ok,
+  );
+  const stop = async () => {
+    await proc.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const deleteNode = async (id: string) => {
+    const res = await fetch(`http://127.0.0.1:${port}/bench/nodes/${id}`, { method: "DELETE" });
+    if (!res.ok) throw new Error(`the null server did not delete node ${id}: ${res.status}`);
+  };
+  try {
+    await proc.launch();
+    return handle("null", "(bench)", port, "any", { proc, stop, log, deleteNode, servesRealClients: false });
   } catch (e) {
     await stop();
     throw e;

@@ -43,7 +43,7 @@ export function writeSummary(): string {
     `(names: ${ORDER.map((n) => `\`${n}\``).join(", ")}), and only this page with \`npm run bench -- --summary\`.`,
     "`npm run bench -- --help` lists the knobs (runs, durations, sizes). The runner takes the shared engine lock",
     "(`/tmp/wg3-e2e.lock`) itself unless it already runs under it.",
-    "A full run takes about 30 minutes on 2 cores (control-plane about half of it); every benchmark cleans up after itself, also when interrupted.",
+    "A full run takes about 15 minutes on 2 cores without control-plane; control-plane with its defaults (100/1000/5000 nodes, 3 runs, 4 servers) adds an estimated 3.5-4.5 hours, bounded by its per-size limits (`npm run bench -- --help`). Every benchmark cleans up after itself, also when interrupted.",
     "The lab-start baseline is `scripts/bench/recipe-3-baseline.sh` (the workshop's sequential podman CLI way).",
     "Reliability drills are tests, not benchmarks: `npm run test:drills` (tests/drills, about 5 minutes; each drill prints its recovery time), and `npm test` runs their short part.",
     "",
