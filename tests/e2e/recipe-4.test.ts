@@ -85,7 +85,16 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
   const entries = (): MatrixEntry[] => lab.recipe.matrix;
   it("the recipe's matrix has the pairs this test must cover", async () => {
     const m = loadRecipe("recipe-4").matrix.map((e) => `${e.set["nat-a"]}/${e.set["nat-b"]}=${e.path}`);
-    expect(m).toEqual(expect.arrayContaining(["easy/easy=direct", "easy/hard=relayed", "hard/hard=relayed", "udp-blocked/easy=relayed"]));
+    expect(m).toEqual(
+      expect.arrayContaining([
+        "easy/easy=direct",
+        "easy/hard=relayed",
+        "hard/hard=relayed",
+        "udp-blocked/easy=relayed",
+        "easy/cgnat=direct",
+        "hard/hairpin=direct",
+      ]),
+    );
   });
 
   describe.each(
@@ -171,7 +180,7 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
       const bad = await cli(["set", "recipe-4", "nat-b=wide-open", "--lab", labName]);
       expect(bad.exitCode).toBe(2);
       expect(bad.stderr.trim()).toBe(
-        '"wide-open" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded.',
+        '"wide-open" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded, cgnat, hairpin.',
       );
       const site = await cli(["set", "recipe-4", "nat-c=hard", "--lab", labName]);
       expect(site.exitCode).toBe(2);
