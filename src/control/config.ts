@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parse } from "yaml";
+import { loadDerpPaths, type TailcfgRegion } from "./derp-paths.ts";
 import type { DerpRegion } from "./mapper.ts";
 
 /**
@@ -14,7 +15,14 @@ export interface ControlConfig {
   adminSocket: string;
   prefixes: { v4: string; v6: string };
   dns: { baseDomain: string; nameservers: string[] };
-  derp: { enabled: boolean; region: DerpRegion; stunListen?: { host: string; port: number }; verifyClients: boolean };
+  derp: {
+    enabled: boolean;
+    region: DerpRegion;
+    /** Regions from `derp.paths` files (Headscale's key), served beside the embedded one. */
+    extraRegions: TailcfgRegion[];
+    stunListen?: { host: string; port: number };
+    verifyClients: boolean;
+  };
   /** Prometheus /metrics on its own address (Headscale's metrics_listen_addr); none if unset. */
   metricsListen?: { host: string; port: number };
   limits: Limits;
@@ -156,7 +164,7 @@ export function parseConfig(text: string, where = "config"): ControlConfig {
   const derp = obj(obj(raw.derp).server);
   const derpEnabled = derp.enabled !== false;
   // Clients need a DERP map with a region (without one, tailscale up never reaches Running), and
-  // the embedded relay is this server's only source of one (no derp.urls / derp.paths here).
+  // only the embedded relay can be one: derp.paths may add regions (STUN-only ones) beside it.
   if (!derpEnabled)
     throw new ConfigError(
       `${where}: derp.server.enabled: false leaves clients without a DERP map; this server supports only its embedded DERP`,
@@ -172,6 +180,9 @@ export function parseConfig(text: string, where = "config"): ControlConfig {
     stunPort: Number(derp.stun_port ?? (derp.stun_listen_addr ? hostPort(String(derp.stun_listen_addr), "stun").port : 3478)),
     insecureForTests: derp.insecure_for_tests === true,
   };
+  const extraRegions = loadDerpPaths(derpPaths(obj(raw.derp).paths, where), (m) => new ConfigError(m));
+  const clash = extraRegions.find((r) => r.RegionID === region.regionId);
+  if (clash) throw new ConfigError(`${where}: derp.paths region ${clash.RegionID} is the embedded region's id; give it another`);
   const baseDomain = str(dns.base_domain, `${where}: dns.base_domain`);
   if (baseDomain === url.hostname || url.hostname.endsWith(`.${baseDomain}`))
     throw new ConfigError(`${where}: dns.base_domain must not contain the server_url host (clients take that domain over)`);
@@ -188,11 +199,19 @@ export function parseConfig(text: string, where = "config"): ControlConfig {
       enabled: derpEnabled,
       verifyClients: derp.verify_clients !== false,
       region,
+      extraRegions,
       ...(derpEnabled && derp.stun_listen_addr !== ""
         ? { stunListen: hostPort(String(derp.stun_listen_addr ?? "0.0.0.0:3478"), "stun_listen_addr") }
         : {}),
     },
   };
+}
+
+function derpPaths(v: unknown, where: string): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || !v.every((p) => typeof p === "string" && p.startsWith("/")))
+    throw new ConfigError(`${where}: derp.paths: want a list of absolute file paths, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 export function loadConfig(path: string): ControlConfig {

@@ -1,3 +1,4 @@
+import type { TailcfgRegion } from "./derp-paths.ts";
 import type { NodeRec } from "./store.ts";
 import { isZeroTime, type Tailnet } from "./tailnet.ts";
 
@@ -23,15 +24,18 @@ export interface MapperConfig {
   /** Tailnet name sent as MapResponse.Domain. */
   domain: string;
   derp: DerpRegion;
+  /** More regions (config `derp.paths`), e.g. a STUN-only one, after the embedded one. */
+  extraRegions?: TailcfgRegion[];
   nameservers: string[];
 }
 
 /** The legacy DERP home string for clients older than capver 111. */
 const DERP_MAGIC_IP = "127.3.3.40";
 
-export function derpMap(d: DerpRegion): Record<string, unknown> {
+export function derpMap(d: DerpRegion, extra: TailcfgRegion[] = []): Record<string, unknown> {
   return {
     Regions: {
+      ...Object.fromEntries(extra.map((r) => [r.RegionID, r])),
       [d.regionId]: {
         RegionID: d.regionId,
         RegionCode: d.regionCode,
@@ -118,7 +122,7 @@ export const ALLOW_ALL = [{ SrcIPs: ["*"], DstPorts: [{ IP: "*", Ports: { First:
 export function fullMapJson(t: Tailnet, c: MapperConfig, self: NodeRec, view: (n: NodeRec) => string): string {
   const peers = t.nodes().filter((p) => p.id !== self.id);
   const rest = {
-    DERPMap: derpMap(c.derp),
+    DERPMap: derpMap(c.derp, c.extraRegions),
     DNSConfig: dnsConfig(c),
     Domain: c.domain,
     PacketFilter: ALLOW_ALL,

@@ -153,6 +153,7 @@ export class ControlServer {
       baseDomain: config.dns.baseDomain,
       domain: config.dns.baseDomain,
       derp: config.derp.region,
+      extraRegions: config.derp.extraRegions,
       nameservers: config.dns.nameservers,
     };
     this.tailnet.onChange((changed, removed) => {
@@ -242,7 +243,7 @@ export class ControlServer {
         return json(res, 200, { status: "pass" });
       }
       if (req.method === "GET" && url.pathname === "/derpmap") {
-        return json(res, 200, derpMap(this.mapper.derp));
+        return json(res, 200, derpMap(this.mapper.derp, this.mapper.extraRegions));
       }
       const reg = /^\/register\/([A-Za-z0-9_-]+)$/.exec(url.pathname);
       if (req.method === "GET" && reg && this.pending.get(reg[1]!)) {

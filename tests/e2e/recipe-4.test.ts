@@ -85,7 +85,16 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
   const entries = (): MatrixEntry[] => lab.recipe.matrix;
   it("the recipe's matrix has the pairs this test must cover", async () => {
     const m = loadRecipe("recipe-4").matrix.map((e) => `${e.set["nat-a"]}/${e.set["nat-b"]}=${e.path}`);
-    expect(m).toEqual(expect.arrayContaining(["easy/easy=direct", "easy/hard=relayed", "hard/hard=relayed", "udp-blocked/easy=relayed"]));
+    expect(m).toEqual(
+      expect.arrayContaining([
+        "easy/easy=direct",
+        "easy/hard=relayed",
+        "hard/hard=relayed",
+        "udp-blocked/easy=relayed",
+        "easy/cgnat=direct",
+        "hard/hairpin=direct",
+      ]),
+    );
   });
 
   describe.each(
@@ -125,12 +134,10 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
   });
 
   describe("what the clients' netcheck says about each NAT", () => {
-    // Headscale's DERP map has two STUN servers (region 999 and the STUN-only region 900): a
-    // hard NAT shows as MappingVariesByDestIP true. The builtin server's map has one STUN
-    // server, so tailscaled gets one answer and cannot tell (the field stays unset): a known
-    // difference of the builtin server (no way to declare extra DERP regions), reported.
-    const mappingTest = control === "builtin" ? it.fails : it;
-    mappingTest("easy -> MappingVariesByDestIP false, hard -> true; udp-blocked -> UDP false", async () => {
+    // Both servers' DERP maps have two STUN servers (region 999 and the STUN-only region 900,
+    // from derp.paths): a hard NAT shows as MappingVariesByDestIP true. With one (the builtin
+    // server before it read derp.paths) tailscaled cannot tell, and the field stays unset.
+    it("easy -> MappingVariesByDestIP false, hard -> true; udp-blocked -> UDP false", async () => {
       await setNat({ "nat-a": "easy", "nat-b": "hard" });
       const [na, nb] = await Promise.all([a.netcheck(), b.netcheck()]);
       expect(na.UDP).toBe(true);
@@ -173,7 +180,7 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
       const bad = await cli(["set", "recipe-4", "nat-b=wide-open", "--lab", labName]);
       expect(bad.exitCode).toBe(2);
       expect(bad.stderr.trim()).toBe(
-        '"wide-open" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded.',
+        '"wide-open" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded, cgnat, hairpin.',
       );
       const site = await cli(["set", "recipe-4", "nat-c=hard", "--lab", labName]);
       expect(site.exitCode).toBe(2);

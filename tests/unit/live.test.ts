@@ -35,7 +35,11 @@ describe("live options (recipe-4's NAT types)", () => {
   it("accepts OPTION=VALUE pairs and refuses anything else in one sentence naming the valid ones", () => {
     expect(parseAssignments(r4(), ["nat-b=hard", "nat-a=none"])).toEqual({ "nat-b": "hard", "nat-a": "none" });
     expect(message(() => parseAssignments(r4(), ["nat-b=wide"]))).toBe(
-      '"wide" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded.',
+      '"wide" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded, cgnat, hairpin.',
+    );
+    // cgnat and hairpin change site B's uplink: site A's router has no such uplinks.
+    expect(message(() => parseAssignments(r4(), ["nat-a=hairpin"]))).toBe(
+      '"hairpin" is not a choice of nat-a; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded.',
     );
     const site = message(() => parseAssignments(r4(), ["nat-c=hard"]));
     expect(site).toMatch(
