@@ -73,7 +73,9 @@ describe("recipe validation names file, line and expectation", () => {
   });
 
   it("names the known recipes for an unknown one", () => {
-    expect(() => loadRecipe("recipe-9")).toThrow(/Unknown recipe "recipe-9"; the recipes are: going-live, recipe-0, recipe-1, recipe-2, recipe-3/);
+    expect(() => loadRecipe("recipe-9")).toThrow(
+      /Unknown recipe "recipe-9"; the recipes are: going-live, recipe-0, recipe-1, recipe-2, recipe-3/,
+    );
   });
 });
 
