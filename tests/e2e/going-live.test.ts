@@ -1,8 +1,12 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import { eventually } from "../support/eventually.ts";
 import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
+import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
 // The going-live recipe in the order an attendee goes: A record, firewall, certificate, join.
@@ -13,20 +17,34 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
   let roaming: TailscaleInContainer;
   let name: string;
   let vpsIp: string;
+  const tmp = mkdtempSync(join(tmpdir(), "wg3-going-live-"));
+  const pebbleRoot = join(tmp, "pebble-root.pem");
+  /** `./start.ts preflight` from this host, asking the registrar and trusting this run's pebble root: check name -> status. */
+  const preflight = async (trust = ["--ca", pebbleRoot]) => {
+    const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), ...trust, "--json"]);
+    const checks = JSON.parse(r.stdout) as { check: string; status: string }[];
+    return { code: r.code, status: Object.fromEntries(checks.map((c) => [c.check, c.status])) };
+  };
 
   beforeAll(async () => {
     lab = await LabHandle.start("going-live", { lab: testLabName("live") });
     roaming = lab.tailscale("ts-client-roaming");
     name = String(lab.recipe.vars.serverName);
     vpsIp = lab.ip("vps", "internet");
+    writeFileSync(pebbleRoot, (await roaming.sh("cat /usr/local/share/ca-certificates/pebble-root.crt")).stdout);
   });
   afterAll(async () => {
     await lab?.stop();
+    rmSync(tmp, { recursive: true, force: true });
   });
 
   it("a-record: the name is NXDOMAIN at the registrar until the A record is added, then resolves to the VPS", async () => {
     expect((await roaming.sh(`dig +time=2 +tries=1 ${name}`)).stdout).toContain("status: NXDOMAIN");
     expect((await lab.check("a-record")).ok).toBe(false);
+    expect(await preflight()).toEqual({
+      code: 1,
+      status: { dns: "fail", https: "skip", http: "skip", tls: "skip", key: "skip", ts2021: "skip", stun: "skip" },
+    });
 
     await lab.solve("a-record");
 
@@ -116,5 +134,26 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
     });
     expect(page).toContain("Hello from Caddy!");
     expect((await lab.check("join")).ok).toBe(true);
+  });
+
+  it("preflight: every check passes on the healthy server; untrusted, only tls fails; with 3478/udp dropped again, only stun", async () => {
+    const healthy = await preflight();
+    expect(healthy).toEqual({
+      code: 0,
+      status: { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", stun: "ok" },
+    });
+    // This host's own roots do not include the run's pebble root: the certificate is untrusted.
+    expect(await preflight([])).toEqual({
+      code: 1,
+      status: { dns: "ok", https: "ok", http: "ok", tls: "fail", key: "skip", ts2021: "skip", stun: "ok" },
+    });
+
+    await lab.sh("vps", "nft insert rule inet cloud_firewall inbound udp dport 3478 drop");
+
+    const broken = await preflight();
+    expect(broken).toEqual({
+      code: 1,
+      status: { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", stun: "fail" },
+    });
   });
 });
