@@ -45,7 +45,7 @@ const FIX = {
     `Give ${n} a certificate from a CA clients trust: tls_letsencrypt_hostname: ${n} (the first HTTPS request triggers it; the server's log names an ACME error) or your proxy's.`,
   key: () => "Proxy every path to Headscale (GET /key must reach it) and check that it runs.",
   ts2021: () =>
-    "Pass the Upgrade and Connection headers through your reverse proxy to Headscale (Caddy does; nginx needs proxy_http_version 1.1 and proxy_set_header for both).",
+    "Make your reverse proxy pass Upgrade and Connection to Headscale over HTTP/1.1 (Caddy to an https upstream: transport http { versions 1.1 }; nginx: proxy_http_version 1.1 and proxy_set_header for both).",
   stun: () =>
     "Open 3478/udp in the cloud firewall: Headscale's embedded STUN (derp.server.stun_listen_addr) lets clients find direct paths.",
 };
