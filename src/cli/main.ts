@@ -9,6 +9,7 @@ import { doctorCommand } from "./commands/doctor.ts";
 import { execCommand } from "./commands/exec.ts";
 import { graphCommand } from "./commands/graph.ts";
 import { pathsCommand } from "./commands/paths.ts";
+import { preflightCommand } from "./commands/preflight.ts";
 import { setCommand } from "./commands/set.ts";
 import { setupCommand } from "./commands/setup.ts";
 import { shellCommand } from "./commands/shell.ts";
@@ -31,6 +32,7 @@ const commands: Record<string, Command> = Object.fromEntries(
     setCommand,
     pathsCommand,
     graphCommand,
+    preflightCommand,
     cleanCommand,
   ].map((c) => [c.name, c]),
 );

@@ -23,26 +23,27 @@ export interface ControlClientOptions {
   /** Trust this CA (PEM) for https URLs; or skip verification with `insecure`. */
   ca?: string;
   insecure?: boolean;
+  /** Connect to this address instead of resolving the URL's host (TLS still checks the name). */
+  address?: string;
 }
 
-export async function fetchServerKey(
-  url: string,
-  version = CLIENT_CAPVER,
-  o: { ca?: string; insecure?: boolean } = {},
-): Promise<Uint8Array> {
+type DialOptions = { ca?: string; insecure?: boolean; address?: string };
+
+export async function fetchServerKey(url: string, version = CLIENT_CAPVER, o: DialOptions = {}): Promise<Uint8Array> {
   const body = await rawGet(`${url.replace(/\/$/, "")}/key?v=${version}`, o);
   const j = JSON.parse(body) as { publicKey?: string };
   return parseKey("mkey", j.publicKey);
 }
 
-function dial(u: URL, o: { ca?: string; insecure?: boolean }): Promise<Duplex> {
+function dial(u: URL, o: DialOptions): Promise<Duplex> {
+  const host = o.address ?? u.hostname;
   const port = Number(u.port || (u.protocol === "https:" ? 443 : 80));
   return new Promise((resolve, reject) => {
     const s =
       u.protocol === "https:"
         ? tls.connect(
             {
-              host: u.hostname,
+              host,
               port,
               servername: net.isIP(u.hostname) ? undefined : u.hostname,
               ca: o.ca,
@@ -50,13 +51,13 @@ function dial(u: URL, o: { ca?: string; insecure?: boolean }): Promise<Duplex> {
             },
             () => resolve(s),
           )
-        : net.connect({ host: u.hostname, port, noDelay: true }, () => resolve(s));
+        : net.connect({ host, port, noDelay: true }, () => resolve(s));
     s.once("error", reject);
   });
 }
 
 /** A GET over HTTP/1.1 with no keep-alive; enough for /key. */
-async function rawGet(url: string, o: { ca?: string; insecure?: boolean }): Promise<string> {
+async function rawGet(url: string, o: DialOptions): Promise<string> {
   const u = new URL(url);
   const s = await dial(u, o);
   s.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: close\r\n\r\n`);

@@ -49,6 +49,22 @@ export const IMAGE_ROLES = {
     sysctls: { "net.ipv4.ip_forward": "1" },
   },
   stun: { parent: "base", binaries: [], about: "a STUN-only server (coturn)", caps: NET_CAPS, devices: [], sysctls: {} },
+  acme: {
+    parent: "base",
+    binaries: [],
+    about: "a private ACME CA (pebble), a new root every start",
+    caps: NET_CAPS,
+    devices: [],
+    sysctls: {},
+  },
+  dns: {
+    parent: "base",
+    binaries: [],
+    about: "an authoritative DNS server (dnsmasq), records as files",
+    caps: NET_CAPS,
+    devices: [],
+    sysctls: {},
+  },
 } as const satisfies Record<string, RoleSpec>;
 
 export type ImageRole = keyof typeof IMAGE_ROLES;

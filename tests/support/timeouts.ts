@@ -14,6 +14,12 @@ export const TIMEOUT = {
   exec: 30_000,
   /** A command in a container that sets something up (wg-quick up), or a one-shot container to run to its end. */
   slowExec: 60_000,
+  /**
+   * An ACME certificate to be issued or refused: the CA gives up on an unreachable challenge
+   * after 15 s, per challenge type, and Headscale (Go's autocert) retries a name only a minute
+   * after a failed try.
+   */
+  acme: 150_000,
   /** Recovery after a fault (restart drills). */
   recovery: 120_000,
   /** A `timeout 10 tcpdump` capture to have finished and exited. */

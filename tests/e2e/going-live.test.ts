@@ -1,0 +1,159 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
+import { eventually } from "../support/eventually.ts";
+import { LabHandle } from "../support/lab-handle.ts";
+import { testLabName } from "../support/labs.ts";
+import { startTs } from "../support/start-ts.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
+
+// The going-live recipe in the order an attendee goes: A record, firewall, certificate, join.
+// Each step's check fails first for the real symptom (NXDOMAIN, a timed-out port, an ACME
+// failure in Headscale's log, no tailnet path), then passes after its solve.
+describe("going-live: Headscale on a VPS, a pebble certificate, clients joining by name", () => {
+  let lab: LabHandle;
+  let roaming: TailscaleInContainer;
+  let name: string;
+  let vpsIp: string;
+  const tmp = mkdtempSync(join(tmpdir(), "wg3-going-live-"));
+  const pebbleRoot = join(tmp, "pebble-root.pem");
+  /** `./start.ts preflight` from this host, asking the registrar and trusting this run's pebble root: check name -> status. */
+  const preflight = async (trust = ["--ca", pebbleRoot]) => {
+    const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), ...trust, "--json"]);
+    const checks = JSON.parse(r.stdout) as { check: string; status: string }[];
+    return { code: r.code, status: Object.fromEntries(checks.map((c) => [c.check, c.status])) };
+  };
+
+  beforeAll(async () => {
+    lab = await LabHandle.start("going-live", { lab: testLabName("live") });
+    roaming = lab.tailscale("ts-client-roaming");
+    name = String(lab.recipe.vars.serverName);
+    vpsIp = lab.ip("vps", "internet");
+    writeFileSync(pebbleRoot, (await roaming.sh("cat /usr/local/share/ca-certificates/pebble-root.crt")).stdout);
+  });
+  afterAll(async () => {
+    await lab?.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("a-record: the name is NXDOMAIN at the registrar until the A record is added, then resolves to the VPS", async () => {
+    expect((await roaming.sh(`dig +time=2 +tries=1 ${name}`)).stdout).toContain("status: NXDOMAIN");
+    expect((await lab.check("a-record")).ok).toBe(false);
+    expect(await preflight()).toEqual({
+      code: 1,
+      status: { dns: "fail", https: "skip", http: "skip", tls: "skip", key: "skip", ts2021: "skip", stun: "skip" },
+    });
+
+    await lab.solve("a-record");
+
+    const answer = await roaming.sh(`nslookup ${name}`);
+    expect(answer.exitCode).toBe(0);
+    expect(answer.stdout).toContain(`Address: ${vpsIp}`);
+    expect((await lab.check("a-record")).ok).toBe(true);
+  });
+
+  it("certificate, before: with the firewall closed the CA reaches neither 443 nor 80, and Headscale's log says so", async () => {
+    expect((await lab.check("certificate")).ok).toBe(false);
+    // Only the VPS itself gets through its firewall: its own first TLS connection with the name
+    // makes Headscale order the certificate, which the CA cannot validate from outside.
+    await lab.sh("vps", `(curl -sk --max-time 90 --resolve ${name}:443:127.0.0.1 https://${name}/health >/tmp/first-tls.log 2>&1 &)`);
+    const log = await eventually(
+      "Headscale's log to report the failed ACME order",
+      async () => {
+        const text = await lab.engine.logTail(lab.container("vps"), 200);
+        if (!text.includes(`for domain "${name}": no viable challenge type found`)) throw new Error(`log tail: ${text.slice(-300)}`);
+        return text;
+      },
+      { timeout: TIMEOUT.acme },
+    );
+    expect(log).toContain("acme/autocert: unable to satisfy");
+    expect((await lab.check("certificate")).ok).toBe(false);
+  });
+
+  it("firewall: 443/tcp and 80/tcp time out and STUN goes unanswered until the rules are added; 3478/udp is graded on its own", async () => {
+    // The check's own STUN probe (a binding request as tailscaled sends it), aimed at this lab's VPS.
+    const firewall = lab.recipe.exercises.find((e) => e.id === "firewall")!;
+    const stunProbe = firewall.check.at(-1)!.run!.replace("{{ nodes.vps.ip.internet }}", vpsIp);
+    const stunAnswers = async () => /^ 01 01 /.test((await roaming.sh(stunProbe)).stdout);
+    expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 443`)).exitCode).not.toBe(0);
+    expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 80`)).exitCode).not.toBe(0);
+    expect(await stunAnswers()).toBe(false);
+    expect((await lab.check("firewall")).ok).toBe(false);
+
+    // What the workshop's chapter opens: 80 and 443 only. Not enough for the check.
+    await lab.sh("vps", "nft add rule inet cloud_firewall inbound tcp dport '{ 80, 443 }' accept");
+    expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 443`)).exitCode).toBe(0);
+    expect(await stunAnswers()).toBe(false);
+    expect((await lab.check("firewall")).ok).toBe(false);
+
+    await lab.solve("firewall");
+
+    expect(await stunAnswers()).toBe(true);
+    expect((await lab.check("firewall")).ok).toBe(true);
+  });
+
+  it("certificate: once the CA gets through, Headscale holds a certificate from pebble's per-run root for the name", async () => {
+    const t0 = Date.now();
+    await eventually(
+      "roaming's curl https://NAME/health to verify",
+      async () => {
+        const r = await roaming.sh(`curl -sS --max-time 10 https://${name}/health`);
+        if (!r.stdout.includes("pass")) throw new Error(`exit ${r.exitCode}: ${r.stdout}${r.stderr}`);
+        return true;
+      },
+      { timeout: TIMEOUT.acme },
+    );
+    console.log(`going-live: certificate issued ${((Date.now() - t0) / 1000).toFixed(1)} s after the firewall opened`);
+    // The trust anchor is this run's pebble root, and only it: without it the chain does not verify.
+    const sClient = (trust: string) =>
+      roaming.sh(`openssl s_client -connect ${name}:443 -servername ${name} ${trust} -no-CApath -no-CAstore </dev/null 2>/dev/null`);
+    const withRoot = await sClient("-CAfile /usr/local/share/ca-certificates/pebble-root.crt");
+    expect(withRoot.stdout).toMatch(/issuer=.*Pebble Intermediate CA/);
+    expect(withRoot.stdout).toContain("Verify return code: 0 (ok)");
+    const withoutRoot = await sClient("-no-CAfile");
+    expect(withoutRoot.stdout).toMatch(/Verify return code: [1-9]/);
+    expect((await lab.check("certificate")).ok).toBe(true);
+  });
+
+  it("join: no tailnet path before; after both clients join by name, roaming reaches home and the home webserver", async () => {
+    const web = lab.ip("webserver", "home");
+    expect((await roaming.curl(`http://${web}/`)).stdout).not.toContain("Hello from Caddy!");
+    expect((await lab.check("join")).ok).toBe(false);
+
+    await lab.solve("join");
+
+    const status = await roaming.status();
+    expect(Object.values(status.Peer ?? {}).map((p) => p.HostName)).toContain("home");
+    expect(await roaming.ping("home")).toBe(true);
+    const page = await eventually("the home webserver through the tailnet", async () => {
+      const r = await roaming.curl(`http://${web}/`);
+      if (!r.stdout.includes("Hello from Caddy!")) throw new Error(`exit ${r.exitCode}: ${r.stdout}`);
+      return r.stdout;
+    });
+    expect(page).toContain("Hello from Caddy!");
+    expect((await lab.check("join")).ok).toBe(true);
+  });
+
+  it("preflight: every check passes on the healthy server; untrusted, only tls fails; with 3478/udp dropped again, only stun", async () => {
+    const healthy = await preflight();
+    expect(healthy).toEqual({
+      code: 0,
+      status: { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", stun: "ok" },
+    });
+    // This host's own roots do not include the run's pebble root: the certificate is untrusted.
+    expect(await preflight([])).toEqual({
+      code: 1,
+      status: { dns: "ok", https: "ok", http: "ok", tls: "fail", key: "skip", ts2021: "skip", stun: "ok" },
+    });
+
+    await lab.sh("vps", "nft insert rule inet cloud_firewall inbound udp dport 3478 drop");
+
+    const broken = await preflight();
+    expect(broken).toEqual({
+      code: 1,
+      status: { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", stun: "fail" },
+    });
+  });
+});
