@@ -124,13 +124,67 @@ function lineOf(text: string, token: string): number | undefined {
 }
 
 export function parseHuJson(text: string): unknown {
+  const json = standardize(text);
   try {
-    return JSON.parse(standardize(text));
+    return JSON.parse(json);
   } catch (e) {
-    const msg = (e as Error).message;
-    const pos = /position (\d+)/.exec(msg);
-    const line = pos ? lineAt(text, Number(pos[1])) : (/line (\d+)/.exec(msg)?.[1] ?? "?");
-    throw new PolicyError(`line ${line}: HuJSON syntax error: ${msg.replace(/ in JSON at position \d+.*$/, "")}`);
+    const at = syntaxErrorAt(json);
+    const why = (e as Error).message.replace(/ in JSON at position \d+.*$|, "[\s\S]*$/, "");
+    throw new PolicyError(`line ${lineAt(text, at)}: HuJSON syntax error: ${why}`);
+  }
+}
+
+/**
+ * Where JSON text stops being valid (Node's message has the position only in some versions):
+ * a small recursive-descent scan that returns the offset of the first bad character.
+ */
+export function syntaxErrorAt(s: string): number {
+  let i = 0;
+  const ws = () => {
+    while (/\s/.test(s[i] ?? "")) i++;
+  };
+  const bad = (): never => {
+    throw i;
+  };
+  const value = (): void => {
+    ws();
+    const c = s[i];
+    if (c === "{" || c === "[") {
+      const close = c === "{" ? "}" : "]";
+      i++;
+      ws();
+      if (s[i] === close) return void i++;
+      for (;;) {
+        if (c === "{") {
+          ws();
+          if (s[i] !== '"') bad();
+          value();
+          ws();
+          if (s[i] !== ":") bad();
+          i++;
+        }
+        value();
+        ws();
+        if (s[i] === ",") i++;
+        else if (s[i] === close) return void i++;
+        else bad();
+      }
+    }
+    if (c === '"') {
+      for (i++; i < s.length && s[i] !== '"'; i++) if (s[i] === "\\") i++;
+      if (i >= s.length) bad();
+      return void i++;
+    }
+    const m = /^(-?\d+(\.\d+)?([eE][+-]?\d+)?|true|false|null)/.exec(s.slice(i));
+    if (!m) bad();
+    i += m![0].length;
+  };
+  try {
+    value();
+    ws();
+    return Math.min(i, s.length);
+  } catch (at) {
+    return at as number;
   }
 }
 
@@ -219,7 +273,7 @@ export function isCidr(s: string): boolean {
 
 /** Decode and validate a policy file. Throws a PolicyError with one sentence (and the line, where known). */
 export function parsePolicy(text: string): Policy {
-  const d = new Decoder(text);
+  const d: Decoder = new Decoder(text);
   const raw = parseHuJson(text);
   const top = d.object(raw, "the policy");
   for (const k of Object.keys(top)) {
