@@ -8,6 +8,7 @@ import { cleanCommand } from "./commands/clean.ts";
 import { doctorCommand } from "./commands/doctor.ts";
 import { execCommand } from "./commands/exec.ts";
 import { graphCommand } from "./commands/graph.ts";
+import { matrixCommand } from "./commands/matrix.ts";
 import { pathsCommand } from "./commands/paths.ts";
 import { setCommand } from "./commands/set.ts";
 import { setupCommand } from "./commands/setup.ts";
@@ -30,6 +31,7 @@ const commands: Record<string, Command> = Object.fromEntries(
     solveCommand,
     setCommand,
     pathsCommand,
+    matrixCommand,
     graphCommand,
     cleanCommand,
   ].map((c) => [c.name, c]),

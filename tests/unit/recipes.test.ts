@@ -8,7 +8,7 @@ const minimal = MINIMAL_RECIPE;
 
 describe("the shipped recipes", () => {
   it("are all valid, and every template placeholder they use resolves", () => {
-    expect(listRecipes()).toEqual(["recipe-0", "recipe-1", "recipe-2", "recipe-3", "recipe-4"]);
+    expect(listRecipes()).toEqual(["recipe-0", "recipe-1", "recipe-2", "recipe-3", "recipe-4", "recipe-5"]);
     for (const name of listRecipes()) {
       const r = loadRecipe(name);
       const options = resolveOptions(r, {});
