@@ -37,10 +37,19 @@ export const PROBE_TIMEOUT_S = 2;
 
 export const reached = (o: Outcome): boolean => o !== "blocked";
 
-/** Probes run in parallel in one shell per source: one line "ip:port rc|nc's words" each. */
+/**
+ * Probes run in parallel in one shell per source: one line "ip:port rc|nc's words" each. A probe
+ * that gets no answer is tried once more, longer: the first packet to a peer may wait for a
+ * WireGuard handshake (tailscaled configures peers lazily, again after every new netmap), which
+ * is not the packet filter's doing.
+ */
 export function probeScript(targets: string[]): string {
-  const list = targets.join(" ");
-  return `for t in ${list}; do ( r=$(nc -zv -w ${PROBE_TIMEOUT_S} "\${t%:*}" "\${t#*:}" 2>&1); echo "$t $?|$r" | tr '\\n' ' '; echo ) & done; wait`;
+  const nc = (w: number) => `r=$(nc -zv -w ${w} "\${t%:*}" "\${t#*:}" 2>&1); rc=$?`;
+  return (
+    `for t in ${targets.join(" ")}; do ( ${nc(PROBE_TIMEOUT_S)}; ` +
+    `if [ $rc -ne 0 ] && ! echo "$r" | grep -qi refused; then ${nc(PROBE_TIMEOUT_S + 1)}; fi; ` +
+    `echo "$t $rc|$r" | tr '\\n' ' '; echo ) & done; wait`
+  );
 }
 
 export function parseProbes(stdout: string): Map<string, Outcome> {
