@@ -22,6 +22,8 @@ export interface MatrixCell {
   actual: Outcome;
   /** The destination is a peer in the source's `tailscale status`. */
   visible: boolean;
+  /** What nc said (its last attempt). */
+  said: string;
   match: boolean;
 }
 
@@ -37,27 +39,22 @@ export const PROBE_TIMEOUT_S = 2;
 
 export const reached = (o: Outcome): boolean => o !== "blocked";
 
-/**
- * Probes run in parallel in one shell per source: one line "ip:port rc|nc's words" each. A probe
- * that gets no answer is tried once more, longer: the first packet to a peer may wait for a
- * WireGuard handshake (tailscaled configures peers lazily, again after every new netmap), which
- * is not the packet filter's doing.
- */
+/** Probes run in parallel in one shell per source: one line "ip:port rc|nc's words" each. */
 export function probeScript(targets: string[]): string {
-  const nc = (w: number) => `r=$(nc -zv -w ${w} "\${t%:*}" "\${t#*:}" 2>&1); rc=$?`;
   return (
-    `for t in ${targets.join(" ")}; do ( ${nc(PROBE_TIMEOUT_S)}; ` +
-    `if [ $rc -ne 0 ] && ! echo "$r" | grep -qi refused; then ${nc(PROBE_TIMEOUT_S + 1)}; fi; ` +
-    `echo "$t $rc|$r" | tr '\\n' ' '; echo ) & done; wait`
+    `for t in ${targets.join(" ")}; do ( r=$(nc -zv -w ${PROBE_TIMEOUT_S} "\${t%:*}" "\${t#*:}" 2>&1); rc=$?; ` +
+    // One printf per line: a single small write, so parallel probes never interleave mid-line.
+    `printf '%s\\n' "$t $rc|$(echo "$r" | tr '\\n' ' ')" ) & done; wait`
   );
 }
 
-export function parseProbes(stdout: string): Map<string, Outcome> {
-  const out = new Map<string, Outcome>();
+export function parseProbes(stdout: string): Map<string, { outcome: Outcome; said: string }> {
+  const out = new Map<string, { outcome: Outcome; said: string }>();
   for (const line of stdout.split("\n")) {
     const m = /^(\S+) (\d+)\|(.*)$/.exec(line.trim());
     if (!m) continue;
-    out.set(m[1]!, m[2] === "0" ? "open" : /refused/i.test(m[3]!) ? "refused" : "blocked");
+    const said = m[3]!.trim();
+    out.set(m[1]!, { outcome: m[2] === "0" ? "open" : /refused/i.test(said) ? "refused" : "blocked", said });
   }
   return out;
 }
@@ -91,7 +88,8 @@ export async function observeMatrix(engine: Engine, plan: LabPlan, recipe: Recip
       const peers = new Set(Object.values(status?.Peer ?? {}).flatMap((p) => p.TailscaleIPs));
       for (const to of r.nodes.filter((t) => t !== from))
         for (const port of r.ports) {
-          const actual = outcomes.get(`${addresses[to]}:${port}`) ?? "blocked";
+          const probe = outcomes.get(`${addresses[to]}:${port}`);
+          const actual = probe?.outcome ?? "blocked";
           const intended = intendedOpen(from, to, port) ? "open" : "blocked";
           cells.push({
             from,
@@ -100,6 +98,7 @@ export async function observeMatrix(engine: Engine, plan: LabPlan, recipe: Recip
             intended,
             actual,
             visible: peers.has(addresses[to] ?? "-"),
+            said: probe?.said ?? (addresses[to] ? "no probe result" : `${to} has no tailnet address`),
             match: reached(actual) === (intended === "open"),
           });
         }

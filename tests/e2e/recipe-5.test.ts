@@ -15,6 +15,7 @@ const cell = (m: MatrixReport, from: string, to: string, port: number): MatrixCe
   return c;
 };
 const differing = (m: MatrixReport) => m.cells.filter((c) => !c.match).map((c) => `${c.from}->${c.to}:${c.port}=${c.actual}`);
+const said = (m: MatrixReport) => m.cells.filter((c) => c.actual === "blocked").map((c) => `${c.from}->${c.to}:${c.port}: ${c.said}`);
 
 describe.each(controls)("recipe-5 with --control %s: zero trust", (control) => {
   let lab: LabHandle;
@@ -33,7 +34,9 @@ describe.each(controls)("recipe-5 with --control %s: zero trust", (control) => {
   it("before any policy (allow-all) the matrix differs from the intended one and the check fails (negative control)", async () => {
     const t0 = Date.now();
     const m = await matrix();
-    console.log(`[${control}] matrix (allow-all) in ${Date.now() - t0} ms; differing: ${differing(m).join(" ")}`);
+    console.log(
+      `[${control}] matrix (allow-all) in ${Date.now() - t0} ms; differing: ${differing(m).join(" ")}; blocked: ${said(m).join(" / ")}`,
+    );
     expect(m.matches).toBe(false);
     expect(cell(m, "ts-bob", "ts-server", 22)).toMatchObject({ intended: "blocked", actual: "open", visible: true, match: false });
     expect(cell(m, "ts-server", "ts-alice", 80)).toMatchObject({ intended: "blocked", actual: "open", match: false });
