@@ -139,4 +139,18 @@ describe("an ACL policy on the builtin server", () => {
     expect(r.Error).toBe("requested tags [tag:server] are invalid or not permitted");
     expect(ctl.tailnet.nodes()).toHaveLength(3);
   });
+
+  it("--advertise-tags on an interactive login is checked against tagOwners for the approving user", async () => {
+    const c = await ControlClient.connect({ url });
+    clients.push(c);
+    const nodeKey = formatKey("nodekey", newKeyPair().publicKey);
+    const first = await c.register({ nodeKey, hostname: "web2", hostinfo: { RequestTags: ["tag:server"] } });
+    const authId = String(first.AuthURL).split("/").pop()!;
+    await expect(cli("auth", "register", "--user", "bob", "--auth-id", authId)).rejects.toThrow(
+      /requested tags \[tag:server\] are invalid or not permitted/,
+    );
+    expect(ctl.tailnet.nodes()).toHaveLength(3);
+    expect(await cli("auth", "register", "--user", "alice", "--auth-id", authId)).toContain("registered");
+    expect(ctl.tailnet.nodes().find((n) => n.hostinfo.Hostname === "web2")?.tags).toEqual(["tag:server"]);
+  });
 });
