@@ -190,6 +190,20 @@ describe("the tests block", () => {
   });
 });
 
+describe("the tests block with other destinations", () => {
+  it.each([
+    ["a CIDR destination", '"deny": ["100.64.0.0/24:22"]', true],
+    ["a host destination", '"accept": ["srv:80"]', true],
+    ["a destination that resolves to nothing", '"accept": ["tag:idle:80"]', false],
+  ])("%s", (_what, assertion, passes) => {
+    const p = parsePolicy(
+      `{"hosts": {"srv": "100.64.0.1"}, "tagOwners": {"tag:server": [], "tag:idle": []}, "acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["tag:server:80"]}], "tests": [{"src": "bob@", ${assertion}}]}`,
+    );
+    if (passes) expect(() => runTests(p, nodes)).not.toThrow();
+    else expect(() => runTests(p, nodes)).toThrow(/tag:idle:80: the destination resolved to no addresses/);
+  });
+});
+
 describe("tagOwners", () => {
   const p = parsePolicy(REFERENCE);
   it.each([
