@@ -8,6 +8,7 @@ import { cleanCommand } from "./commands/clean.ts";
 import { doctorCommand } from "./commands/doctor.ts";
 import { execCommand } from "./commands/exec.ts";
 import { graphCommand } from "./commands/graph.ts";
+import { matrixCommand } from "./commands/matrix.ts";
 import { pathsCommand } from "./commands/paths.ts";
 import { preflightCommand } from "./commands/preflight.ts";
 import { setCommand } from "./commands/set.ts";
@@ -31,6 +32,7 @@ const commands: Record<string, Command> = Object.fromEntries(
     solveCommand,
     setCommand,
     pathsCommand,
+    matrixCommand,
     graphCommand,
     preflightCommand,
     cleanCommand,

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { type AdminNode, adminCall } from "./admin.ts";
 import { DEFAULT_ADMIN_SOCKET, DEFAULT_CONFIG_PATH, loadConfig } from "./config.ts";
 import type { PreAuthKeyRec, UserRec } from "./store.ts";
@@ -16,7 +17,8 @@ const HELP = `Usage: headscale <command> [flags]   (the wg-3-ways builtin contro
 
 Commands:
   users create NAME | users list
-  preauthkeys create -u USER [--reusable] [--ephemeral] [-e 1h] | preauthkeys list | preauthkeys expire KEY
+  preauthkeys create -u USER [--reusable] [--ephemeral] [-e 1h] [--tags tag:a,tag:b] | preauthkeys list | preauthkeys expire KEY
+  policy get | policy set -f FILE | policy check -f FILE   (HuJSON ACL policy; set runs its tests block)
   nodes list | nodes list-routes
   nodes approve-routes -i ID -r PREFIX[,PREFIX]
   nodes expire -i ID | nodes delete -i ID | nodes rename -i ID NEWNAME
@@ -40,6 +42,7 @@ const SHORT: Record<string, string> = {
   c: "config",
   k: "key",
   n: "name",
+  f: "file",
 };
 const BOOLEAN = new Set(["reusable", "ephemeral", "force", "help"]);
 
@@ -164,6 +167,13 @@ async function createPreAuthKey({ flags, call }: Invocation): Promise<string> {
     reusable: flags.reusable === true,
     ephemeral: flags.ephemeral === true,
     expiresInMs,
+    tags:
+      typeof flags.tags === "string"
+        ? flags.tags
+            .split(",")
+            .map((t) => t.trim())
+            .filter(Boolean)
+        : [],
   });
   const j = {
     id: k.id,
@@ -174,6 +184,7 @@ async function createPreAuthKey({ flags, call }: Invocation): Promise<string> {
     used: k.used,
     expiration: k.expiration,
     created_at: k.createdAt,
+    acl_tags: k.tags ?? [],
   };
   return output(flags, j, () => `${k.key}\n`);
 }
@@ -289,6 +300,42 @@ async function registerNode({ flags, call }: Invocation): Promise<string> {
   return output(flags, n, () => `Node ${n.given_name} registered\n`);
 }
 
+function policyText(flags: Parsed["flags"]): string {
+  if (typeof flags.file !== "string") throw new TailnetError("give the policy file with -f FILE (HuJSON)");
+  try {
+    return readFileSync(flags.file, "utf8");
+  } catch (e) {
+    throw new TailnetError(`cannot read the policy file ${flags.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** The file's name in a policy error, as Headscale names what it refused. */
+async function withFile<T>(flags: Parsed["flags"], f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof TailnetError) throw new TailnetError(`${flags.file}: ${e.message}`);
+    throw e;
+  }
+}
+
+async function getPolicy({ flags, call }: Invocation): Promise<string> {
+  const p = await call<{ policy: string }>("GET", "/policy");
+  return output(flags, p, () => (p.policy.endsWith("\n") ? p.policy : `${p.policy}\n`));
+}
+
+async function setPolicy({ flags, call }: Invocation): Promise<string> {
+  const policy = policyText(flags);
+  await withFile(flags, () => call("PUT", "/policy", { policy }));
+  return "Policy updated.\n";
+}
+
+async function checkPolicy({ flags, call }: Invocation): Promise<string> {
+  const policy = policyText(flags);
+  await withFile(flags, () => call("POST", "/policy/check", { policy }));
+  return "Policy is valid\n";
+}
+
 /** Each command as headscale spells it, with the singular and short forms it also accepts. */
 const VERBS: [string[], Verb][] = [
   [["version"], async () => `${CLI_VERSION}\n`],
@@ -305,6 +352,9 @@ const VERBS: [string[], Verb][] = [
   [["nodes delete", "node delete"], deleteNode],
   [["nodes rename", "node rename"], renameNode],
   [["nodes register", "auth register"], registerNode],
+  [["policy get"], getPolicy],
+  [["policy set"], setPolicy],
+  [["policy check"], checkPolicy],
 ];
 
 /** Run one CLI invocation; returns what to print. Throws TailnetError for user mistakes. */

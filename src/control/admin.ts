@@ -36,6 +36,7 @@ export interface AdminNode {
   approved_routes: string[];
   available_routes: string[];
   subnet_routes: string[];
+  tags: string[];
 }
 
 export function adminNode(ctl: ControlServer, n: NodeRec): AdminNode {
@@ -60,6 +61,7 @@ export function adminNode(ctl: ControlServer, n: NodeRec): AdminNode {
     approved_routes: n.approvedRoutes,
     available_routes: t.announcedRoutes(n),
     subnet_routes: t.primaryRoutes(n).sort(),
+    tags: n.tags ?? [],
   };
 }
 
@@ -84,6 +86,7 @@ function routes(ctl: ControlServer): [string, RegExp, Handler][] {
           reusable: Boolean(b.reusable),
           ephemeral: Boolean(b.ephemeral),
           expiresInMs: typeof b.expiresInMs === "number" ? b.expiresInMs : undefined,
+          tags: Array.isArray(b.tags) ? b.tags.map(String) : [],
         });
         const { hash: _h, ...shown } = rec;
         return { ...shown, key };
@@ -98,6 +101,17 @@ function routes(ctl: ControlServer): [string, RegExp, Handler][] {
         return k;
       },
     ],
+    [
+      "GET",
+      /^\/policy$/,
+      () => {
+        const p = t.policy();
+        if (!p) throw new TailnetError("no policy is set: every node may reach every other (allow-all)");
+        return { policy: p.text };
+      },
+    ],
+    ["PUT", /^\/policy$/, (b) => ({ updated: Boolean(t.setPolicy(String(b.policy ?? ""))) })],
+    ["POST", /^\/policy\/check$/, (b) => ({ valid: Boolean(t.checkPolicy(String(b.policy ?? ""))) })],
     ["GET", /^\/nodes$/, () => t.nodes().map((n) => adminNode(ctl, n))],
     ["POST", /^\/nodes\/(\d+)\/approve-routes$/, (b, [i]) => adminNode(ctl, t.approveRoutes(id(i), (b.routes as string[]) ?? []))],
     ["POST", /^\/nodes\/(\d+)\/expire$/, (_b, [i]) => adminNode(ctl, t.expire(id(i)))],

@@ -98,6 +98,7 @@ export function nodeView(t: Tailnet, c: MapperConfig, n: NodeRec): Record<string
     Online: online,
     ...(!online && n.lastSeen ? { LastSeen: n.lastSeen } : {}),
     MachineAuthorized: true,
+    ...(n.tags?.length ? { Tags: n.tags } : {}),
     ...(expired ? { Expired: true } : {}),
   };
 }
@@ -111,21 +112,19 @@ export function userProfiles(t: Tailnet, userIds: Iterable<number>): Record<stri
     });
 }
 
-/** Allow-all (tailcfg.FilterAllowAll): every source, every destination and port. */
-export const ALLOW_ALL = [{ SrcIPs: ["*"], DstPorts: [{ IP: "*", Ports: { First: 0, Last: 65535 } }] }];
-
 /**
  * The first message of a map stream: everything, with `Node` for self (the client requires
  * it), as JSON text. `view` gives a node's serialised view, so a caller can cache those: the
  * same peer text goes into every node's map.
  */
 export function fullMapJson(t: Tailnet, c: MapperConfig, self: NodeRec, view: (n: NodeRec) => string): string {
-  const peers = t.nodes().filter((p) => p.id !== self.id);
+  const { filter, peers: visible } = t.compiled().get(self.id) ?? { filter: [], peers: new Set<number>() };
+  const peers = t.nodes().filter((p) => visible.has(p.id));
   const rest = {
     DERPMap: derpMap(c.derp, c.extraRegions),
     DNSConfig: dnsConfig(c),
     Domain: c.domain,
-    PacketFilter: ALLOW_ALL,
+    PacketFilter: filter,
     UserProfiles: userProfiles(t, [self.userId, ...peers.map((p) => p.userId)]),
     ControlTime: new Date().toISOString(),
     CollectServices: false,

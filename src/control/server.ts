@@ -84,6 +84,8 @@ function parseJson(body: Buffer): Record<string, unknown> {
 interface MapSession {
   nodeId: number;
   compress: boolean;
+  /** Under an ACL policy: what this stream's client was last sent (its filter as JSON, its peers). */
+  sent?: { filter: string; peers: Set<number> };
   /** Write one framed message (see `encode`). */
   write(frame: Buffer): void;
   end(): void;
@@ -648,6 +650,7 @@ export class ControlServer {
     };
     this.sessions.get(nodeId)?.end();
     this.sessions.set(nodeId, session);
+    session.sent = this.sentState(nodeId);
     session.write(full());
     arm();
     this.tailnet.setOnline(nodeId, true);
@@ -689,6 +692,7 @@ export class ControlServer {
       ];
       return parts.length ? `{${parts.join(",")},"ControlTime":${time}}` : undefined;
     };
+    if (this.tailnet.policy()) return this.flushUnderPolicy(changed, removed, message);
     const shared = message(undefined);
     const sharedFrames = new Map<boolean, Buffer>();
     for (const s of this.sessions.values()) {
@@ -708,6 +712,47 @@ export class ControlServer {
         sharedFrames.set(s.compress, f);
       }
       s.write(f);
+    }
+  }
+
+  /** What a node's map carries under the policy now: its filter and its peers. */
+  private sentState(nodeId: number): { filter: string; peers: Set<number> } {
+    const c = this.tailnet.compiled().get(nodeId);
+    return { filter: JSON.stringify(c?.filter ?? []), peers: new Set(c?.peers ?? []) };
+  }
+
+  /**
+   * Under an ACL policy each node sees only some peers: a stream whose filter or peer set
+   * changed gets a whole new map (as Headscale sends on a policy change); the others get the
+   * changes of the peers they see.
+   */
+  private flushUnderPolicy(changed: number[], removed: number[], message: (self: number | undefined) => string | undefined): void {
+    for (const s of this.sessions.values()) {
+      if (removed.includes(s.nodeId)) {
+        s.end();
+        continue;
+      }
+      const node = this.tailnet.node(s.nodeId);
+      if (!node) continue;
+      const now = this.sentState(s.nodeId);
+      const same =
+        s.sent &&
+        s.sent.filter === now.filter &&
+        s.sent.peers.size === now.peers.size &&
+        [...now.peers].every((id) => s.sent!.peers.has(id));
+      if (!same) {
+        s.sent = now;
+        s.write(encode(fullMapJson(this.tailnet, this.mapper, node, this.viewJson), s.compress));
+        continue;
+      }
+      if (!changed.some((id) => id === s.nodeId || now.peers.has(id))) continue;
+      const json = message(s.nodeId);
+      if (!json) continue;
+      // PeersChanged lists every changed node; keep only those this node may see.
+      const parsed = JSON.parse(json) as { PeersChanged?: { ID: number }[] };
+      if (parsed.PeersChanged) parsed.PeersChanged = parsed.PeersChanged.filter((p) => now.peers.has(p.ID));
+      if (parsed.PeersChanged?.length === 0) delete parsed.PeersChanged;
+      s.write(encode(JSON.stringify(parsed), s.compress));
     }
   }
 

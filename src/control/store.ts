@@ -48,6 +48,8 @@ export interface PreAuthKeyRec {
   used: boolean;
   expiration: string;
   createdAt: string;
+  /** Nodes registered with this key are tagged with these (and owned by the tags, not the user). */
+  tags?: string[];
 }
 
 export interface NodeRec {
@@ -73,6 +75,8 @@ export interface NodeRec {
   registerMethod: "authkey" | "cli";
   preAuthKeyId?: number;
   cap: number;
+  /** ACL tags (from a tagged pre-auth key, or `--advertise-tags` approved by tagOwners): a tagged node is its tags', not its user's. */
+  tags?: string[];
 }
 
 export interface State {

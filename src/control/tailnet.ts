@@ -1,4 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { canOwnTag, compileAll, type FilterRule, type Policy, PolicyError, type PolicyNode, parsePolicy, runTests } from "./policy.ts";
 import type { NodeRec, PreAuthKeyRec, RecordRef, State, StateStore, UserRec } from "./store.ts";
 import { capver, hostinfo as decodeHostinfo, endpoint, type Hostinfo, key, list, RequestError } from "./validate.ts";
 
@@ -64,6 +67,9 @@ export class Tailnet {
   private saveWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private dirty = new Set<RecordRef>();
   private readonly now: () => Date;
+  /** The ACL policy in force (none: allow-all), and what it compiles to for the current nodes. */
+  private policyInForce: Policy | undefined;
+  private compiledCache: Map<number, { filter: FilterRule[]; peers: Set<number> }> | undefined;
 
   constructor(
     private readonly store: StateStore,
@@ -73,6 +79,78 @@ export class Tailnet {
     this.now = opts.now ?? (() => new Date());
     for (const n of this.state.nodes) this.revalidate(n);
     this.electPrimaries();
+    this.loadPolicy();
+  }
+
+  // ---- ACL policy ----
+
+  private get policyFile(): string {
+    return join(this.store.dir, "policy.hujson");
+  }
+
+  /** A stored policy is loaded without its tests (as Headscale at boot), so a deleted user cannot lock the server out. */
+  private loadPolicy(): void {
+    if (!existsSync(this.policyFile)) return;
+    try {
+      this.policyInForce = parsePolicy(readFileSync(this.policyFile, "utf8"));
+    } catch (e) {
+      this.opts.log?.(`policy: the stored policy does not parse (${(e as Error).message}); allowing all until one is set`);
+    }
+  }
+
+  policy(): Policy | undefined {
+    return this.policyInForce;
+  }
+
+  /** Parse, validate and run the tests of a policy against the current nodes, without applying it. */
+  checkPolicy(text: string): Policy {
+    try {
+      const p = parsePolicy(text);
+      runTests(p, this.policyNodes());
+      return p;
+    } catch (e) {
+      if (e instanceof PolicyError) throw new TailnetError(e.message);
+      throw e;
+    }
+  }
+
+  /** Put a policy in force (stored atomically first); every node's filter and peers are recomputed. */
+  setPolicy(text: string): Policy {
+    const p = this.checkPolicy(text);
+    const tmp = `${this.policyFile}.tmp`;
+    writeFileSync(tmp, text, { mode: 0o600 });
+    renameSync(tmp, this.policyFile);
+    this.policyInForce = p;
+    this.changed(
+      this.state.nodes.map((n) => n.id),
+      [],
+      false,
+    );
+    return p;
+  }
+
+  policyNodes(): PolicyNode[] {
+    return this.state.nodes.map((n) => ({
+      id: n.id,
+      ips: [n.ipv4, n.ipv6],
+      user: this.user(n.userId)?.name ?? "",
+      tags: n.tags ?? [],
+    }));
+  }
+
+  /** Each node's packet filter and visible peers under the policy in force (cached until the next change). */
+  compiled(): Map<number, { filter: FilterRule[]; peers: Set<number> }> {
+    this.compiledCache ??= compileAll(this.policyInForce, this.policyNodes());
+    return this.compiledCache;
+  }
+
+  /** Tags a node asks for (`--advertise-tags`) that its user may not own; Headscale's sentence when any. */
+  private refuseTags(requested: string[] | undefined, userId: number): void {
+    if (!requested?.length) return;
+    const p = this.policyInForce;
+    const user = this.user(userId)?.name ?? "";
+    const bad = requested.filter((t) => !p || !canOwnTag(p, t, user));
+    if (bad.length) throw new TailnetError(`requested tags [${bad.join(" ")}] are invalid or not permitted`);
   }
 
   /**
@@ -110,6 +188,7 @@ export class Tailnet {
   private changed(nodes: Iterable<number> = [], removed: Iterable<number> = [], persist = true, records: RecordRef[] = []): void {
     const c = new Set(nodes);
     const r = new Set(removed);
+    this.compiledCache = undefined;
     if (persist) {
       for (const id of [...c, ...r]) this.dirty.add(`nodes:${id}`);
       for (const ref of records) this.dirty.add(ref);
@@ -192,9 +271,11 @@ export class Tailnet {
 
   createPreAuthKey(
     userRef: string | number,
-    o: { reusable?: boolean; ephemeral?: boolean; expiresInMs?: number },
+    o: { reusable?: boolean; ephemeral?: boolean; expiresInMs?: number; tags?: string[] },
   ): { key: string; rec: PreAuthKeyRec } {
     const user = this.findUser(userRef);
+    for (const t of o.tags ?? [])
+      if (!/^tag:[A-Za-z][\w-]*$/.test(t)) throw new TailnetError(`invalid tag ${JSON.stringify(t)}: tags look like tag:name`);
     // Plain hex: never `tskey-client-` (the client treats that as OAuth) nor `--TL` (tailnet lock).
     const key = `wg3key-${randomBytes(24).toString("hex")}`;
     const now = this.now();
@@ -208,6 +289,7 @@ export class Tailnet {
       used: false,
       expiration: new Date(now.getTime() + (o.expiresInMs ?? 3_600_000)).toISOString(),
       createdAt: now.toISOString(),
+      ...(o.tags?.length ? { tags: [...new Set(o.tags)].sort() } : {}),
     };
     this.state.preAuthKeys.push(rec);
     this.changed([], [], true, [`keys:${rec.id}`]);
@@ -278,7 +360,11 @@ export class Tailnet {
   /** Register a node with a pre-auth key, or re-authenticate an existing one (same machine). */
   registerWithKey(a: { machineKey: string; nodeKey: string; authKey: string; hostinfo: Hostinfo; cap: number; expiry?: Date }): NodeRec {
     const key = this.validKey(a.authKey);
+    // As Headscale 0.29: a key-registered node takes its tags from the key, never from the client.
+    if (a.hostinfo.RequestTags?.length)
+      throw new TailnetError(`requested tags [${a.hostinfo.RequestTags.join(" ")}] are invalid or not permitted`);
     const node = this.upsertNode({ ...a, userId: key.userId, ephemeral: key.ephemeral, method: "authkey", keyId: key.id });
+    if (key.tags?.length) node.tags = key.tags;
     key.used = true;
     this.changed([node.id], [], true, [`keys:${key.id}`]);
     return node;
@@ -286,7 +372,9 @@ export class Tailnet {
 
   /** Register after an admin approved an interactive login (`nodes register --user U --key K`). */
   registerByAdmin(a: { machineKey: string; nodeKey: string; hostinfo: Hostinfo; cap: number; userId: number; expiry?: Date }): NodeRec {
+    this.refuseTags(a.hostinfo.RequestTags, a.userId);
     const node = this.upsertNode({ ...a, ephemeral: false, method: "cli" });
+    if (a.hostinfo.RequestTags?.length) node.tags = [...new Set(a.hostinfo.RequestTags)].sort();
     this.changed([node.id]);
     return node;
   }

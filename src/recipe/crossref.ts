@@ -109,11 +109,28 @@ function checkMatrix(recipe: Recipe, names: Set<string>, at: At): void {
   });
 }
 
+function checkReachability(recipe: Recipe, names: Set<string>, at: At): void {
+  const r = recipe.reachability;
+  if (!r) return;
+  r.nodes.forEach((n, i) => {
+    if (!names.has(n)) at(["reachability", "nodes", i], `no node named "${n}"`);
+  });
+  r.ports.forEach((p, i) => {
+    if (!Number.isInteger(p) || p < 1 || p > 65535) at(["reachability", "ports", i], `${p} is not a TCP port (1-65535)`);
+  });
+  r.allow.forEach((a, i) => {
+    for (const k of ["from", "to"] as const)
+      if (!r.nodes.includes(a[k])) at(["reachability", "allow", i, k], `"${a[k]}" is not one of reachability.nodes`);
+    for (const p of a.ports) if (!r.ports.includes(p)) at(["reachability", "allow", i, "ports"], `${p} is not one of reachability.ports`);
+  });
+}
+
 export function crossCheck(recipe: Recipe, folder: string, at: At): void {
   if (recipe.name !== folder) at(["name"], `must match the folder name "${folder}"`);
   const names = allNodeNames(recipe);
   for (const [n, node] of Object.entries(recipe.nodes)) checkNode(recipe, node, node, ["nodes", n], at);
   checkActions(recipe, names, recipe.setup, ["setup"], at);
+  checkReachability(recipe, names, at);
   recipe.exercises.forEach((e, i) => {
     checkActions(recipe, names, e.check, ["exercises", i, "check"], at);
     checkActions(recipe, names, e.solve, ["exercises", i, "solve"], at);

@@ -16,7 +16,16 @@ export function listRecipes(): string[] {
   return readdirSync(recipesDir, { withFileTypes: true })
     .filter((d) => d.isDirectory() && existsSync(join(recipesDir, d.name, "recipe.yaml")))
     .map((d) => d.name)
-    .sort();
+    .sort(byWorkshopOrder);
+}
+
+/** recipe-0 .. recipe-N by number (recipe-10 after recipe-9), then the other labs by name. */
+function byWorkshopOrder(a: string, b: string): number {
+  const n = (s: string) => (/^recipe-(\d+)$/.exec(s)?.[1] ?? null);
+  const [na, nb] = [n(a), n(b)];
+  if (na !== null && nb !== null) return Number(na) - Number(nb);
+  if (na !== null || nb !== null) return na !== null ? -1 : 1;
+  return a.localeCompare(b);
 }
 
 /** The first problem is the message, the rest follow one per line; exit status 2. */

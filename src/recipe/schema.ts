@@ -183,6 +183,21 @@ const matrixEntrySchema = obj("matrix entry", {
   ),
 });
 
+const allowSchema = obj("allow", {
+  from: field(name(), "The source node."),
+  to: field(name(), "The destination node."),
+  ports: field(list(num(), "list of ports"), "The TCP ports `from` should reach on `to`."),
+});
+
+const reachabilitySchema = obj("reachability", {
+  nodes: field(list(name(), "list of node names"), "The Tailscale nodes probed, each as a source and as a destination."),
+  ports: field(list(num(), "list of ports"), "The TCP ports probed on every destination."),
+  allow: field(
+    list(allowSchema, "list of allowed flows").default([]),
+    "What the finished lab lets through; every other source x destination x port should be blocked.",
+  ),
+});
+
 const overlaySchema = obj("link", {
   between: field(pair(name(), "node names"), "The two nodes the link joins."),
   label: field(str().default(""), "Text on the link."),
@@ -236,6 +251,10 @@ export const recipeSchema = obj("recipe", {
     list(matrixEntrySchema, "list of matrix entries").default([]),
     "Outcomes the recipe predicts for combinations of its options (e.g. the NAT matrix): what tests assert against the clients' own reports; never shown as observed.",
   ),
+  reachability: field(
+    reachabilitySchema.optional(),
+    "The intended reachability between the lab's nodes, which `./start.ts matrix` probes with real TCP connections and shows beside what it measured.",
+  ),
   exercises: field(list(exerciseSchema).default([]), "What `check` and `solve` work on, in this order."),
 });
 
@@ -256,4 +275,6 @@ export const documented = {
   capture: actionSchema.shape.capture,
   exercise: exerciseSchema,
   matrix: matrixEntrySchema,
+  reachability: reachabilitySchema,
+  allow: allowSchema,
 } satisfies Record<string, z.ZodType>;

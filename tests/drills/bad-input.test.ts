@@ -57,6 +57,12 @@ const WITHOUT_A_LAB: Row[] = [
   { args: ["check", "recipe-1"], error: /^recipe-1 is not running; start it with/ },
   { args: ["solve", "recipe-1"], error: /^recipe-1 is not running; start it with/ },
   { args: ["shell", "recipe-1", "home"], error: /^recipe-1 is not running; start it with/ },
+  { args: ["matrix"], exit: 2, error: new RegExp(`^\`matrix\` needs a recipe: one of ${RECIPES}\\.$`) },
+  { args: ["matrix", "recipe-3"], error: /^recipe-3 declares no reachability to probe \(recipe-5 does\)\.$/ },
+  {
+    args: ["matrix", "recipe-5", "--lab", "zz"],
+    error: /^recipe-5 is not running in lab "zz"; start it with \.\/start\.ts recipe-5 --lab zz\.$/,
+  },
   { args: ["status"], env: { DOCKER_HOST: "unix:///nonexistent/wg3.sock" }, error: /DOCKER_HOST=unix:\/\/\/nonexistent\/wg3\.sock/ },
 ];
 
