@@ -21,7 +21,7 @@ export function listRecipes(): string[] {
 
 /** recipe-0 .. recipe-N by number (recipe-10 after recipe-9), then the other labs by name. */
 function byWorkshopOrder(a: string, b: string): number {
-  const n = (s: string) => (/^recipe-(\d+)$/.exec(s)?.[1] ?? null);
+  const n = (s: string) => /^recipe-(\d+)$/.exec(s)?.[1] ?? null;
   const [na, nb] = [n(a), n(b)];
   if (na !== null && nb !== null) return Number(na) - Number(nb);
   if (na !== null || nb !== null) return na !== null ? -1 : 1;

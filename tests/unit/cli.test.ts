@@ -39,7 +39,9 @@ describe("start.ts", () => {
     const r = await run(["recipe-9"]);
     expect(r.code).toBe(2);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
-    expect(r.stderr).toMatch(/Unknown command or recipe "recipe-9"; recipes: recipe-0, recipe-1, recipe-2, recipe-3, recipe-4, recipe-5, going-live/);
+    expect(r.stderr).toMatch(
+      /Unknown command or recipe "recipe-9"; recipes: recipe-0, recipe-1, recipe-2, recipe-3, recipe-4, recipe-5, going-live/,
+    );
   });
 
   it("an unknown option is refused", async () => {
