@@ -13,7 +13,7 @@ import { testLabName } from "../support/labs.ts";
  * names, against a lab of that recipe (its own names: the guide's default names and addresses
  * are mapped to the lab's), each output compared with the guide's.
  */
-describe.each(["recipe-0", "recipe-1"])("labs/%s.md runs as written", (recipe) => {
+describe.each(["recipe-0", "recipe-1", "recipe-2"])("labs/%s.md runs as written", (recipe) => {
   let lab: LabHandle | undefined;
   afterEach(async () => {
     await lab?.stop();
