@@ -8,6 +8,7 @@ import { cleanCommand } from "./commands/clean.ts";
 import { doctorCommand } from "./commands/doctor.ts";
 import { execCommand } from "./commands/exec.ts";
 import { graphCommand } from "./commands/graph.ts";
+import { hintCommand } from "./commands/hint.ts";
 import { matrixCommand } from "./commands/matrix.ts";
 import { pathsCommand } from "./commands/paths.ts";
 import { preflightCommand } from "./commands/preflight.ts";
@@ -29,6 +30,7 @@ const commands: Record<string, Command> = Object.fromEntries(
     execCommand,
     shellCommand,
     checkCommand,
+    hintCommand,
     solveCommand,
     setCommand,
     pathsCommand,

@@ -134,6 +134,10 @@ export function crossCheck(recipe: Recipe, folder: string, at: At): void {
   recipe.exercises.forEach((e, i) => {
     checkActions(recipe, names, e.check, ["exercises", i, "check"], at);
     checkActions(recipe, names, e.solve, ["exercises", i, "solve"], at);
+    e.mistakes.forEach((m, j) => {
+      for (const n of m.nodes)
+        if (!names.has(n)) at(["exercises", i, "mistakes", j, "nodes"], `no node named "${n}" (nodes: ${list(names)})`);
+    });
   });
   recipe.overlay.forEach((o, i) => {
     for (const n of o.between) if (!names.has(n)) at(["overlay", i, "between"], `no node named "${n}"`);

@@ -126,12 +126,39 @@ export const actionSchema = obj("action", {
   when: when("The action runs"),
 });
 
+const mistakeSchema = obj("mistake", {
+  nodes: field(list(name(), "list of node names"), "The nodes to probe, each on its own."),
+  when: field(
+    str(),
+    "A shell probe, run like a check's `run`: exit 0 means this node shows the mistake. Its trimmed stdout is `{{ seen }}` in `hint`.",
+  ),
+  hint: field(
+    str().transform((s) => s.trim()),
+    "Shown, once per node that matches, while the exercise does not pass. Placeholders as in a hint, plus `{{ node }}` and `{{ seen }}`.",
+  ),
+});
+
 const exerciseSchema = obj("exercise", {
   id: field(name(), "The exercise's name, for `solve <recipe> <id>`."),
   title: field(str(), "Shown by `check`; may use placeholders."),
   hint: field(
     str().transform((s) => s.trim()),
     "Shown by `check` while the exercise does not pass; may use placeholders. YAML `>` folding is fine.",
+  ),
+  hints: field(
+    list(
+      str().transform((s) => s.trim()),
+      "list of strings",
+    ).default([]),
+    "Further hints, each more direct than the last: every `check` (or `hint`) that finds the exercise still not done shows the next one. The count is kept per lab.",
+  ),
+  mistakes: field(
+    list(mistakeSchema, "list of mistakes").default([]),
+    "State-aware hints: each has its own probe and shows only when the probe finds that mistake in the lab.",
+  ),
+  probes: field(
+    bool().default(false),
+    "`true`: the check sends its own probe (a ping, a request) instead of reading what the attendee left behind, so `check` says that a pass means the network works, not that the command was typed.",
   ),
   check: field(list(actionSchema), "Actions that all succeed, in order, when the exercise is done."),
   solve: field(list(actionSchema).default([]), "Actions that do the exercise (the reference solution)."),
@@ -274,6 +301,7 @@ export const documented = {
   expect: actionSchema.shape.expect,
   capture: actionSchema.shape.capture,
   exercise: exerciseSchema,
+  mistake: mistakeSchema,
   matrix: matrixEntrySchema,
   reachability: reachabilitySchema,
   allow: allowSchema,

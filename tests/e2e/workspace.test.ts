@@ -159,7 +159,7 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
     const fresh = await cli("check", RECIPE);
     expect(fresh.code).toBe(1);
     expect(fresh.stdout).toMatch(/^not yet {2}configure: /m);
-    expect(fresh.stdout).toMatch(/hint: /);
+    expect(fresh.stdout).toMatch(/hint 1\/3: /); // configure has three hints: the first, numbered
     expect(fresh.stdout).toMatch(/3 of 3 not done yet/);
     expect(fresh.stdout).toContain("./start.ts solve recipe-0 <exercise>");
 

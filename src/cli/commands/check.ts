@@ -1,15 +1,21 @@
-import { type ActionContext, checkExercise } from "../../lab/actions.ts";
+import type { ActionContext } from "../../lab/actions.ts";
+import { describeGraded, grade } from "../../lab/hints.ts";
 import { runningPlan } from "../../lab/lifecycle.ts";
-import { DEFAULT_LAB, scopeOf } from "../../lab/plan.ts";
+import { DEFAULT_LAB } from "../../lab/plan.ts";
 import { listRecipes, loadRecipe } from "../../recipe/load.ts";
-import { renderLoose } from "../../recipe/template.ts";
 import { type Command, engineFor, LAB, labOf, needRecipe, out } from "../command.ts";
 
 export const checkCommand: Command = {
   name: "check",
   usage: "check <recipe> [--lab NAME] [--json]",
-  summary: "the exercises of a recipe: pass / not yet, with a hint; exit 0 only when all pass",
-  flags: [LAB, { name: "json", help: "machine-readable: each exercise's id, title, state and hint (exit code as without)" }],
+  summary: "the exercises of a recipe: pass / not yet, with a hint (one more per check); exit 0 only when all pass",
+  flags: [
+    LAB,
+    {
+      name: "json",
+      help: "machine-readable: each exercise's id, title, state, hint shown, hints shown so far and mistakes seen (exit code as without)",
+    },
+  ],
   async run(p, ctx) {
     const recipe = needRecipe(p, "check");
     const engine = await engineFor(ctx);
@@ -21,33 +27,20 @@ export const checkCommand: Command = {
       ctx.progress.info(
         `warning: this lab was started by an older version and the host can route into ${open.join(", ")}, so a "not reachable" check can lie; stop and start it again.`,
       );
-    const scope = scopeOf(plan);
-    const results = [];
-    for (const ex of r.exercises) {
-      const res = await checkExercise(actx, ex);
-      const hint = res.ok ? undefined : renderLoose(ex.hint, scope);
-      results.push({
-        id: ex.id,
-        title: renderLoose(ex.title, scope),
-        state: res.ok ? "pass" : "not yet",
-        hint,
-        seen: res.ok ? undefined : res.detail,
-      });
-    }
+    const results = await grade(actx);
     const failed = results.filter((x) => x.state !== "pass").length;
     if (p.flags.json) {
       out(JSON.stringify({ recipe, lab: plan.lab, passed: results.length - failed, total: results.length, exercises: results }, null, 2));
       return failed ? 1 : 0;
     }
-    for (const x of results) {
-      if (x.state === "pass") out(`pass     ${x.id}: ${x.title}`);
-      else out(`not yet  ${x.id}: ${x.title}\n         hint: ${x.hint}`);
-      if (x.seen && ctx.progress.verbose) out(`         seen: ${x.seen}`);
-    }
+    for (const x of results) out(describeGraded(x, ctx.progress.verbose).join("\n"));
     out(failed ? `\n${failed} of ${r.exercises.length} not done yet.` : `\nAll ${r.exercises.length} exercises pass.`);
     const labText = labOf(p) === DEFAULT_LAB ? "" : ` --lab ${labOf(p)}`;
     const next = listRecipes()[listRecipes().indexOf(recipe) + 1];
-    if (failed) out(`Stuck? ./start.ts solve ${recipe} <exercise>${labText} applies the reference solution of one.`);
+    if (failed)
+      out(
+        `Stuck? ./start.ts hint ${recipe}${labText} gives a further hint; ./start.ts solve ${recipe} <exercise>${labText} applies the reference solution of one.`,
+      );
     else out(`Next: ./start.ts stop ${recipe}${labText}${next ? `, then ./start.ts ${next} (labs/${next}.md)` : ""}.`);
     return failed ? 1 : 0;
   },

@@ -1,0 +1,35 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { LabTarget } from "../../src/guide/lab-target.ts";
+import { parseGuide } from "../../src/guide/parse.ts";
+import { runGuide } from "../../src/guide/run.ts";
+import { ROOT } from "../../src/paths.ts";
+import { LabHandle } from "../support/lab-handle.ts";
+import { testLabName } from "../support/labs.ts";
+
+/**
+ * Each guide, run as its reader would: every marked block in the guide's order, in the pane it
+ * names, against a lab of that recipe (its own names: the guide's default names and addresses
+ * are mapped to the lab's), each output compared with the guide's.
+ */
+describe.each(["recipe-0", "recipe-1", "recipe-2"])("labs/%s.md runs as written", (recipe) => {
+  let lab: LabHandle | undefined;
+  afterEach(async () => {
+    await lab?.stop();
+    lab = undefined;
+  });
+
+  it("every block, in order, prints what the guide shows", async () => {
+    const file = `labs/${recipe}.md`;
+    const guide = parseGuide(readFileSync(join(ROOT, file), "utf8"), file);
+    lab = await LabHandle.start(recipe, { lab: testLabName(`guide-${recipe.slice(-1)}`) });
+    // Control: before the reader's first step, no exercise passes.
+    expect((await lab.checkAll()).filter((c) => c.ok).map((c) => c.exercise)).toEqual([]);
+    const log: string[] = [];
+    const t0 = Date.now();
+    await runGuide(guide, new LabTarget(lab.engine, lab.recipe, lab.plan), { log: (l) => log.push(l) });
+    console.log(`${file}: ${guide.steps.length} blocks in ${Date.now() - t0} ms\n${log.join("\n")}`);
+    expect((await lab.checkAll()).filter((c) => !c.ok).map((c) => c.exercise)).toEqual([]);
+  });
+});

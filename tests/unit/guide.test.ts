@@ -1,0 +1,114 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { translator, withLab } from "../../src/guide/lab-target.ts";
+import { outputMatches } from "../../src/guide/match.ts";
+import { parseGuide, unmarkedShellBlocks } from "../../src/guide/parse.ts";
+import { type GuideTarget, type Ran, runGuide } from "../../src/guide/run.ts";
+import { ROOT } from "../../src/paths.ts";
+
+/** A lab where only peer-2's mesh address answers a ping; every command is answered from a table. */
+function fakeLab(answers: (on: string, script: string) => Ran): GuideTarget & { ran: string[] } {
+  const ran: string[] = [];
+  return {
+    ran,
+    translate: (t) => t,
+    async run(on, script) {
+      ran.push(`${on}: ${script}`);
+      return answers(on, script);
+    },
+    async hold(on, script) {
+      ran.push(`${on} (held): ${script}`);
+      return { output: async () => "listening on", interrupt: async () => "listening on\nhello" };
+    },
+    async solve(ex) {
+      ran.push(`solve ${ex}`);
+    },
+  };
+}
+
+const pingAnswers = (_on: string, script: string): Ran => {
+  const ip = /ping -c1 -W1 (\S+)/.exec(script)?.[1];
+  if (!ip) return { exitCode: 0, output: "" };
+  const ok = ip === "10.0.99.12";
+  return {
+    exitCode: ok ? 0 : 1,
+    output: `PING ${ip} (${ip}) 56(84) bytes of data.\n${ok ? `64 bytes from ${ip}: icmp_seq=1 ttl=64 time=0.4 ms\n` : ""}\n--- ${ip} ping statistics ---\n1 packets transmitted, ${ok ? 1 : 0} received, ${ok ? 0 : 100}% packet loss, time 0ms\n`,
+  };
+};
+
+describe("a guide is a test", () => {
+  it("parses marks, output blocks and the line of each block", () => {
+    const g = parseGuide(readFileSync(join(ROOT, "tests/unit/fixtures/guides/wrong-address.md"), "utf8"), "wrong-address.md");
+    expect(g.steps.map((s) => [s.line, s.on, s.output?.line])).toEqual([
+      [3, ["peer-1"], undefined],
+      [9, ["peer-1"], 13],
+    ]);
+  });
+
+  it("a guide with a wrong address fails, naming the guide, the line and the block", async () => {
+    const text = readFileSync(join(ROOT, "tests/unit/fixtures/guides/wrong-address.md"), "utf8");
+    const run = (t: string) => runGuide(parseGuide(t, "labs/fixture.md"), fakeLab(pingAnswers));
+    // Control: the same guide with the right address passes against the same lab.
+    await expect(run(text.replaceAll("10.0.99.99", "10.0.99.12"))).resolves.toBeUndefined();
+    await expect(run(text)).rejects.toThrow(/^labs\/fixture\.md:9: the block on peer-1 `ping -c1 -W1 10\.0\.99\.99` exited 1/);
+  });
+
+  it("an output that differs from the guide's fails with both lines", async () => {
+    const g = parseGuide("```sh {on=host}\necho hello\n```\n\n```text {output}\nhallo\n```\n", "g.md");
+    const lab = fakeLab(() => ({ exitCode: 0, output: "hello\n" }));
+    await expect(runGuide(g, lab)).rejects.toThrow(
+      /^g\.md:1: the block on host `echo hello` does not print what the guide shows at line 5/,
+    );
+  });
+
+  it("editor blocks become the reference solution once; skipped blocks do not run; held blocks get Ctrl-C", async () => {
+    const md = [
+      "```ini {on=a,b solve=configure}\n[Peer]\n```",
+      '```sh {on=host skip="the test starts its lab"}\n./start.ts recipe-0\n```',
+      '```sh {on=a waits ready="listening on"}\nnc -nvlp 8000\n```',
+      "```text {output}\nlistening on\nhello\n```",
+      "```sh {on=b}\necho hi\n```",
+    ].join("\n\n");
+    const lab = fakeLab(() => ({ exitCode: 0, output: "hi\n" }));
+    await runGuide(parseGuide(md, "g.md"), lab);
+    expect(lab.ran).toEqual(["solve configure", "a (held): nc -nvlp 8000", "b: echo hi"]);
+  });
+
+  it("placeholders stand for what varies; other <...> is literal", () => {
+    expect(outputMatches("public key: <key>", "public key: Lk7OLpxltVlL0xMhN6q65+EVmXBfjeGcufWNoO9mXlU=")).toBe(true);
+    expect(outputMatches("public key: <key>", "public key: nope")).toBe(false);
+    expect(outputMatches("<h1>Hello</h1>", "<h1>Hello</h1>\n")).toBe(true);
+    expect(outputMatches("a\n...\nz", "a\nb\nc\nz")).toBe(true);
+    expect(outputMatches("a\n...\nz", "a\nz")).toBe(true);
+    expect(outputMatches("a\nz", "a\nb\nz")).toBe(false);
+  });
+
+  it("maps the default lab's names to a test lab's, whole names only", () => {
+    const tr = translator([
+      ["wg-recipe-1_home-router", "t-x-wg-recipe-1_home-router"],
+      ["recipe-1_home", "t-x-recipe-1_home"],
+      ["10.1.99.10", "10.213.5.10"],
+      ["10.1.99.1", "10.213.5.1"],
+    ]);
+    expect(tr("exec wg-recipe-1_home-router; net recipe-1_home; 10.1.99.10:51820 10.1.99.1 10.1.99.100")).toBe(
+      "exec t-x-wg-recipe-1_home-router; net t-x-recipe-1_home; 10.213.5.10:51820 10.213.5.1 10.1.99.100",
+    );
+    expect(withLab("./start.ts check recipe-0 && ./start.ts exec recipe-0 peer-1 -- wg; ./start.ts recipe-1", "t-x", "recipe-0")).toBe(
+      "./start.ts check recipe-0 --lab t-x && ./start.ts exec recipe-0 --lab t-x peer-1 -- wg; ./start.ts recipe-1",
+    );
+    expect(withLab('echo "$(podman container exec wg-recipe-0_peer-$n cat k)"; docker exec -it t-x-a sh', "t-x", "recipe-0")).toBe(
+      'echo "$(podman container exec t-x-wg-recipe-0_peer-$n cat k)"; docker exec -it t-x-a sh',
+    );
+  });
+
+  it("a bad mark names the guide's line", () => {
+    expect(() => parseGuide("text\n\n```sh {on=host colour=red}\nls\n```\n", "g.md")).toThrow(/^g\.md:3: unknown mark "colour"/);
+  });
+
+  it.each(["recipe-0", "recipe-1", "recipe-2"])("every shell block of labs/%s.md is marked", (r) => {
+    const md = readFileSync(join(ROOT, "labs", `${r}.md`), "utf8");
+    expect(unmarkedShellBlocks(md)).toEqual([]);
+    expect(parseGuide(md, `labs/${r}.md`).steps.length).toBeGreaterThan(3);
+  });
+});
