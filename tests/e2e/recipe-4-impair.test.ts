@@ -52,6 +52,22 @@ describe.each(controls)("recipe-4 (--control %s): exercises, capture, impairment
     return [...r.stdout.matchAll(/bytes (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
   }
 
+  /** The relay's byte count once it has stopped growing: the same reading a second apart. */
+  async function relayBytesSettled(): Promise<number> {
+    let last = await relayBytes();
+    return eventually(
+      "the relay's counters settle",
+      async () => {
+        await new Promise((r) => setTimeout(r, 1000)); // the quiet second is what is measured
+        const now = await relayBytes();
+        const settled = now === last;
+        if (!settled) last = now;
+        return settled ? now : undefined;
+      },
+      { timeout: TIMEOUT.short },
+    );
+  }
+
   beforeAll(async () => {
     lab = await LabHandle.start("recipe-4", { lab: labName, options: { control, "nat-b": "hard" } });
     a = lab.tailscale("ts-a");
@@ -105,14 +121,15 @@ describe.each(controls)("recipe-4 (--control %s): exercises, capture, impairment
       await bToA("direct");
       let before = await relayBytes();
       await send();
-      const direct = (await relayBytes()) - before;
+      const direct = (await relayBytesSettled()) - before;
       expect(direct).toBeLessThan(payload / 2);
-      // Relayed: the bytes go through the relay, in from b and out to a.
+      // Relayed: the bytes go through the relay, in from b and out to a. iperf3 can report
+      // before its last segments have crossed the relay, so the counters are read once settled.
       await setNat({ "nat-a": "udp-blocked" });
       await bToA("relayed");
       before = await relayBytes();
       await send();
-      const relayed = (await relayBytes()) - before;
+      const relayed = (await relayBytesSettled()) - before;
       expect(relayed).toBeGreaterThan(payload);
       timings.push(`relay bytes for a ${payload} B upload: direct ${direct}, relayed ${relayed}`);
     });
