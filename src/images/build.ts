@@ -142,9 +142,10 @@ export async function ensureImages(
  */
 async function untilBuildEnds(engine: Engine, busyBefore: Set<string>, timeoutMs = 300_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const busy = (await engine.buildContainers().catch(() => [])).filter((id) => !busyBefore.has(id));
-    if (!busy.length || Date.now() > deadline) break;
+  while (Date.now() < deadline) {
+    // A failed listing (the engine busy finishing the step) is "not known yet", never "done".
+    const listed = await engine.buildContainers().catch(() => undefined);
+    if (listed && !listed.some((id) => !busyBefore.has(id))) return;
     await new Promise((r) => setTimeout(r, 250));
   }
 }
