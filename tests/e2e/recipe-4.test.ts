@@ -17,6 +17,8 @@ import { testLabName } from "../support/labs.ts";
 const controls = (process.env.WG3_CONTROLS ?? "headscale,builtin").split(",");
 const DIRECT_WITHIN_MS = 60_000;
 const RELAYED_WITHIN_MS = 60_000;
+// tailscaled asks the router for a mapping at its next periodic STUN (every 20 to 26 s).
+const UPNP_DIRECT_WITHIN_MS = 90_000;
 
 describe.each(controls)("recipe-4 with --control %s: through the NAT", (control) => {
   let lab: LabHandle;
@@ -93,6 +95,7 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
         "udp-blocked/easy=relayed",
         "easy/cgnat=direct",
         "hard/hairpin=direct",
+        "upnp/hard=direct",
       ]),
     );
   });
@@ -111,7 +114,8 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
       expect(before.pong.path).not.toBe(entry.path);
 
       await setNat(entry.set);
-      const after = await pathBecomes(from, to, entry.path, entry.path === "direct" ? DIRECT_WITHIN_MS : RELAYED_WITHIN_MS);
+      const directWithin = Object.values(entry.set).includes("upnp") ? UPNP_DIRECT_WITHIN_MS : DIRECT_WITHIN_MS;
+      const after = await pathBecomes(from, to, entry.path, entry.path === "direct" ? directWithin : RELAYED_WITHIN_MS);
       if (entry.path === "direct") {
         expect(after.pong.via).toMatch(/^\d+\.\d+\.\d+\.\d+:\d+$/);
         // tailscale status agrees: CurAddr is that ip:port.
@@ -130,6 +134,49 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
         return r.stdout.includes("Hello from Caddy!") ? r : undefined;
       });
       expect(page.stdout).toContain("Hello from Caddy!");
+    });
+  });
+
+  describe("upnp: the client maps a port itself", () => {
+    it("hard/hard is relayed; live `set nat-a=upnp` makes it direct through a's own mapping, no container restarted", async () => {
+      const nodes = async () => (await status(lab.engine, "recipe-4", labName))[0]!.nodes.map((n) => `${n.id}@${n.startedAt}`);
+      const before = await nodes();
+      const wan = lab.ip("router-a", "internet");
+      const tsA = lab.ip("ts-a", "site-a");
+      // Negative control: both hard, relayed, and router-a has no miniupnpd nor its table.
+      await setNat({ "nat-a": "hard", "nat-b": "hard" });
+      await pathBecomes("ts-b", "ts-a", "relayed", RELAYED_WITHIN_MS);
+      expect(await staysRelayed("ts-b", "ts-a")).toMatch(/direct connection not established/);
+      expect(await lab.succeeds("router-a", "nft list table inet wg3upnp")).toBe(false);
+      expect(await lab.succeeds("router-a", "pgrep -x miniupnpd")).toBe(false);
+
+      const t0 = Date.now();
+      const set = await execa(join(ROOT, "start.ts"), ["set", "recipe-4", "nat-a=upnp", "--lab", labName], {
+        reject: false,
+        env: { NO_COLOR: "1" },
+      });
+      expect(set.exitCode, set.stderr).toBe(0);
+      lab.plan.options["nat-a"] = "upnp";
+      const direct = await pathBecomes("ts-b", "ts-a", "direct", UPNP_DIRECT_WITHIN_MS);
+      const ms = Date.now() - t0;
+      timings.push(`live hard/hard -> upnp/hard: direct ${(ms / 1000).toFixed(1)} s after \`set nat-a=upnp\` began`);
+
+      // b reaches a at router-a's public address, on the port a's mapping got...
+      const port = new RegExp(`^${wan.replaceAll(".", "\\.")}:(\\d+)$`).exec(direct.pong.via)?.[1];
+      expect(port, direct.pong.via).toBeDefined();
+      expect((await b.peer("a"))?.CurAddr).toBe(direct.pong.via);
+      // ...which miniupnpd's own chain forwards to a's tailscaled port...
+      const table = (await lab.sh("router-a", "nft list table inet wg3upnp")).stdout;
+      expect(table).toMatch(new RegExp(`udp dport ${port} .*dnat ip to ${tsA.replaceAll(".", "\\.")}:41641`));
+      // ...and that a itself advertised as a port-mapped endpoint (its log: "ip:port (portmap)").
+      const log = await lab.engine.logTail(lab.container("ts-a"), 5000);
+      expect(log).toContain(`${wan}:${port} (portmap)`);
+      expect(await nodes()).toEqual(before);
+
+      // Any other type stops miniupnpd and removes its table, mappings and all.
+      await setNat({ "nat-a": "hard" });
+      expect(await lab.succeeds("router-a", "pgrep -x miniupnpd")).toBe(false);
+      expect(await lab.succeeds("router-a", "nft list table inet wg3upnp")).toBe(false);
     });
   });
 
@@ -180,7 +227,7 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
       const bad = await cli(["set", "recipe-4", "nat-b=wide-open", "--lab", labName]);
       expect(bad.exitCode).toBe(2);
       expect(bad.stderr.trim()).toBe(
-        '"wide-open" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded, cgnat, hairpin.',
+        '"wide-open" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded, upnp, cgnat, hairpin.',
       );
       const site = await cli(["set", "recipe-4", "nat-c=hard", "--lab", labName]);
       expect(site.exitCode).toBe(2);
