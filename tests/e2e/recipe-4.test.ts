@@ -138,45 +138,48 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
   });
 
   describe("upnp: the client maps a port itself", () => {
-    it("hard/hard is relayed; live `set nat-a=upnp` makes it direct through a's own mapping, no container restarted", async () => {
+    // On site B: the matrix's upnp/hard row maps a port on router-a, and a tailscaled that once
+    // held a mapping keeps advertising it after miniupnpd restarts empty (seen: ts-a stayed
+    // relayed for 90 s after upnp -> hard -> upnp), so this test starts from a client that never had one.
+    it("hard/hard is relayed; live `set nat-b=upnp` makes it direct through b's own mapping, no container restarted", async () => {
       const nodes = async () => (await status(lab.engine, "recipe-4", labName))[0]!.nodes.map((n) => `${n.id}@${n.startedAt}`);
       const before = await nodes();
-      const wan = lab.ip("router-a", "internet");
-      const tsA = lab.ip("ts-a", "site-a");
-      // Negative control: both hard, relayed, and router-a has no miniupnpd nor its table.
+      const wan = lab.ip("router-b", "internet");
+      const tsB = lab.ip("ts-b", "site-b");
+      // Negative control: both hard, relayed, and router-b has no miniupnpd nor its table.
       await setNat({ "nat-a": "hard", "nat-b": "hard" });
-      await pathBecomes("ts-b", "ts-a", "relayed", RELAYED_WITHIN_MS);
-      expect(await staysRelayed("ts-b", "ts-a")).toMatch(/direct connection not established/);
-      expect(await lab.succeeds("router-a", "nft list table inet wg3upnp")).toBe(false);
-      expect(await lab.succeeds("router-a", "pgrep -x miniupnpd")).toBe(false);
+      await pathBecomes("ts-a", "ts-b", "relayed", RELAYED_WITHIN_MS);
+      expect(await staysRelayed("ts-a", "ts-b")).toMatch(/direct connection not established/);
+      expect(await lab.succeeds("router-b", "nft list table inet wg3upnp")).toBe(false);
+      expect(await lab.succeeds("router-b", "pgrep -x miniupnpd")).toBe(false);
 
       const t0 = Date.now();
-      const set = await execa(join(ROOT, "start.ts"), ["set", "recipe-4", "nat-a=upnp", "--lab", labName], {
+      const set = await execa(join(ROOT, "start.ts"), ["set", "recipe-4", "nat-b=upnp", "--lab", labName], {
         reject: false,
         env: { NO_COLOR: "1" },
       });
       expect(set.exitCode, set.stderr).toBe(0);
-      lab.plan.options["nat-a"] = "upnp";
-      const direct = await pathBecomes("ts-b", "ts-a", "direct", UPNP_DIRECT_WITHIN_MS);
+      lab.plan.options["nat-b"] = "upnp";
+      const direct = await pathBecomes("ts-a", "ts-b", "direct", UPNP_DIRECT_WITHIN_MS);
       const ms = Date.now() - t0;
-      timings.push(`live hard/hard -> upnp/hard: direct ${(ms / 1000).toFixed(1)} s after \`set nat-a=upnp\` began`);
+      timings.push(`live hard/hard -> hard/upnp: direct ${(ms / 1000).toFixed(1)} s after \`set nat-b=upnp\` began`);
 
-      // b reaches a at router-a's public address, on the port a's mapping got...
+      // a reaches b at router-b's public address, on the port b's mapping got...
       const port = new RegExp(`^${wan.replaceAll(".", "\\.")}:(\\d+)$`).exec(direct.pong.via)?.[1];
       expect(port, direct.pong.via).toBeDefined();
-      expect((await b.peer("a"))?.CurAddr).toBe(direct.pong.via);
-      // ...which miniupnpd's own chain forwards to a's tailscaled port...
-      const table = (await lab.sh("router-a", "nft list table inet wg3upnp")).stdout;
-      expect(table).toMatch(new RegExp(`udp dport ${port} .*dnat ip to ${tsA.replaceAll(".", "\\.")}:41641`));
-      // ...and that a itself advertised as a port-mapped endpoint (its log: "ip:port (portmap)").
-      const log = await lab.engine.logTail(lab.container("ts-a"), 5000);
+      expect((await a.peer("b"))?.CurAddr).toBe(direct.pong.via);
+      // ...which miniupnpd's own chain forwards to b's tailscaled port...
+      const table = (await lab.sh("router-b", "nft list table inet wg3upnp")).stdout;
+      expect(table).toMatch(new RegExp(`udp dport ${port} .*dnat ip to ${tsB.replaceAll(".", "\\.")}:41641`));
+      // ...and that b itself advertised as a port-mapped endpoint (its log: "ip:port (portmap)").
+      const log = await lab.engine.logTail(lab.container("ts-b"), 5000);
       expect(log).toContain(`${wan}:${port} (portmap)`);
       expect(await nodes()).toEqual(before);
 
       // Any other type stops miniupnpd and removes its table, mappings and all.
-      await setNat({ "nat-a": "hard" });
-      expect(await lab.succeeds("router-a", "pgrep -x miniupnpd")).toBe(false);
-      expect(await lab.succeeds("router-a", "nft list table inet wg3upnp")).toBe(false);
+      await setNat({ "nat-b": "hard" });
+      expect(await lab.succeeds("router-b", "pgrep -x miniupnpd")).toBe(false);
+      expect(await lab.succeeds("router-b", "nft list table inet wg3upnp")).toBe(false);
     });
   });
 
