@@ -17,6 +17,8 @@ import { testLabName } from "../support/labs.ts";
 const controls = (process.env.WG3_CONTROLS ?? "headscale,builtin").split(",");
 const DIRECT_WITHIN_MS = 60_000;
 const RELAYED_WITHIN_MS = 60_000;
+// tailscaled asks the router for a mapping at its next periodic STUN (every 20 to 26 s).
+const UPNP_DIRECT_WITHIN_MS = 90_000;
 
 describe.each(controls)("recipe-4 with --control %s: through the NAT", (control) => {
   let lab: LabHandle;
@@ -94,6 +96,7 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
         "udp-blocked/easy=relayed",
         "easy/cgnat=direct",
         "hard/hairpin=direct",
+        "upnp/hard=direct",
       ]),
     );
   });
@@ -119,7 +122,8 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
       }
 
       await setNat(entry.set);
-      const after = await pathBecomes(from, to, entry.path, entry.path === "direct" ? DIRECT_WITHIN_MS : RELAYED_WITHIN_MS);
+      const directWithin = Object.values(entry.set).includes("upnp") ? UPNP_DIRECT_WITHIN_MS : DIRECT_WITHIN_MS;
+      const after = await pathBecomes(from, to, entry.path, entry.path === "direct" ? directWithin : RELAYED_WITHIN_MS);
       if (entry.path === "direct") {
         expect(after.pong.via).toMatch(/^\d+\.\d+\.\d+\.\d+:\d+$/);
         // tailscale status agrees: CurAddr is that ip:port.
@@ -139,6 +143,52 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
         return r.stdout.includes("Hello from Caddy!") ? r : undefined;
       });
       expect(page.stdout).toContain("Hello from Caddy!");
+    });
+  });
+
+  describe("upnp: the client maps a port itself", () => {
+    // On site B: the matrix's upnp/hard row maps a port on router-a, and a tailscaled that once
+    // held a mapping keeps advertising it after miniupnpd restarts empty (seen: ts-a stayed
+    // relayed for 90 s after upnp -> hard -> upnp), so this test starts from a client that never had one.
+    it("hard/hard is relayed; live `set nat-b=upnp` makes it direct through b's own mapping, no container restarted", async () => {
+      const nodes = async () => (await status(lab.engine, "recipe-4", labName))[0]!.nodes.map((n) => `${n.id}@${n.startedAt}`);
+      const before = await nodes();
+      const wan = lab.ip("router-b", "internet");
+      const tsB = lab.ip("ts-b", "site-b");
+      // Negative control: both hard, relayed, and router-b has no miniupnpd nor its table.
+      await setNat({ "nat-a": "hard", "nat-b": "hard" });
+      await pathBecomes("ts-a", "ts-b", "relayed", RELAYED_WITHIN_MS);
+      expect(await staysRelayed("ts-a", "ts-b")).toMatch(/direct connection not established/);
+      expect(await lab.succeeds("router-b", "nft list table inet wg3upnp")).toBe(false);
+      expect(await lab.succeeds("router-b", "pgrep -x miniupnpd")).toBe(false);
+
+      const t0 = Date.now();
+      const set = await execa(join(ROOT, "start.ts"), ["set", "recipe-4", "nat-b=upnp", "--lab", labName], {
+        reject: false,
+        env: { NO_COLOR: "1" },
+      });
+      expect(set.exitCode, set.stderr).toBe(0);
+      lab.plan.options["nat-b"] = "upnp";
+      const direct = await pathBecomes("ts-a", "ts-b", "direct", UPNP_DIRECT_WITHIN_MS);
+      const ms = Date.now() - t0;
+      timings.push(`live hard/hard -> hard/upnp: direct ${(ms / 1000).toFixed(1)} s after \`set nat-b=upnp\` began`);
+
+      // a reaches b at router-b's public address, on the port b's mapping got...
+      const port = new RegExp(`^${wan.replaceAll(".", "\\.")}:(\\d+)$`).exec(direct.pong.via)?.[1];
+      expect(port, direct.pong.via).toBeDefined();
+      expect((await a.peer("b"))?.CurAddr).toBe(direct.pong.via);
+      // ...which miniupnpd's own chain forwards to b's tailscaled port...
+      const table = (await lab.sh("router-b", "nft list table inet wg3upnp")).stdout;
+      expect(table).toMatch(new RegExp(`udp dport ${port} .*dnat ip to ${tsB.replaceAll(".", "\\.")}:41641`));
+      // ...and that b itself advertised as a port-mapped endpoint (its log: "ip:port (portmap)").
+      const log = await lab.engine.logTail(lab.container("ts-b"), 5000);
+      expect(log).toContain(`${wan}:${port} (portmap)`);
+      expect(await nodes()).toEqual(before);
+
+      // Any other type stops miniupnpd and removes its table, mappings and all.
+      await setNat({ "nat-b": "hard" });
+      expect(await lab.succeeds("router-b", "pgrep -x miniupnpd")).toBe(false);
+      expect(await lab.succeeds("router-b", "nft list table inet wg3upnp")).toBe(false);
     });
   });
 
@@ -189,7 +239,7 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
       const bad = await cli(["set", "recipe-4", "nat-b=wide-open", "--lab", labName]);
       expect(bad.exitCode).toBe(2);
       expect(bad.stderr.trim()).toBe(
-        '"wide-open" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded, cgnat, hairpin.',
+        '"wide-open" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded, upnp, cgnat, hairpin.',
       );
       const site = await cli(["set", "recipe-4", "nat-c=hard", "--lab", labName]);
       expect(site.exitCode).toBe(2);

@@ -35,15 +35,15 @@ describe("live options (recipe-4's NAT types)", () => {
   it("accepts OPTION=VALUE pairs and refuses anything else in one sentence naming the valid ones", () => {
     expect(parseAssignments(r4(), ["nat-b=hard", "nat-a=none"])).toEqual({ "nat-b": "hard", "nat-a": "none" });
     expect(message(() => parseAssignments(r4(), ["nat-b=wide"]))).toBe(
-      '"wide" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded, cgnat, hairpin.',
+      '"wide" is not a choice of nat-b; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded, upnp, cgnat, hairpin.',
     );
     // cgnat and hairpin change site B's uplink: site A's router has no such uplinks.
     expect(message(() => parseAssignments(r4(), ["nat-a=hairpin"]))).toBe(
-      '"hairpin" is not a choice of nat-a; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded.',
+      '"hairpin" is not a choice of nat-a; the choices are: none, easy, easy-open, hard, udp-blocked, forwarded, upnp.',
     );
     const site = message(() => parseAssignments(r4(), ["nat-c=hard"]));
     expect(site).toMatch(
-      /^recipe-4 has no live option "nat-c"; it can change: nat-a \(none, easy, easy-open, hard, udp-blocked, forwarded\); nat-b \(/,
+      /^recipe-4 has no live option "nat-c"; it can change: nat-a \(none, easy, easy-open, hard, udp-blocked, forwarded, upnp\); nat-b \(/,
     );
     expect(message(() => parseAssignments(r4(), ["control=builtin"]))).toMatch(/no live option "control"/);
     expect(message(() => parseAssignments(r4(), ["hard"]))).toMatch(/^"hard" is not OPTION=VALUE/);
