@@ -179,7 +179,9 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
       expect((await a.peer("b"))?.CurAddr).toBe(direct.pong.via);
       // ...which miniupnpd's own chain forwards to b's tailscaled port...
       const table = (await lab.sh("router-b", "nft list table inet wg3upnp")).stdout;
-      expect(table).toMatch(new RegExp(`udp dport ${port} .*dnat ip to ${tsB.replaceAll(".", "\\.")}:41641`));
+      // (nft prints miniupnpd's rule as `iif "eth1" @nh,72,8 0x11 th dport P dnat ip to B:41641`:
+      // it matches the IP protocol byte, 0x11 = UDP, and the transport header's port.)
+      expect(table).toMatch(new RegExp(`th dport ${port} dnat ip to ${tsB.replaceAll(".", "\\.")}:41641`));
       // ...and that b itself advertised as a port-mapped endpoint (its log: "ip:port (portmap)").
       const log = await lab.engine.logTail(lab.container("ts-b"), 5000);
       expect(log).toContain(`${wan}:${port} (portmap)`);
