@@ -444,10 +444,30 @@ function canAccess(filterOfB: FilterRule[], a: PolicyNode): boolean {
 }
 
 /** For each node, the filter and the IDs of the peers it may know of (either may reach the other). */
-export function compileAll(p: Policy | undefined, nodes: PolicyNode[]): Map<number, { filter: FilterRule[]; peers: Set<number> }> {
-  const out = new Map<number, { filter: FilterRule[]; peers: Set<number> }>();
+/** The peers a node may see: a Set under a policy, a view of all other nodes without one. */
+export interface PeerSet extends Iterable<number> {
+  has(id: number): boolean;
+  readonly size: number;
+}
+
+/** Every node but `self`, without a set per node: allow-all would otherwise cost N² per change. */
+function allBut(self: number, all: ReadonlySet<number>): PeerSet {
+  return {
+    has: (id) => id !== self && all.has(id),
+    get size() {
+      return all.size - (all.has(self) ? 1 : 0);
+    },
+    *[Symbol.iterator]() {
+      for (const id of all) if (id !== self) yield id;
+    },
+  };
+}
+
+export function compileAll(p: Policy | undefined, nodes: PolicyNode[]): Map<number, { filter: FilterRule[]; peers: PeerSet }> {
+  const out = new Map<number, { filter: FilterRule[]; peers: PeerSet }>();
   if (!p) {
-    for (const n of nodes) out.set(n.id, { filter: ALLOW_ALL, peers: new Set(nodes.filter((x) => x.id !== n.id).map((x) => x.id)) });
+    const all = new Set(nodes.map((n) => n.id));
+    for (const n of nodes) out.set(n.id, { filter: ALLOW_ALL, peers: allBut(n.id, all) });
     return out;
   }
   const global = globalRules(p, nodes);

@@ -650,7 +650,8 @@ export class ControlServer {
     };
     this.sessions.get(nodeId)?.end();
     this.sessions.set(nodeId, session);
-    session.sent = this.sentState(nodeId);
+    // Only a policy makes what a node sees differ from node to node (flushUnderPolicy).
+    session.sent = this.tailnet.policy() ? this.sentState(nodeId) : undefined;
     session.write(full());
     arm();
     this.tailnet.setOnline(nodeId, true);

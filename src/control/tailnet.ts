@@ -1,7 +1,17 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { canOwnTag, compileAll, type FilterRule, type Policy, PolicyError, type PolicyNode, parsePolicy, runTests } from "./policy.ts";
+import {
+  canOwnTag,
+  compileAll,
+  type FilterRule,
+  type PeerSet,
+  type Policy,
+  PolicyError,
+  type PolicyNode,
+  parsePolicy,
+  runTests,
+} from "./policy.ts";
 import type { NodeRec, PreAuthKeyRec, RecordRef, State, StateStore, UserRec } from "./store.ts";
 import { capver, hostinfo as decodeHostinfo, endpoint, type Hostinfo, key, list, RequestError } from "./validate.ts";
 
@@ -69,7 +79,7 @@ export class Tailnet {
   private readonly now: () => Date;
   /** The ACL policy in force (none: allow-all), and what it compiles to for the current nodes. */
   private policyInForce: Policy | undefined;
-  private compiledCache: Map<number, { filter: FilterRule[]; peers: Set<number> }> | undefined;
+  private compiledCache: Map<number, { filter: FilterRule[]; peers: PeerSet }> | undefined;
 
   constructor(
     private readonly store: StateStore,
@@ -139,7 +149,7 @@ export class Tailnet {
   }
 
   /** Each node's packet filter and visible peers under the policy in force (cached until the next change). */
-  compiled(): Map<number, { filter: FilterRule[]; peers: Set<number> }> {
+  compiled(): Map<number, { filter: FilterRule[]; peers: PeerSet }> {
     this.compiledCache ??= compileAll(this.policyInForce, this.policyNodes());
     return this.compiledCache;
   }
