@@ -32,6 +32,7 @@ export function methodNotes(o: {
     "The null server speaks the same transport (Noise, HTTP/2, zstd-framed map stream) and does the least a server can: it authorises every registration, keeps each node's peer entry as JSON built once per change, joins those strings for a new stream's netmap, and sends each event-loop turn's changes as one frame encoded once for all streams. No database, policy or per-peer computation: its times are the load generator's ceiling.",
     ceilingSentence(o.rows),
     "Not like for like: Headscale also keeps SQLite and deliberate batching delays, and closes map streams it considers slow (simulated nodes then poll again, as tailscaled does); the builtin server keeps per-record JSON files. Neither is given an ACL policy, so both compute allow-all peer sets.",
+    "Stream resets and an overloaded load generator: both real servers end a map stream whose client takes no data for a while (builtin: 30 s, `limits.write_timeout`), as they must against a vanished client; the simulated node then polls again and gets a whole new netmap. The null server never ends a stream. Once the load generator is saturated (1000 nodes on its one core) some of its streams go unread that long, and each reset adds a full netmap to its backlog. A run that did not complete with thousands of stream resets therefore measures that spiral, not the server's steady capacity; its note gives the count.",
     whereHeadscaleWins(o.rows),
   ];
 }

@@ -53,8 +53,9 @@ function loadgenCell(done: LoadResult[]): string {
 
 /** Why some runs did not finish: the wall-time limit (not an error) or an error. */
 function unfinished(rs: LoadResult[]): string {
-  const t = rs.find((r) => r.timedOut)?.timedOut;
-  if (t) return `did not complete within ${t.limitS} s (during ${t.stage}; ${t.progress}). `;
+  const late = rs.find((r) => r.timedOut);
+  const t = late?.timedOut;
+  if (t) return `did not complete within ${t.limitS} s (during ${t.stage}; ${t.progress}; ${late.streamResets} stream resets). `;
   const e = rs.find((r) => r.error);
   return e ? `FAILED in ${rs.filter((r) => r.error).length} of ${rs.length} runs: ${e.error} ` : "";
 }

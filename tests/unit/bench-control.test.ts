@@ -140,7 +140,7 @@ describe("control-plane benchmark: the published rows", () => {
       timedOut: { limitS: 300, stage: "the mass join of 100 nodes", progress: "80 of 100 nodes registered" },
     });
     const r = summarize("headscale", 100, [result({ loadgen: { workers: 2, cpuS: 9, busy: 0.95, busiestWorker: 0.6 } }), late]);
-    expect(r.note).toBe("did not complete within 300 s (during the mass join of 100 nodes; 80 of 100 nodes registered).");
+    expect(r.note).toBe("did not complete within 300 s (during the mass join of 100 nodes; 80 of 100 nodes registered; 0 stream resets).");
     expect(r.fullMeshS).toBe(2);
     expect(r.loadgen).toMatch(/SATURATED/);
     expect(summarize("x", 5, [result({ complete: false, error: "boom" })]).note).toMatch(/^FAILED in 1 of 1 runs: boom/);
