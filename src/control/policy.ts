@@ -443,7 +443,6 @@ function canAccess(filterOfB: FilterRule[], a: PolicyNode): boolean {
   return filterOfB.some((r) => a.ips.some((ip) => ipIn(ip, r.SrcIPs)));
 }
 
-/** For each node, the filter and the IDs of the peers it may know of (either may reach the other). */
 /** The peers a node may see: a Set under a policy, a view of all other nodes without one. */
 export interface PeerSet extends Iterable<number> {
   has(id: number): boolean;
@@ -463,6 +462,7 @@ function allBut(self: number, all: ReadonlySet<number>): PeerSet {
   };
 }
 
+/** For each node, the filter and the IDs of the peers it may know of (either may reach the other). */
 export function compileAll(p: Policy | undefined, nodes: PolicyNode[]): Map<number, { filter: FilterRule[]; peers: PeerSet }> {
   const out = new Map<number, { filter: FilterRule[]; peers: PeerSet }>();
   if (!p) {

@@ -37,6 +37,11 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
     await setOptions({ engine: lab.engine, recipe: lab.recipe, plan: lab.plan, captured: {} }, values);
   }
 
+  /** Each container's ID and start time: unchanged means no container was recreated or restarted. */
+  async function containerStarts(): Promise<string[]> {
+    return (await status(lab.engine, "recipe-4", labName))[0]!.nodes.map((n) => `${n.id}@${n.startedAt}`);
+  }
+
   /** The client's own answer: poll one `tailscale ping` over the path in use until it is `want`. */
   async function pathBecomes(from: string, to: string, want: TsPong["path"], withinMs: number): Promise<{ pong: TsPong; ms: number }> {
     const t0 = Date.now();
@@ -151,8 +156,7 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
     // held a mapping keeps advertising it after miniupnpd restarts empty (seen: ts-a stayed
     // relayed for 90 s after upnp -> hard -> upnp), so this test starts from a client that never had one.
     it("hard/hard is relayed; live `set nat-b=upnp` makes it direct through b's own mapping, no container restarted", async () => {
-      const nodes = async () => (await status(lab.engine, "recipe-4", labName))[0]!.nodes.map((n) => `${n.id}@${n.startedAt}`);
-      const before = await nodes();
+      const before = await containerStarts();
       const wan = lab.ip("router-b", "internet");
       const tsB = lab.ip("ts-b", "site-b");
       // Negative control: both hard, relayed, and router-b has no miniupnpd nor its table.
@@ -185,7 +189,7 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
       // ...and that b itself advertised as a port-mapped endpoint (its log: "ip:port (portmap)").
       const log = await lab.engine.logTail(lab.container("ts-b"), 5000);
       expect(log).toContain(`${wan}:${port} (portmap)`);
-      expect(await nodes()).toEqual(before);
+      expect(await containerStarts()).toEqual(before);
 
       // Any other type stops miniupnpd and removes its table, mappings and all.
       await setNat({ "nat-b": "hard" });
@@ -211,7 +215,7 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
 
   describe("live switching", () => {
     it("direct -> relayed after `set nat-b=hard`, direct again after the fix, no container restarted", async () => {
-      const before = (await status(lab.engine, "recipe-4", labName))[0]!.nodes.map((n) => `${n.id}@${n.startedAt}`);
+      const before = await containerStarts();
       await setNat({ "nat-a": "easy", "nat-b": "easy" });
       await pathBecomes("ts-b", "ts-a", "direct", DIRECT_WITHIN_MS);
       const cli = (args: string[]) => execa(join(ROOT, "start.ts"), args, { reject: false, env: { NO_COLOR: "1" } });
@@ -223,7 +227,7 @@ describe.each(controls)("recipe-4 with --control %s: through the NAT", (control)
       lab.plan.options["nat-b"] = "forwarded";
       const direct = await pathBecomes("ts-b", "ts-a", "direct", DIRECT_WITHIN_MS);
       timings.push(`live easy/hard -> easy/forwarded: direct after ${(direct.ms / 1000).toFixed(1)} s`);
-      const after = (await status(lab.engine, "recipe-4", labName))[0]!.nodes.map((n) => `${n.id}@${n.startedAt}`);
+      const after = await containerStarts();
       expect(after).toEqual(before);
       // paths reads the same from the clients, in both directions, once a's side has upgraded
       // too (each side upgrades on its own disco pings; seen: b->a direct while a->b still relayed).

@@ -178,7 +178,12 @@ describe("other aliases", () => {
     expect(all.get(bob.id)!.peers.size).toBe(3);
     // A view of the others, not a copy per node: it lists every other node and never bob.
     expect(all.get(bob.id)!.peers.has(bob.id)).toBe(false);
-    expect([...all.get(bob.id)!.peers].sort()).toEqual(nodes.map((n) => n.id).filter((id) => id !== bob.id).sort());
+    expect([...all.get(bob.id)!.peers].sort()).toEqual(
+      nodes
+        .map((n) => n.id)
+        .filter((id) => id !== bob.id)
+        .sort(),
+    );
   });
 });
 
