@@ -57,6 +57,32 @@ function upAgain(lab: LabHandle, node: string): string {
     .replace(/--advertise-routes=\{\{ networks\.site-a\.subnet \}\}/, `--advertise-routes=${lab.plan.networks["site-a"]!.subnet}`);
 }
 
+/**
+ * When a pair misses its prediction, what each side itself says: its netcheck (UDP, mapping,
+ * port-mapping services found) and its last port-mapper log lines, and each router's
+ * miniupnpd and mappings. Read from the lab, so the miss can be explained, not guessed at.
+ */
+async function explainMiss(lab: LabHandle, e: MatrixEntry): Promise<string> {
+  const out: string[] = [];
+  for (const node of e.between) {
+    const nc = await lab
+      .tailscale(node)
+      .netcheck()
+      .then((n) => `UDP ${n.UDP}, varies ${n.MappingVariesByDestIP}, UPnP ${n.UPnP}, PMP ${n.PMP}, PCP ${n.PCP}`)
+      .catch((err: Error) => `netcheck failed: ${err.message}`);
+    const log = (await lab.engine.logTail(lab.container(node), 20_000).catch(() => ""))
+      .split("\n")
+      .filter((l) => /portmap|upnp/i.test(l))
+      .slice(-8);
+    out.push(`${node}: ${nc}`, ...log.map((l) => `  ${l}`));
+  }
+  for (const router of ["router-a", "router-b"]) {
+    const upnp = await lab.sh(router, "pgrep -a miniupnpd; nft list table inet wg3upnp 2>/dev/null | grep -c dnat || true");
+    out.push(`${router}: ${upnp.stdout.trim().replace(/\n/g, " | ") || "no miniupnpd"}`);
+  }
+  return out.join("\n");
+}
+
 async function onePair(lab: LabHandle, e: MatrixEntry): Promise<PairRun> {
   const set = (values: Record<string, string>) =>
     setOptions({ engine: lab.engine, recipe: lab.recipe, plan: lab.plan, captured: {} }, values);
@@ -116,6 +142,7 @@ export const nat: Benchmark = {
           ctx.log(
             `${pairName(e)} run ${i + 1}/${runs}: ${r.observed} (predicted ${e.path}), from set ${r.fromSetMs === undefined ? "never" : `${secs(r.fromSetMs)} s`}${up}`,
           );
+          if (r.fromSetMs === undefined) ctx.log(`   why, as the clients and routers say:\n${await explainMiss(lab, e)}`);
         }
       }
     } finally {
