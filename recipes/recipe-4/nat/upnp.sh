@@ -11,6 +11,10 @@ set -eu
 # Our own record of its pid (miniupnpd keeps /run/miniupnpd.pid, and refuses to start while
 # that names a live process).
 PID=/run/wg3-miniupnpd.pid
+# Kept across stop and start, as a home router keeps them across a restart of its UPnP service
+# (OpenWrt's default): clients trust a mapping for its whole lifetime (tailscaled: 2 h, renewed
+# after 1 h), so a miniupnpd that forgot them would leave them advertising a dead port.
+LEASES=/run/wg3-miniupnpd.leases
 LOG=/var/log/miniupnpd.log
 CONF=/etc/wg3-nat/miniupnpd.conf
 
@@ -39,6 +43,7 @@ enable_natpmp=yes
 enable_upnp=yes
 secure_mode=yes
 system_uptime=yes
+lease_file=$LEASES
 uuid=6d1e2c3a-0b4f-4e8a-9c51-77a0f0c0ffee
 upnp_table_name=wg3upnp
 upnp_nat_table_name=wg3upnp

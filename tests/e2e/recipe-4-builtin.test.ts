@@ -1,0 +1,3 @@
+import { recipe4Suite } from "./recipe-4.suite.ts";
+
+recipe4Suite("builtin");
