@@ -53,7 +53,9 @@ export function recipe4Suite(control: "headscale" | "builtin"): void {
       const pong = await eventually(
         `${from} -> ${to} ${want}`,
         async () => {
-          const p = await client(from).pong(ipOf(to), 2);
+          // With traffic beside it: a tailscaled 45 s without a packet through its tunnel
+          // stops re-STUNning, and so never asks for a port mapping (upnp stays relayed).
+          const [p] = await Promise.all([client(from).pong(ipOf(to), 2), client(from).ping(ipOf(to))]);
           if (p.path !== want) throw new Error(`${p.path} via ${p.via ?? "nothing"}`);
           return p;
         },
