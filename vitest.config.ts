@@ -1,10 +1,18 @@
 import { defineConfig } from "vitest/config";
 import { VITEST } from "./tests/support/timeouts.ts";
 
+/** e2e files that use the default lab (the workshop's names), so never two at once. */
+const E2E_DEFAULT_LAB = ["tests/e2e/labs.test.ts", "tests/e2e/user-lab.test.ts", "tests/e2e/workspace.test.ts"];
+/** e2e files in flight at once (WG3_E2E_PARALLEL=1: one at a time, as before). */
+const E2E_PARALLEL = Number(process.env.WG3_E2E_PARALLEL ?? 3);
+
 // Two projects: `unit` never touches a container engine and runs in seconds;
 // `e2e` drives a real engine, real WireGuard, real tailscaled and Headscale.
 export default defineConfig({
   test: {
+    // Workers over all projects running at once: the e2e files, one default-lab file, and
+    // unit/integration beside them.
+    maxWorkers: E2E_PARALLEL + 2,
     projects: [
       {
         test: {
@@ -23,9 +31,22 @@ export default defineConfig({
       },
       {
         test: {
+          // Every lab here has its own name and random free subnets (tests/support/labs.ts), so
+          // files run side by side: most of their time is waiting for tailscaled, not CPU.
           name: "e2e",
           include: ["tests/e2e/**/*.test.ts"],
-          // Labs share one engine and fixed workshop subnets: run files one at a time.
+          exclude: E2E_DEFAULT_LAB,
+          maxWorkers: E2E_PARALLEL,
+          ...VITEST.e2e,
+          globalSetup: ["tests/e2e/global-setup.ts"],
+        },
+      },
+      {
+        test: {
+          // The files that start labs under the workshop's own names and subnets: one at a
+          // time, beside the others (whose subnets never overlap the workshop's).
+          name: "e2e-default-lab",
+          include: E2E_DEFAULT_LAB,
           fileParallelism: false,
           ...VITEST.e2e,
           globalSetup: ["tests/e2e/global-setup.ts"],

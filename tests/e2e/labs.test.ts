@@ -47,10 +47,10 @@ describe("labs side by side, and starting twice", () => {
     // recipe-2 (default lab) holds 192.168.99.0/24, which recipe-3 needs too.
     const r2 = await LabHandle.start("recipe-2", { lab: "default" });
     started.push(r2);
-    const before = (await engine.listContainers({ recipe: "recipe-3" })).length;
+    const before = (await engine.listContainers({ lab: "default", recipe: "recipe-3" })).length;
     await expect(up("recipe-3", { engine })).rejects.toThrow(UserError);
     await expect(up("recipe-3", { engine })).rejects.toThrow(/Subnet 192\.168\.99\.0\/24 .* is already used by lab "default" \(recipe-2\)/);
-    expect((await engine.listContainers({ recipe: "recipe-3" })).length).toBe(before);
+    expect((await engine.listContainers({ lab: "default", recipe: "recipe-3" })).length).toBe(before);
     expect(await engine.listNetworks({ lab: "default", recipe: "recipe-3" })).toEqual([]);
   });
 });

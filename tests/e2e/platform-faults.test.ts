@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine } from "../../src/engine/engine.ts";
 import { ensureEngine } from "../../src/engine/ensure.ts";
+import { LABEL } from "../../src/engine/labels.ts";
 import { type ImageRole, imageRef } from "../../src/images/build.ts";
 import { imagesDir } from "../../src/paths.ts";
 import { eventually } from "../support/eventually.ts";
@@ -64,8 +65,12 @@ function waitFor(what: string, cond: () => Promise<boolean> | boolean, timeout: 
   return eventually(what, cond, { timeout, interval: 200, seen: () => `last output:\n${run.output().slice(-2000)}` });
 }
 
+/**
+ * Containers this file could leave behind: build containers, and API-visible ones of no lab or
+ * of its own lab "ctrlc" (other files' labs come and go beside it).
+ */
 async function containerIds(): Promise<Set<string>> {
-  const api = await engine.allContainerIds();
+  const api = (await engine.listContainers()).filter((c) => [undefined, "ctrlc"].includes(c.labels[LABEL.lab])).map((c) => c.id);
   return new Set([...api, ...(await engine.buildContainers())]);
 }
 

@@ -1,7 +1,7 @@
 /**
  * Smoke test: the platform teaches something real.
  *
- *   host-a (10.213.250.10) ── net-a ── router (.2 / .2) ── net-b ── host-b (10.213.251.10)
+ *   host-a (10.212.250.10) ── net-a ── router (.2 / .2) ── net-b ── host-b (10.212.251.10)
  *
  * Two isolated engine networks, a host on each, a router container on both with IP forwarding
  * on. Every reachability assertion runs its probe first where it must fail (negative control),
@@ -24,13 +24,14 @@ const RUN = randomBytes(4).toString("hex");
 const ID = { lab: `smoke-${RUN}`, recipe: "smoke", run: RUN };
 const PREFIX = `wg3-smoke-${RUN}`;
 
-const NET_A = { key: "net-a", name: `${PREFIX}-net-a`, subnet: "10.213.250.0/24", gateway: "10.213.250.1" };
-const NET_B = { key: "net-b", name: `${PREFIX}-net-b`, subnet: "10.213.251.0/24", gateway: "10.213.251.1" };
+// Outside 10.213.0.0/16, where labs with a name pick their random /24s: files run side by side.
+const NET_A = { key: "net-a", name: `${PREFIX}-net-a`, subnet: "10.212.250.0/24", gateway: "10.212.250.1" };
+const NET_B = { key: "net-b", name: `${PREFIX}-net-b`, subnet: "10.212.251.0/24", gateway: "10.212.251.1" };
 type Net = typeof NET_A;
 
-const HOST_A = { name: `${PREFIX}-host-a`, ip: "10.213.250.10" };
-const HOST_B = { name: `${PREFIX}-host-b`, ip: "10.213.251.10" };
-const ROUTER = { name: `${PREFIX}-router`, ipA: "10.213.250.2", ipB: "10.213.251.2" };
+const HOST_A = { name: `${PREFIX}-host-a`, ip: "10.212.250.10" };
+const HOST_B = { name: `${PREFIX}-host-b`, ip: "10.212.251.10" };
+const ROUTER = { name: `${PREFIX}-router`, ipA: "10.212.250.2", ipB: "10.212.251.2" };
 
 const TUNNEL = { a: "10.99.0.1", b: "10.99.0.2", port: 51820 };
 

@@ -133,7 +133,7 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/already running/);
     expect(r.stderr).toMatch(/already open/);
-    const sessions = (await tmux("list-sessions", "-F", "#{session_name}")).split("\n").filter((s) => s.includes(RECIPE));
+    const sessions = (await tmux("list-sessions", "-F", "#{session_name}")).split("\n").filter((s) => s.startsWith(SESSION)); // not other labs' wg3-LAB-recipe-0
     expect(sessions).toEqual([SESSION]);
     expect(await tmux("display-message", "-p", "-t", `=${SESSION}`, "#{session_id} #{session_created}")).toBe(created);
     expect((await panes()).map((p) => p.id)).toEqual(before.map((p) => p.id));
@@ -192,7 +192,7 @@ describe.skipIf(busy)(`the attendee's workspace, through ./start.ts (recipe-0)${
     expect((await cli("status", RECIPE)).stdout).toMatch(/recipe-0 is not running/);
     expect(await graph()).not.toContain("data-state=");
     const engine = await ensureEngine({});
-    expect(await engine.listContainers({ recipe: RECIPE })).toEqual([]);
-    expect(await engine.listNetworks({ recipe: RECIPE })).toEqual([]);
+    expect(await engine.listContainers({ lab: "default", recipe: RECIPE })).toEqual([]);
+    expect(await engine.listNetworks({ lab: "default", recipe: RECIPE })).toEqual([]);
   });
 });
