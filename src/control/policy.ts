@@ -270,6 +270,18 @@ class Decoder {
   }
 }
 
+/** Why a test destination is no single host and port (Headscale's validateTestDestination), or undefined. */
+function testDstProblem(dst: Dst, hosts: Map<string, string>): string | undefined {
+  if (isAutogroup(dst.alias, "internet")) return "autogroup:internet not valid as a test destination";
+  if (dst.ports.length !== 1 || dst.ports[0]!.First !== dst.ports[0]!.Last) return "test destination port must be a single port";
+  // Written with a /N: refused even as /32 (Headscale reads the text); a host's value only when wider than one address.
+  const cidr = "test destination must be a single host, not a CIDR range";
+  if (dst.alias.kind === "prefix" && dst.alias.prefix.includes("/")) return cidr;
+  const host = dst.alias.kind === "host" ? hosts.get(dst.alias.name) : undefined;
+  if (host?.includes("/") && !/\/(32|128)$/.test(host)) return cidr;
+  return undefined;
+}
+
 export function isCidr(s: string): boolean {
   const m = /^(.+)\/(\d{1,3})$/.exec(s);
   if (!m || !isAddr(m[1]!)) return false;
@@ -336,10 +348,11 @@ export function parsePolicy(text: string): Policy {
       for (const k of Object.keys(r))
         if (!["src", "proto", "accept", "deny"].includes(k)) d.fail(`tests[${i}]: unknown field ${JSON.stringify(k)}`, k);
       if (typeof r.src !== "string") d.fail(`tests[${i}].src must be a string`, `tests`);
-      // As Headscale: the internet is no address to test from or to.
+      // As Headscale: a test is one connection to one host on one port (never the internet, a range or a CIDR).
       const testDst = (s: string) => {
         const dst = d.dst(s, ctx);
-        if (isAutogroup(dst.alias, "internet")) d.fail(`tests[${i}]: autogroup:internet is not valid as a test destination`, s);
+        const why = testDstProblem(dst, hosts);
+        if (why) d.fail(`tests[${i}]: ${JSON.stringify(s)}: ${why}`, s);
         return dst;
       };
       const accept = r.accept === undefined ? [] : d.strings(r.accept, `tests[${i}].accept`).map(testDst);

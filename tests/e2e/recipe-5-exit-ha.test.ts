@@ -137,4 +137,24 @@ describe.each(controls)("recipe-5 with --control %s: exit node and HA subnet rou
     expect(first).toBeLessThan(40);
     expect(second).toBeLessThan(40);
   });
+
+  it("HA: stopping the primary's container (tailscaled closes its connection) fails over without waiting for a probe", async () => {
+    expect(await primaryFor(lan())).toBe("router2");
+    expect(await lanEcho()).toBe(lanIp("ts-router2"));
+    const t0 = performance.now();
+    await lab.engine.stop(lab.container("ts-router2"));
+    const stopped = (performance.now() - t0) / 1000;
+    const answered = await timeUntil("the LAN host answering through router1", async () => (await lanEcho()) === lanIp("ts-router1"), {
+      timeout: TIMEOUT.converge,
+      interval: 250,
+    });
+    console.log(
+      `[${control}] container stop router2 -> router1: stop took ${stopped.toFixed(1)} s, LAN host answering through router1 ${answered.toFixed(1)} s after it`,
+    );
+    expect(await primaryFor(lan())).toBe("router1");
+    await lab.engine.start(lab.container("ts-router2"));
+    const back = await timeUntil("router2 online again", () => online("router2"), { timeout: TIMEOUT.recovery });
+    console.log(`[${control}] router2 online again ${back.toFixed(1)} s after its container started`);
+    expect(await primaryFor(lan())).toBe("router1");
+  });
 });

@@ -100,7 +100,24 @@ describe("autogroup:internet is the public internet, as Headscale's TheInternet"
     expect(() => parsePolicy(refuse(`{ "action": "accept", "src": ["autogroup:internet"], "dst": ["alice@:*"] }`))).toThrow(
       /autogroup:internet is valid only as a destination/,
     );
-    expect(() => parsePolicy(refuse("", `, "tests": [ { "src": "alice@", "accept": ["autogroup:internet:443"] } ]`))).toThrow(PolicyError);
+    expect(() => parsePolicy(refuse("", `, "tests": [ { "src": "alice@", "accept": ["autogroup:internet:443"] } ]`))).toThrow(
+      /autogroup:internet not valid as a test destination/,
+    );
+  });
+
+  it.each([
+    ["a CIDR", `"192.168.55.0/24:80"`, /must be a single host, not a CIDR range/],
+    ["a host that is a CIDR", `"home-lan:80"`, /must be a single host, not a CIDR range/],
+    ["a port range", `"lanhost:80-81"`, /must be a single port/],
+    ["every port", `"lanhost:*"`, /must be a single port/],
+  ])("a test destination that is %s is refused, as Headscale 0.29 refuses it", (_what, dst, why) => {
+    const policyTesting = (d: string) => `{ "hosts": { "home-lan": "${LAN}", "lanhost": "192.168.55.10" },
+      "acls": [ { "action": "accept", "src": ["alice@"], "dst": ["home-lan:80"] } ],
+      "tests": [ { "src": "alice@", "accept": [${d}] } ] }`;
+    expect(() => parsePolicy(policyTesting(dst))).toThrow(PolicyError);
+    expect(() => parsePolicy(policyTesting(dst))).toThrow(why);
+    // A single host on a single port is a test destination (the positive control).
+    expect(() => parsePolicy(policyTesting(`"lanhost:80"`))).not.toThrow();
   });
 });
 
