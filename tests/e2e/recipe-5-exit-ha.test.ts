@@ -3,6 +3,7 @@ import type { ControlServer } from "../support/control-server.ts";
 import { eventually, timeUntil } from "../support/eventually.ts";
 import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
+import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
 // Recipe-5's exit node and HA subnet routers, against Headscale and the builtin control server.
@@ -24,6 +25,12 @@ describe.each(controls)("recipe-5 with --control %s: exit node and HA subnet rou
   const setExitNode = (node: string, name: string) => lab.sh(node, `tailscale set --exit-node=${name}`);
   const online = async (name: string) => (await cs.nodes()).some((n) => n.given_name === name && n.online);
   const primaryFor = async (prefix: string) => (await cs.nodes()).find((n) => n.subnet_routes?.includes(prefix))?.given_name;
+  /** The state-aware hints (`mistakes`) `./start.ts check --json` shows for an exercise now. */
+  const mistakes = async (exercise: string): Promise<string> => {
+    const r = await startTs(["check", "recipe-5", "--lab", labName, "--json"]);
+    const json = JSON.parse(r.stdout) as { exercises: { id: string; mistakes?: { hint: string }[] }[] };
+    return (json.exercises.find((x) => x.id === exercise)?.mistakes ?? []).map((m) => m.hint).join(" | ");
+  };
 
   beforeAll(async () => {
     lab = await LabHandle.start("recipe-5", { lab: labName, options: { control } });
@@ -39,6 +46,7 @@ describe.each(controls)("recipe-5 with --control %s: exit node and HA subnet rou
     expect(set.exitCode).not.toBe(0);
     expect(`${set.stdout}${set.stderr}`).toMatch(/not advertising an exit node/);
     expect((await lab.check("exit-node")).ok).toBe(false);
+    expect(await mistakes("exit-node")).toMatch(/offers no exit node: its routes .* not approved/);
   });
 
   it("approved but not allowed by the policy (no autogroup:internet): alice is offered no exit", async () => {
@@ -52,6 +60,7 @@ describe.each(controls)("recipe-5 with --control %s: exit node and HA subnet rou
     expect(set.exitCode).not.toBe(0);
     expect(await internetEcho("ts-alice")).toBe(internetIp("ts-alice"));
     expect((await lab.check("exit-node")).ok).toBe(false);
+    expect(await mistakes("exit-node")).toMatch(/has no `exit` at all/);
   });
 
   it("solve: with autogroup:internet for admins, the echo sees the exit node's address from alice; bob is refused", async () => {
@@ -114,6 +123,7 @@ describe.each(controls)("recipe-5 with --control %s: exit node and HA subnet rou
     await eventually("the LAN host answering alice through router1", async () => (await lanEcho()) === lanIp("ts-router1"));
     expect(await primaryFor(lan())).toBe("router1");
     expect((await lab.check("ha-routers")).ok).toBe(false);
+    expect(await mistakes("ha-routers")).toMatch(/router1 still forwards/);
 
     const first = await failover("ts-router1", "ts-router2");
     expect(await primaryFor(lan())).toBe("router2");
