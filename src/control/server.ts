@@ -100,6 +100,8 @@ function encode(json: string, compress: boolean): Buffer {
 interface NoisePeer {
   machineKey: string;
   close(why: string): void;
+  /** Set when the client stopped answering PINGs: it is gone, no reconnect is worth waiting for. */
+  dead?: boolean;
 }
 
 export class ControlServer {
@@ -108,6 +110,8 @@ export class ControlServer {
   readonly derp: DerpServer | undefined;
   private readonly mapper: MapperConfig;
   private readonly sessions = new Map<number, MapSession>();
+  /** Nodes whose map stream ended, waiting out limits.offline_grace for a new one before going offline. */
+  private readonly goingOffline = new Map<number, NodeJS.Timeout>();
   private readonly pending: PendingLogins;
   private readonly sockets = new Set<Duplex>();
   private listener: http.Server | undefined;
@@ -223,6 +227,8 @@ export class ControlServer {
     rmSync(this.config.adminSocket, { force: true });
     for (const s of this.sessions.values()) s.end();
     this.sessions.clear();
+    for (const t of this.goingOffline.values()) clearTimeout(t);
+    this.goingOffline.clear();
     this.derp?.close();
     await this.stun?.close();
     for (const s of this.sockets) s.destroy();
@@ -365,7 +371,12 @@ export class ControlServer {
     // Timers run before I/O in an event-loop turn: after a stall the answer may be waiting
     // unread, so look again once pending I/O has been handled.
     const timer = setTimeout(
-      () => setImmediate(() => answered || peer.close(`no answer to an HTTP/2 PING within ${pingTimeout} ms`)),
+      () =>
+        setImmediate(() => {
+          if (answered) return;
+          peer.dead = true;
+          peer.close(`no answer to an HTTP/2 PING within ${pingTimeout} ms`);
+        }),
       pingTimeout,
     );
     try {
@@ -653,6 +664,8 @@ export class ControlServer {
     };
     this.sessions.get(nodeId)?.end();
     this.sessions.set(nodeId, session);
+    clearTimeout(this.goingOffline.get(nodeId));
+    this.goingOffline.delete(nodeId);
     // Only a policy makes what a node sees differ from node to node (flushUnderPolicy).
     session.sent = this.tailnet.policy() ? this.sentState(nodeId) : undefined;
     session.write(full());
@@ -664,8 +677,25 @@ export class ControlServer {
     clearTimeout(stalled);
     if (this.sessions.get(nodeId) === session) {
       this.sessions.delete(nodeId);
-      this.tailnet.setOnline(nodeId, false);
+      this.offlineUnlessBack(nodeId, peer.dead ? 0 : L.offlineGrace);
     }
+  }
+
+  /**
+   * A node whose map stream ended goes offline unless a new stream comes within `graceMs`, as
+   * Headscale waits up to 10 s: a client that restarts its long-poll, or a router's brief
+   * network blip, does not lose its routes to the standby for good (a primary is kept while
+   * online). A client that stopped answering PINGs is gone: offline at once.
+   */
+  private offlineUnlessBack(nodeId: number, graceMs: number): void {
+    if (graceMs <= 0) return this.tailnet.setOnline(nodeId, false);
+    clearTimeout(this.goingOffline.get(nodeId));
+    const t = setTimeout(() => {
+      this.goingOffline.delete(nodeId);
+      if (!this.sessions.has(nodeId)) this.tailnet.setOnline(nodeId, false);
+    }, graceMs);
+    t.unref();
+    this.goingOffline.set(nodeId, t);
   }
 
   /**

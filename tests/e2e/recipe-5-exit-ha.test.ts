@@ -120,7 +120,14 @@ describe.each(controls)("recipe-5 with --control %s: exit node and HA subnet rou
   it("HA: cut router1's cable, router2 takes over; restored, router1 stays standby (no flap); then the other way round", async () => {
     await lab.sh("headscale", "headscale policy set -f /root/zerotrust.hujson");
     // Negative control: router1 is primary, the LAN host sees router1, and the check fails.
-    await eventually("the LAN host answering alice through router1", async () => (await lanEcho()) === lanIp("ts-router1"));
+    await eventually("the LAN host answering alice through router1", async () => {
+      const seen = await lanEcho();
+      if (seen === lanIp("ts-router1")) return true;
+      throw new Error(`the LAN host answered ${JSON.stringify(seen)}; primary in the control server: ${await primaryFor(lan())}`);
+    }).catch(async (e: Error) => {
+      // Why router1 is not primary: the control server's last words (a reconnect, a PING timeout).
+      throw new Error(`${e.message}\ncontrol server log:\n${await lab.engine.logTail(lab.container("headscale"), 40)}`);
+    });
     expect(await primaryFor(lan())).toBe("router1");
     expect((await lab.check("ha-routers")).ok).toBe(false);
     expect(await mistakes("ha-routers")).toMatch(/router1 still forwards/);

@@ -88,6 +88,7 @@ beforeAll(async () => {
         `unix_socket: ${sock}`,
         "dns: { base_domain: tailnet.test }",
         'derp: { server: { enabled: true, stun_listen_addr: "" } }',
+        "limits: { offline_grace: 1s }",
       ].join("\n"),
     ),
     () => {},
@@ -135,8 +136,20 @@ describe("exit routes and HA routes on open map streams", () => {
     expect(told("bob", "exit")).toBeUndefined();
   });
 
-  it("router1's stream ends: router2 becomes primary in every viewer's map; router1 back: router2 keeps it", async () => {
-    streams.router1!.close(); // its map stream ends: offline
+  it("router1 restarts its map stream within offline_grace: it stays online and primary (no failover)", async () => {
+    streams.router1!.close();
+    await streams.router1!.reopen();
+    await until("router1's new stream", () => ctl.mapStreams === 5);
+    await new Promise((r) => setTimeout(r, 1500)); // past the grace: nothing may have happened
+    expect(ctl.tailnet.isOnline(ids.router1!)).toBe(true);
+    expect(told("alice", "router1")).toEqual([LAN]);
+    expect(told("alice", "router2")).toEqual([]);
+  });
+
+  it("router1's stream ends for good: after offline_grace router2 becomes primary in every viewer's map; router1 back: router2 keeps it", async () => {
+    streams.router1!.close();
+    await until("router1's stream gone", () => ctl.mapStreams === 4);
+    expect(ctl.tailnet.isOnline(ids.router1!)).toBe(true); // within the grace
     await until("alice given the LAN through router2", () => told("alice", "router2")?.join() === LAN);
     expect(told("alice", "router1") ?? []).toEqual([]);
     expect(told("bob", "router2")).toEqual([LAN]);
