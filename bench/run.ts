@@ -8,6 +8,7 @@
 import { controlPlane } from "./control-plane.ts";
 import { dataplane } from "./dataplane.ts";
 import { e2e } from "./e2e.ts";
+import { failover } from "./failover.ts";
 import { footprint } from "./footprint.ts";
 import { labStart } from "./lab-start.ts";
 import type { Benchmark } from "./lib/bench.ts";
@@ -17,7 +18,7 @@ import { writeResult, writeSummary } from "./lib/results.ts";
 import { textTable } from "./lib/table.ts";
 import { nat } from "./nat.ts";
 
-const BENCHMARKS: Benchmark[] = [labStart, e2e, footprint, dataplane, controlPlane, nat];
+const BENCHMARKS: Benchmark[] = [labStart, e2e, footprint, dataplane, controlPlane, nat, failover];
 
 function help(): string {
   const lines = [

@@ -59,8 +59,9 @@ export function adminNode(ctl: ControlServer, n: NodeRec): AdminNode {
     expired: t.isExpired(n),
     ephemeral: n.ephemeral,
     approved_routes: n.approvedRoutes,
-    available_routes: t.announcedRoutes(n),
-    subnet_routes: t.primaryRoutes(n).sort(),
+    available_routes: t.availableRoutes(n),
+    // As Headscale's "Serving (Primary)": the prefixes it is primary for, and its approved exit routes.
+    subnet_routes: t.offeredRoutes(n),
     tags: n.tags ?? [],
   };
 }

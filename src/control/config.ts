@@ -59,6 +59,8 @@ export interface Limits {
   writeTimeout: number;
   /** ... or as soon as this much is queued for it. */
   maxBufferedBytes: number;
+  /** A node whose map stream ended stays online this long, waiting for a new stream (0: offline at once). */
+  offlineGrace: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -77,6 +79,8 @@ export const DEFAULT_LIMITS: Limits = {
   tcpKeepalive: 15_000,
   writeTimeout: 30_000,
   maxBufferedBytes: 8 << 20,
+  // Headscale 0.29 waits up to 10 s for a reconnect before a node whose map stream ended goes offline.
+  offlineGrace: 10_000,
 };
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
@@ -107,6 +111,7 @@ const DURATIONS = new Set<keyof Limits>([
   "pingTimeout",
   "tcpKeepalive",
   "writeTimeout",
+  "offlineGrace",
 ]);
 
 function parseLimits(raw: Raw, where: string): Limits {

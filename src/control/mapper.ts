@@ -1,4 +1,5 @@
 import type { TailcfgRegion } from "./derp-paths.ts";
+import { EXIT_ROUTES } from "./policy.ts";
 import type { NodeRec } from "./store.ts";
 import { isZeroTime, type Tailnet } from "./tailnet.ts";
 
@@ -70,10 +71,15 @@ function preferredDerp(n: NodeRec): number {
   return n.hostinfo.NetInfo?.PreferredDERP ?? 0;
 }
 
-/** The tailcfg.Node of `n` as every node (itself included) sees it. */
-export function nodeView(t: Tailnet, c: MapperConfig, n: NodeRec): Record<string, unknown> {
+/**
+ * The tailcfg.Node of `n` as its peers (and itself) see it. `routes` are the routes the viewer
+ * is given (a policy may narrow them per viewer); by default all it offers: the prefixes it is
+ * primary for and its approved exit routes.
+ */
+export function nodeView(t: Tailnet, c: MapperConfig, n: NodeRec, routes = t.offeredRoutes(n)): Record<string, unknown> {
   const addresses = [`${n.ipv4}/32`, `${n.ipv6}/128`];
-  const primary = t.primaryRoutes(n).sort();
+  // PrimaryRoutes is for HA bookkeeping: subnet routes only, never the exit routes.
+  const primary = routes.filter((r) => !EXIT_ROUTES.includes(r));
   const online = t.isOnline(n.id);
   const home = preferredDerp(n);
   const expired = t.isExpired(n);
@@ -88,7 +94,7 @@ export function nodeView(t: Tailnet, c: MapperConfig, n: NodeRec): Record<string
     ...(n.discoKey ? { DiscoKey: n.discoKey } : {}),
     Addresses: addresses,
     // Always explicit: before capver 112 a missing AllowedIPs means "route nothing".
-    AllowedIPs: [...addresses, ...primary],
+    AllowedIPs: [...addresses, ...routes],
     ...(primary.length ? { PrimaryRoutes: primary } : {}),
     Endpoints: n.endpoints,
     ...(home ? { DERP: `${DERP_MAGIC_IP}:${home}`, HomeDERP: home } : {}),
@@ -112,13 +118,16 @@ export function userProfiles(t: Tailnet, userIds: Iterable<number>): Record<stri
     });
 }
 
+/** A serialised node view; `routes` as in nodeView (undefined: all it offers). */
+export type ViewJson = (n: NodeRec, routes?: string[]) => string;
+
 /**
  * The first message of a map stream: everything, with `Node` for self (the client requires
  * it), as JSON text. `view` gives a node's serialised view, so a caller can cache those: the
- * same peer text goes into every node's map.
+ * same peer text goes into every node's map (unless a policy narrows a peer's routes for it).
  */
-export function fullMapJson(t: Tailnet, c: MapperConfig, self: NodeRec, view: (n: NodeRec) => string): string {
-  const { filter, peers: visible } = t.compiled().get(self.id) ?? { filter: [], peers: new Set<number>() };
+export function fullMapJson(t: Tailnet, c: MapperConfig, self: NodeRec, view: ViewJson): string {
+  const { filter, peers: visible, routes } = t.compiled().get(self.id) ?? { filter: [], peers: new Set<number>() };
   const peers = t.nodes().filter((p) => visible.has(p.id));
   const rest = {
     DERPMap: derpMap(c.derp, c.extraRegions),
@@ -130,9 +139,10 @@ export function fullMapJson(t: Tailnet, c: MapperConfig, self: NodeRec, view: (n
     CollectServices: false,
     Debug: { DisableLogTail: true },
   };
-  return `{"Node":${view(self)},"Peers":[${peers.map(view).join(",")}],${JSON.stringify(rest).slice(1)}`;
+  const peerViews = peers.map((p) => view(p, routes ? (routes.get(p.id) ?? []) : undefined));
+  return `{"Node":${view(self)},"Peers":[${peerViews.join(",")}],${JSON.stringify(rest).slice(1)}`;
 }
 
 export function fullMapResponse(t: Tailnet, c: MapperConfig, self: NodeRec): Record<string, unknown> {
-  return JSON.parse(fullMapJson(t, c, self, (n) => JSON.stringify(nodeView(t, c, n))));
+  return JSON.parse(fullMapJson(t, c, self, (n, routes) => JSON.stringify(nodeView(t, c, n, routes))));
 }

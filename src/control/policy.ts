@@ -39,6 +39,12 @@ export interface PolicyNode {
   ips: string[];
   user: string;
   tags: string[];
+  /** Approved and announced subnet routes (exit routes excluded), as Headscale's SubnetRoutes. */
+  subnetRoutes?: string[];
+  /** Has approved exit routes (0.0.0.0/0, ::/0): an exit node. */
+  exit?: boolean;
+  /** The routes its peers may be given in AllowedIPs: the prefixes it is primary for, and its approved exit routes. */
+  offered?: string[];
 }
 
 type Alias =
@@ -48,7 +54,7 @@ type Alias =
   | { kind: "tag"; name: string }
   | { kind: "host"; name: string }
   | { kind: "prefix"; prefix: string }
-  | { kind: "autogroup"; name: "member" | "tagged" | "self" };
+  | { kind: "autogroup"; name: "member" | "tagged" | "self" | "internet" };
 
 interface Dst {
   alias: Alias;
@@ -225,9 +231,8 @@ class Decoder {
     }
     if (s.startsWith("autogroup:")) {
       const name = s.slice("autogroup:".length);
-      if (name === "member" || name === "tagged" || name === "self") return { kind: "autogroup", name };
-      if (name === "internet") this.fail(`autogroup:internet (exit nodes) is not supported by the builtin server yet`, s);
-      this.fail(`${s} is not a known autogroup (known: autogroup:member, autogroup:tagged, autogroup:self)`, s);
+      if (name === "member" || name === "tagged" || name === "self" || name === "internet") return { kind: "autogroup", name };
+      this.fail(`${s} is not a known autogroup (known: autogroup:member, autogroup:tagged, autogroup:self, autogroup:internet)`, s);
     }
     if (s.includes("@")) return { kind: "user", name: s };
     if (p.hosts.has(s)) return { kind: "host", name: s };
@@ -263,6 +268,18 @@ class Decoder {
     if (/^(0|[1-9]\d{0,2})$/.test(v) && Number(v) <= 255) return [Number(v)];
     this.fail(`${where}: proto ${JSON.stringify(v)} is not a protocol name (${Object.keys(PROTOCOLS).join(", ")}) or number 0-255`, v);
   }
+}
+
+/** Why a test destination is no single host and port (Headscale's validateTestDestination), or undefined. */
+function testDstProblem(dst: Dst, hosts: Map<string, string>): string | undefined {
+  if (isAutogroup(dst.alias, "internet")) return "autogroup:internet not valid as a test destination";
+  if (dst.ports.length !== 1 || dst.ports[0]!.First !== dst.ports[0]!.Last) return "test destination port must be a single port";
+  // Written with a /N: refused even as /32 (Headscale reads the text); a host's value only when wider than one address.
+  const cidr = "test destination must be a single host, not a CIDR range";
+  if (dst.alias.kind === "prefix" && dst.alias.prefix.includes("/")) return cidr;
+  const host = dst.alias.kind === "host" ? hosts.get(dst.alias.name) : undefined;
+  if (host?.includes("/") && !/\/(32|128)$/.test(host)) return cidr;
+  return undefined;
 }
 
 export function isCidr(s: string): boolean {
@@ -317,7 +334,8 @@ export function parsePolicy(text: string): Policy {
       if (r.action !== "accept") d.fail(`acls[${i}]: action must be "accept", got ${JSON.stringify(r.action)}`, String(r.action));
       const src = d.strings(r.src, `acls[${i}].src`).map((s) => {
         const al = d.alias(s, ctx);
-        if (al.kind === "autogroup" && al.name === "self") d.fail(`acls[${i}]: autogroup:self is valid only as a destination`, s);
+        if (isAutogroup(al, "self")) d.fail(`acls[${i}]: autogroup:self is valid only as a destination`, s);
+        if (isAutogroup(al, "internet")) d.fail(`acls[${i}]: autogroup:internet is valid only as a destination`, s);
         return al;
       });
       const dst = d.strings(r.dst, `acls[${i}].dst`).map((s) => d.dst(s, ctx));
@@ -330,16 +348,27 @@ export function parsePolicy(text: string): Policy {
       for (const k of Object.keys(r))
         if (!["src", "proto", "accept", "deny"].includes(k)) d.fail(`tests[${i}]: unknown field ${JSON.stringify(k)}`, k);
       if (typeof r.src !== "string") d.fail(`tests[${i}].src must be a string`, `tests`);
-      const accept = r.accept === undefined ? [] : d.strings(r.accept, `tests[${i}].accept`).map((s) => d.dst(s, ctx));
-      const deny = r.deny === undefined ? [] : d.strings(r.deny, `tests[${i}].deny`).map((s) => d.dst(s, ctx));
+      // As Headscale: a test is one connection to one host on one port (never the internet, a range or a CIDR).
+      const testDst = (s: string) => {
+        const dst = d.dst(s, ctx);
+        const why = testDstProblem(dst, hosts);
+        if (why) d.fail(`tests[${i}]: ${JSON.stringify(s)}: ${why}`, s);
+        return dst;
+      };
+      const accept = r.accept === undefined ? [] : d.strings(r.accept, `tests[${i}].accept`).map(testDst);
+      const deny = r.deny === undefined ? [] : d.strings(r.deny, `tests[${i}].deny`).map(testDst);
       if (!accept.length && !deny.length) d.fail(`tests[${i}] must have at least one of "accept" or "deny"`, r.src);
-      return { src: r.src, alias: d.alias(r.src, ctx), proto: d.proto(r.proto, `tests[${i}]`), accept, deny };
+      const alias = d.alias(r.src, ctx);
+      if (isAutogroup(alias, "internet")) d.fail(`tests[${i}]: autogroup:internet is not valid as a test source`, r.src);
+      return { src: r.src, alias, proto: d.proto(r.proto, `tests[${i}]`), accept, deny };
     },
   );
   return { groups, tagOwners, hosts, acls, tests, text };
 }
 
 // ---- resolution and compilation ----
+
+const isAutogroup = (a: Alias, name: string): boolean => a.kind === "autogroup" && a.name === name;
 
 const userMatches = (alias: string, user: string): boolean => {
   const bare = alias.endsWith("@") ? alias.slice(0, -1) : alias;
@@ -368,6 +397,7 @@ function resolve(p: Policy, a: Alias, nodes: PolicyNode[]): string[] {
     case "autogroup":
       if (a.name === "member") return ipsOf(untagged);
       if (a.name === "tagged") return ipsOf((n) => !untagged(n));
+      if (a.name === "internet") return THE_INTERNET;
       return []; // self: per node
   }
 }
@@ -418,11 +448,22 @@ function selfRules(p: Policy, node: PolicyNode, nodes: PolicyNode[]): FilterRule
   return rules;
 }
 
-/** The packet filter one node enforces: the rules it is a destination of, reduced to its own addresses. */
+/**
+ * Is this destination one the node enforces? Its own addresses; a prefix overlapping a subnet
+ * route it is approved for (it forwards there); on an exit node, any part of the internet
+ * (tailscaled filters what it forwards too). As Headscale's ReduceFilterRules.
+ */
+function enforces(node: PolicyNode, dstIP: string): boolean {
+  if (dstIP === "*" || node.ips.some((ip) => ipIn(ip, [dstIP]))) return true;
+  if (node.subnetRoutes?.some((r) => overlaps(r, dstIP))) return true;
+  return Boolean(node.exit) && insideAny(dstIP, THE_INTERNET);
+}
+
+/** The packet filter one node enforces: the rules it is a destination of, reduced to what it enforces. */
 export function nodeFilter(p: Policy, node: PolicyNode, nodes: PolicyNode[], global = globalRules(p, nodes)): FilterRule[] {
   const out: FilterRule[] = [];
   for (const r of global) {
-    const DstPorts = r.DstPorts.filter((d) => d.IP === "*" || node.ips.some((ip) => ipIn(ip, [d.IP])));
+    const DstPorts = r.DstPorts.filter((d) => enforces(node, d.IP));
     if (DstPorts.length) out.push({ ...r, DstPorts });
   }
   return [...out, ...selfRules(p, node, nodes)];
@@ -438,9 +479,53 @@ export function filterAllows(rules: FilterRule[], src: string, dst: string, port
   );
 }
 
-/** Whether `a` may open a connection to `b` on any port under its filter. */
-function canAccess(filterOfB: FilterRule[], a: PolicyNode): boolean {
-  return filterOfB.some((r) => a.ips.some((ip) => ipIn(ip, r.SrcIPs)));
+/** Is `a` a source of the rule: one of its addresses, or (a subnet router) one of its routes? */
+function isSource(r: FilterRule, a: PolicyNode): boolean {
+  return a.ips.some((ip) => ipIn(ip, r.SrcIPs)) || Boolean(a.subnetRoutes?.some((route) => r.SrcIPs.some((s) => overlaps(s, route))));
+}
+
+/** Do the rule's destinations cover the whole internet ("*", autogroup:internet, 0.0.0.0/0 and ::/0)? */
+export function coversInternet(r: FilterRule): boolean {
+  return THE_INTERNET.every((block) => r.DstPorts.some((d) => d.IP === "*" || insideAny(block, [d.IP])));
+}
+
+/**
+ * Whether `a` may open a connection to `b` (on any port) under b's filter: to b's addresses or
+ * b's subnet routes, or through b as an exit node when a may reach the whole internet.
+ * As Headscale's CanAccess.
+ */
+function canAccess(filterOfB: FilterRule[], a: PolicyNode, b: PolicyNode): boolean {
+  return filterOfB.some(
+    (r) =>
+      isSource(r, a) &&
+      (r.DstPorts.some((d) => d.IP === "*" || b.ips.some((ip) => ipIn(ip, [d.IP])) || b.subnetRoutes?.some((s) => overlaps(s, d.IP))) ||
+        (Boolean(b.exit) && coversInternet(r))),
+  );
+}
+
+/**
+ * The routes of `peer` that `viewer` gets in AllowedIPs: a subnet route when some rule lets the
+ * viewer (or its own subnets) reach into it or lets it reach the viewer (Headscale's
+ * CanAccessRoute); an exit route only when the viewer may reach the whole internet
+ * (autogroup:internet). A co-router of the same prefix always sees who is primary.
+ */
+export function routesFor(rules: FilterRule[], viewer: PolicyNode, peer: PolicyNode): string[] {
+  const mine = viewer.subnetRoutes ?? [];
+  const srcHasViewer = (r: FilterRule) => viewer.ips.some((ip) => ipIn(ip, r.SrcIPs));
+  const dstHasViewer = (r: FilterRule) => r.DstPorts.some((d) => viewer.ips.some((ip) => ipIn(ip, [d.IP])));
+  const srcOverlaps = (r: FilterRule, ps: string[]) => r.SrcIPs.some((s) => ps.some((p) => overlaps(s, p)));
+  const dstOverlaps = (r: FilterRule, ps: string[]) => r.DstPorts.some((d) => ps.some((p) => overlaps(d.IP, p)));
+  return (peer.offered ?? []).filter((route) => {
+    if (EXIT_ROUTES.includes(route)) return rules.some((r) => srcHasViewer(r) && coversInternet(r));
+    if (mine.includes(route)) return true;
+    return rules.some(
+      (r) =>
+        (srcHasViewer(r) && dstOverlaps(r, [route])) ||
+        (srcOverlaps(r, [route]) && dstHasViewer(r)) ||
+        (mine.length > 0 && srcOverlaps(r, mine) && dstOverlaps(r, [route])) ||
+        (mine.length > 0 && srcOverlaps(r, [route]) && dstOverlaps(r, mine)),
+    );
+  });
 }
 
 /** The peers a node may see: a Set under a policy, a view of all other nodes without one. */
@@ -462,9 +547,19 @@ function allBut(self: number, all: ReadonlySet<number>): PeerSet {
   };
 }
 
-/** For each node, the filter and the IDs of the peers it may know of (either may reach the other). */
-export function compileAll(p: Policy | undefined, nodes: PolicyNode[]): Map<number, { filter: FilterRule[]; peers: PeerSet }> {
-  const out = new Map<number, { filter: FilterRule[]; peers: PeerSet }>();
+/**
+ * What one node's map carries: its packet filter, the peers it may know of, and (under a policy)
+ * the routes of each such peer it is given; without `routes` every peer's offered routes.
+ */
+export interface Compiled {
+  filter: FilterRule[];
+  peers: PeerSet;
+  routes?: Map<number, string[]>;
+}
+
+/** For each node, the filter, the IDs of the peers it may know of (either may reach the other) and their routes. */
+export function compileAll(p: Policy | undefined, nodes: PolicyNode[]): Map<number, Compiled> {
+  const out = new Map<number, Compiled>();
   if (!p) {
     const all = new Set(nodes.map((n) => n.id));
     for (const n of nodes) out.set(n.id, { filter: ALLOW_ALL, peers: allBut(n.id, all) });
@@ -474,8 +569,13 @@ export function compileAll(p: Policy | undefined, nodes: PolicyNode[]): Map<numb
   const filters = new Map(nodes.map((n) => [n.id, nodeFilter(p, n, nodes, global)]));
   for (const n of nodes) {
     const peers = new Set<number>();
-    for (const m of nodes) if (m.id !== n.id && (canAccess(filters.get(m.id)!, n) || canAccess(filters.get(n.id)!, m))) peers.add(m.id);
-    out.set(n.id, { filter: filters.get(n.id)!, peers });
+    const routes = new Map<number, string[]>();
+    for (const m of nodes) {
+      if (m.id === n.id || !(canAccess(filters.get(m.id)!, n, m) || canAccess(filters.get(n.id)!, m, n))) continue;
+      peers.add(m.id);
+      if (m.offered?.length) routes.set(m.id, routesFor(global, n, m));
+    }
+    out.set(n.id, { filter: filters.get(n.id)!, peers, routes });
   }
   return out;
 }
@@ -520,6 +620,73 @@ export function runTests(p: Policy, nodes: PolicyNode[]): void {
 const bare = (ip: string) => ip.replace(/\/(32|128)$/, "");
 
 // ---- addresses ----
+
+export const EXIT_ROUTES = ["0.0.0.0/0", "::/0"];
+
+interface Block {
+  v6: boolean;
+  n: bigint;
+  len: number;
+}
+
+function block(prefix: string): Block {
+  const [net, bits] = prefix.split("/");
+  const a = toBig(net!);
+  const width = a.v6 ? 128 : 32;
+  const len = bits === undefined ? width : Number(bits);
+  return { v6: a.v6, n: (a.n >> BigInt(width - len)) << BigInt(width - len), len };
+}
+
+function blockText(b: Block): string {
+  if (!b.v6) return `${[24, 16, 8, 0].map((s) => Number((b.n >> BigInt(s)) & 255n)).join(".")}/${b.len}`;
+  const groups = [112, 96, 80, 64, 48, 32, 16, 0].map((s) => Number((b.n >> BigInt(s)) & 0xffffn).toString(16));
+  return `${groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::")}/${b.len}`;
+}
+
+/** Is `inner` (a prefix or address) inside `outer`? */
+function inside(inner: Block, outer: Block): boolean {
+  if (inner.v6 !== outer.v6 || inner.len < outer.len) return false;
+  const shift = BigInt((inner.v6 ? 128 : 32) - outer.len);
+  return inner.n >> shift === outer.n >> shift;
+}
+
+/** Do two prefixes ("*" is everything) share any address? */
+export function overlaps(a: string, b: string): boolean {
+  if (a === "*" || b === "*") return true;
+  const x = block(a);
+  const y = block(b);
+  return inside(x, y) || inside(y, x);
+}
+
+/** Is the prefix wholly inside one of `set` ("*" is everything)? */
+export function insideAny(prefix: string, set: string[]): boolean {
+  if (set.includes("*")) return true;
+  if (prefix === "*") return false;
+  const p = block(prefix);
+  return set.some((s) => inside(p, block(s)));
+}
+
+/** `whole` minus `holes`, as aligned prefixes: a block without holes whole, one with holes split in two. */
+function subtract(whole: Block, holes: Block[]): Block[] {
+  const hit = holes.filter((h) => inside(h, whole) || inside(whole, h));
+  if (!hit.length) return [whole];
+  if (hit.some((h) => inside(whole, h))) return [];
+  const width = whole.v6 ? 128 : 32;
+  const half = BigInt(width - whole.len - 1);
+  const lo = { ...whole, len: whole.len + 1 };
+  const hi = { ...lo, n: whole.n | (1n << half) };
+  return [...subtract(lo, hit), ...subtract(hi, hit)];
+}
+
+/**
+ * autogroup:internet: every IPv4 address and 2000::/3, without the private (RFC 1918), CGNAT
+ * and Tailscale, and link-local ranges (the set Headscale calls TheInternet). As disjoint
+ * aligned prefixes, so a prefix inside the internet lies inside one of them.
+ */
+export const THE_INTERNET: string[] = [
+  ...subtract(block("0.0.0.0/0"), ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"].map(block)),
+  ...subtract(block("2000::/3"), ["fc00::/7", "fd7a:115c:a1e0::/48", "fe80::/10"].map(block)),
+].map(blockText);
 
 function toBig(ip: string): { v6: boolean; n: bigint } {
   if (!ip.includes(":")) return { v6: false, n: ip.split(".").reduce((a, o) => (a << 8n) + BigInt(Number(o)), 0n) };

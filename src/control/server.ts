@@ -10,7 +10,7 @@ import { startAdmin } from "./admin.ts";
 import type { ControlConfig } from "./config.ts";
 import { DerpServer } from "./derp.ts";
 import { formatKey, type KeyPair, keyPairFrom, newKeyPair, parseKey, zeroKey } from "./keys.ts";
-import { derpMap, fullMapJson, type MapperConfig, nodeView, userProfiles } from "./mapper.ts";
+import { derpMap, fullMapJson, type MapperConfig, nodeView, userProfiles, type ViewJson } from "./mapper.ts";
 import { boundPort, startMetrics } from "./metrics.ts";
 import { errorFrame, HandshakeError, NoiseConn, respond } from "./noise.ts";
 import { PendingLogins } from "./pending.ts";
@@ -85,7 +85,7 @@ interface MapSession {
   nodeId: number;
   compress: boolean;
   /** Under an ACL policy: what this stream's client was last sent (its filter as JSON, its peers). */
-  sent?: { filter: string; peers: Set<number> };
+  sent?: SentState;
   /** Write one framed message (see `encode`). */
   write(frame: Buffer): void;
   end(): void;
@@ -100,6 +100,8 @@ function encode(json: string, compress: boolean): Buffer {
 interface NoisePeer {
   machineKey: string;
   close(why: string): void;
+  /** Set when the client stopped answering PINGs: it is gone, no reconnect is worth waiting for. */
+  dead?: boolean;
 }
 
 export class ControlServer {
@@ -108,6 +110,8 @@ export class ControlServer {
   readonly derp: DerpServer | undefined;
   private readonly mapper: MapperConfig;
   private readonly sessions = new Map<number, MapSession>();
+  /** Nodes whose map stream ended, waiting out limits.offline_grace for a new one before going offline. */
+  private readonly goingOffline = new Map<number, NodeJS.Timeout>();
   private readonly pending: PendingLogins;
   private readonly sockets = new Set<Duplex>();
   private listener: http.Server | undefined;
@@ -223,6 +227,8 @@ export class ControlServer {
     rmSync(this.config.adminSocket, { force: true });
     for (const s of this.sessions.values()) s.end();
     this.sessions.clear();
+    for (const t of this.goingOffline.values()) clearTimeout(t);
+    this.goingOffline.clear();
     this.derp?.close();
     await this.stun?.close();
     for (const s of this.sockets) s.destroy();
@@ -365,7 +371,12 @@ export class ControlServer {
     // Timers run before I/O in an event-loop turn: after a stall the answer may be waiting
     // unread, so look again once pending I/O has been handled.
     const timer = setTimeout(
-      () => setImmediate(() => answered || peer.close(`no answer to an HTTP/2 PING within ${pingTimeout} ms`)),
+      () =>
+        setImmediate(() => {
+          if (answered) return;
+          peer.dead = true;
+          peer.close(`no answer to an HTTP/2 PING within ${pingTimeout} ms`);
+        }),
       pingTimeout,
     );
     try {
@@ -561,7 +572,10 @@ export class ControlServer {
 
   // ---- /machine/map ----
 
-  private readonly viewJson = (n: NodeRec): string => {
+  /** A node's serialised view: the shared, cached one unless a policy narrowed its routes for this viewer. */
+  private readonly viewJson: ViewJson = (n, routes) => {
+    if (routes && routes.join() !== this.tailnet.offeredRoutes(n).join())
+      return JSON.stringify(nodeView(this.tailnet, this.mapper, n, routes));
     let v = this.viewCache.get(n.id);
     if (v === undefined) {
       v = JSON.stringify(nodeView(this.tailnet, this.mapper, n));
@@ -650,6 +664,8 @@ export class ControlServer {
     };
     this.sessions.get(nodeId)?.end();
     this.sessions.set(nodeId, session);
+    clearTimeout(this.goingOffline.get(nodeId));
+    this.goingOffline.delete(nodeId);
     // Only a policy makes what a node sees differ from node to node (flushUnderPolicy).
     session.sent = this.tailnet.policy() ? this.sentState(nodeId) : undefined;
     session.write(full());
@@ -661,8 +677,25 @@ export class ControlServer {
     clearTimeout(stalled);
     if (this.sessions.get(nodeId) === session) {
       this.sessions.delete(nodeId);
-      this.tailnet.setOnline(nodeId, false);
+      this.offlineUnlessBack(nodeId, peer.dead ? 0 : L.offlineGrace);
     }
+  }
+
+  /**
+   * A node whose map stream ended goes offline unless a new stream comes within `graceMs`, as
+   * Headscale waits up to 10 s: a client that restarts its long-poll, or a router's brief
+   * network blip, does not lose its routes to the standby for good (a primary is kept while
+   * online). A client that stopped answering PINGs is gone: offline at once.
+   */
+  private offlineUnlessBack(nodeId: number, graceMs: number): void {
+    if (graceMs <= 0) return this.tailnet.setOnline(nodeId, false);
+    clearTimeout(this.goingOffline.get(nodeId));
+    const t = setTimeout(() => {
+      this.goingOffline.delete(nodeId);
+      if (!this.sessions.has(nodeId)) this.tailnet.setOnline(nodeId, false);
+    }, graceMs);
+    t.unref();
+    this.goingOffline.set(nodeId, t);
   }
 
   /**
@@ -716,10 +749,10 @@ export class ControlServer {
     }
   }
 
-  /** What a node's map carries under the policy now: its filter and its peers. */
-  private sentState(nodeId: number): { filter: string; peers: Set<number> } {
+  /** What a node's map carries under the policy now: its filter, its peers and the routes it is given of each. */
+  private sentState(nodeId: number): SentState {
     const c = this.tailnet.compiled().get(nodeId);
-    return { filter: JSON.stringify(c?.filter ?? []), peers: new Set(c?.peers ?? []) };
+    return { filter: JSON.stringify(c?.filter ?? []), peers: new Set(c?.peers ?? []), routes: c?.routes ?? new Map() };
   }
 
   /**
@@ -736,12 +769,7 @@ export class ControlServer {
       const node = this.tailnet.node(s.nodeId);
       if (!node) continue;
       const now = this.sentState(s.nodeId);
-      const same =
-        s.sent &&
-        s.sent.filter === now.filter &&
-        s.sent.peers.size === now.peers.size &&
-        [...now.peers].every((id) => s.sent!.peers.has(id));
-      if (!same) {
+      if (!s.sent || !sameState(s.sent, now)) {
         s.sent = now;
         s.write(encode(fullMapJson(this.tailnet, this.mapper, node, this.viewJson), s.compress));
         continue;
@@ -749,9 +777,12 @@ export class ControlServer {
       if (!changed.some((id) => id === s.nodeId || now.peers.has(id))) continue;
       const json = message(s.nodeId);
       if (!json) continue;
-      // PeersChanged lists every changed node; keep only those this node may see.
+      // PeersChanged lists every changed node; keep only those this node may see, with the routes it is given of each.
       const parsed = JSON.parse(json) as { PeersChanged?: { ID: number }[] };
-      if (parsed.PeersChanged) parsed.PeersChanged = parsed.PeersChanged.filter((p) => now.peers.has(p.ID));
+      if (parsed.PeersChanged)
+        parsed.PeersChanged = parsed.PeersChanged.filter((p) => now.peers.has(p.ID)).map((p) =>
+          JSON.parse(this.viewJson(this.tailnet.node(p.ID)!, now.routes.get(p.ID) ?? [])),
+        );
       if (parsed.PeersChanged?.length === 0) delete parsed.PeersChanged;
       s.write(encode(JSON.stringify(parsed), s.compress));
     }
@@ -781,6 +812,18 @@ export class ControlServer {
   isOnline(id: number): boolean {
     return this.tailnet.isOnline(id);
   }
+}
+
+/** What a stream's client was last sent under a policy: filter (JSON), peers, and the routes it is given of each peer. */
+interface SentState {
+  filter: string;
+  peers: Set<number>;
+  routes: Map<number, string[]>;
+}
+
+function sameState(a: SentState, b: SentState): boolean {
+  const routes = (s: SentState) => JSON.stringify([...s.routes].filter(([, r]) => r.length).sort(([x], [y]) => x - y));
+  return a.filter === b.filter && a.peers.size === b.peers.size && [...b.peers].every((id) => a.peers.has(id)) && routes(a) === routes(b);
 }
 
 function lengthPrefixed(b: Buffer): Buffer {

@@ -2,10 +2,10 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
+  type Compiled,
   canOwnTag,
   compileAll,
-  type FilterRule,
-  type PeerSet,
+  EXIT_ROUTES,
   type Policy,
   PolicyError,
   type PolicyNode,
@@ -79,7 +79,7 @@ export class Tailnet {
   private readonly now: () => Date;
   /** The ACL policy in force (none: allow-all), and what it compiles to for the current nodes. */
   private policyInForce: Policy | undefined;
-  private compiledCache: Map<number, { filter: FilterRule[]; peers: PeerSet }> | undefined;
+  private compiledCache: Map<number, Compiled> | undefined;
 
   constructor(
     private readonly store: StateStore,
@@ -145,11 +145,14 @@ export class Tailnet {
       ips: [n.ipv4, n.ipv6],
       user: this.user(n.userId)?.name ?? "",
       tags: n.tags ?? [],
+      subnetRoutes: this.servableRoutes(n),
+      exit: this.exitRoutes(n).length > 0,
+      offered: this.offeredRoutes(n),
     }));
   }
 
-  /** Each node's packet filter and visible peers under the policy in force (cached until the next change). */
-  compiled(): Map<number, { filter: FilterRule[]; peers: PeerSet }> {
+  /** Each node's packet filter, visible peers and their routes under the policy in force (cached until the next change). */
+  compiled(): Map<number, Compiled> {
     this.compiledCache ??= compileAll(this.policyInForce, this.policyNodes());
     return this.compiledCache;
   }
@@ -517,11 +520,11 @@ export class Tailnet {
     }
     const hostinfo = r.hostinfo && Object.keys(r.hostinfo).length ? keepNetInfo(r.hostinfo, n.hostinfo) : undefined;
     if (hostinfo && JSON.stringify(hostinfo) !== JSON.stringify(n.hostinfo)) {
-      const routesBefore = JSON.stringify(this.announcedRoutes(n));
+      const routesBefore = JSON.stringify(this.availableRoutes(n));
       const renamed = this.followHostname(n, hostinfo.Hostname);
       n.hostinfo = hostinfo;
       dirty = true;
-      persist = persist || renamed || JSON.stringify(this.announcedRoutes(n)) !== routesBefore;
+      persist = persist || renamed || JSON.stringify(this.availableRoutes(n)) !== routesBefore;
     }
     if (r.cap && r.cap !== n.cap) {
       n.cap = r.cap;
@@ -545,9 +548,27 @@ export class Tailnet {
 
   // ---- routes ----
 
+  /** Everything the node announces (Hostinfo.RoutableIPs), exit routes included: Headscale's "Available". */
+  availableRoutes(n: NodeRec): string[] {
+    return n.hostinfo.RoutableIPs ?? [];
+  }
+
   /** Routes the node announces (Hostinfo.RoutableIPs), without exit routes. */
   announcedRoutes(n: NodeRec): string[] {
-    return (n.hostinfo.RoutableIPs ?? []).filter((p) => p !== "0.0.0.0/0" && p !== "::/0");
+    return this.availableRoutes(n).filter((p) => !EXIT_ROUTES.includes(p));
+  }
+
+  /**
+   * Exit routes (0.0.0.0/0, ::/0) the node announces (`--advertise-exit-node`) and an admin
+   * approved: it is an exit node. No election: every exit node serves them.
+   */
+  exitRoutes(n: NodeRec): string[] {
+    return this.availableRoutes(n).filter((p) => EXIT_ROUTES.includes(p) && n.approvedRoutes.includes(p));
+  }
+
+  /** What peers may be given in this node's AllowedIPs (the policy may narrow it per viewer): primaries and exit routes. */
+  offeredRoutes(n: NodeRec): string[] {
+    return [...this.primaryRoutes(n).sort(), ...this.exitRoutes(n)];
   }
 
   /** Announced and approved: what the node may serve. */
