@@ -6,6 +6,7 @@
  */
 import { setMaxListeners } from "node:events";
 import { repoLoadClient, type SimulatedNode } from "./client-adapter.ts";
+import { scanMap } from "./map-scan.ts";
 import { type FromWorker, nowMs, type Request, type Stats } from "./protocol.ts";
 import { applyMap, beginWatch, type NodeState, newNodeState, satisfies, type Watch } from "./sim-node.ts";
 
@@ -52,8 +53,9 @@ async function startNode(i: number): Promise<void> {
       authKey: server.authKey,
       hostname: `sim-${i}`,
       realistic: server.realistic,
-      onMessage: (m) => {
-        applyMap(s, m, watch);
+      onMessage: (json) => {
+        // Peers' endpoints matter only while the phase waits for new ones.
+        applyMap(s, scanMap(json, watch?.kind === "endpoints"), watch);
         judge(i);
         report();
       },
