@@ -256,3 +256,30 @@ function scanNode(b: Buffer, at: number, s: MapSummary): number {
   }
   return ~k;
 }
+
+/**
+ * Summaries of the last few messages, by their exact bytes. A server that sends one delta to
+ * every stream (the null server; the builtin one without a policy) has a worker read the same
+ * bytes once per node it drives: a hit costs a byte comparison instead of a scan. Messages of
+ * other servers just miss. Summaries handed out are shared: read them, never change them.
+ */
+export class ScanCache {
+  private readonly entries: { json: Buffer; endpoints: boolean; summary: MapSummary }[] = [];
+  private next = 0;
+
+  constructor(
+    private readonly size = 8,
+    /** Larger messages (full netmaps, each with its own node first) are not worth comparing. */
+    private readonly maxBytes = 64 * 1024,
+  ) {}
+
+  scan(json: Buffer, endpoints: boolean): MapSummary {
+    if (json.length > this.maxBytes) return scanMap(json, endpoints);
+    for (const e of this.entries) if (e.endpoints === endpoints && e.json.length === json.length && e.json.equals(json)) return e.summary;
+    const summary = scanMap(json, endpoints);
+    // A copy: `json` may be a view into a much larger buffer.
+    this.entries[this.next] = { json: Buffer.from(json), endpoints, summary };
+    this.next = (this.next + 1) % this.size;
+    return summary;
+  }
+}

@@ -6,7 +6,7 @@
  */
 import { setMaxListeners } from "node:events";
 import { repoLoadClient, type SimulatedNode } from "./client-adapter.ts";
-import { scanMap } from "./map-scan.ts";
+import { ScanCache } from "./map-scan.ts";
 import { type FromWorker, nowMs, type Request, type Stats } from "./protocol.ts";
 import { applyMap, beginWatch, type NodeState, newNodeState, satisfies, type Watch } from "./sim-node.ts";
 
@@ -24,6 +24,7 @@ let phase = "";
 let watch: Watch | undefined;
 let reportedOk: boolean | undefined;
 const stats = { bytes: 0, resets: 0 };
+const scans = new ScanCache();
 
 function send(m: FromWorker): void {
   process.send?.(m);
@@ -55,7 +56,7 @@ async function startNode(i: number): Promise<void> {
       realistic: server.realistic,
       onMessage: (json) => {
         // Peers' endpoints matter only while the phase waits for new ones.
-        applyMap(s, scanMap(json, watch?.kind === "endpoints"), watch);
+        applyMap(s, scans.scan(json, watch?.kind === "endpoints"), watch);
         judge(i);
         report();
       },

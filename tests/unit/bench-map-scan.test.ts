@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { scanMap, summarizeMap } from "../../bench/control/map-scan.ts";
+import { ScanCache, scanMap, summarizeMap } from "../../bench/control/map-scan.ts";
 import { REAL_REGISTER } from "../../tests/unit/control-fixtures/requests.ts";
 
 // The load generator reads map messages with scanMap; it must agree with JSON.parse on every
@@ -141,5 +141,23 @@ describe("control-plane benchmark: reading map messages", () => {
       '{"a":}',
     ])
       expect(() => scanMap(Buffer.from(text)), text).toThrow();
+  });
+});
+
+describe("control-plane benchmark: the scan cache", () => {
+  it("answers repeated bytes from the cache, and scans anything that differs by a byte, the endpoints flag or size", () => {
+    const cache = new ScanCache(2, 200);
+    const a = Buffer.from('{"PeersChanged":[{"ID":1,"Endpoints":["a:1"]}]}');
+    const b = Buffer.from('{"PeersChanged":[{"ID":2,"Endpoints":["a:1"]}]}');
+    const first = cache.scan(a, true);
+    expect(first).toEqual(scanMap(a, true));
+    expect(cache.scan(Buffer.from(a), true)).toBe(first);
+    expect(cache.scan(b, true)).toEqual(scanMap(b, true));
+    expect(cache.scan(a, false)).toEqual(scanMap(a, false));
+    // Two entries only: a was pushed out by b and a-without-endpoints.
+    expect(cache.scan(a, true)).not.toBe(first);
+    const big = Buffer.from(JSON.stringify({ PeersChanged: [{ ID: 3, Hostinfo: { Pad: "x".repeat(300) } }] }));
+    expect(cache.scan(big, false)).toEqual(scanMap(big, false));
+    expect(cache.scan(big, false)).not.toBe(cache.scan(big, false));
   });
 });
