@@ -2,9 +2,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { Duplex, PassThrough } from "node:stream";
 import { decompress } from "fzstd";
 import { describe, expect, it } from "vitest";
+import { OPEN_SMALL_WORKS, openSmall, words } from "../../src/control/chachapoly-small.ts";
 import { LengthPrefixedFrames, zstdDecode } from "../../src/control/client.ts";
 import { dh, keyPairFrom, nativeX25519, newKeyPair } from "../../src/control/keys.ts";
-import { OPEN_SMALL_WORKS, openSmall, words } from "../../src/control/chachapoly-small.ts";
 import { encodeRecord, initiate, MAX_PLAINTEXT, NoiseConn, RecordOpener, respond, seal } from "../../src/control/noise.ts";
 import { mapFrameJson, storedContent, zstdStored } from "../../src/control/zstd.ts";
 
