@@ -17,14 +17,14 @@ export interface LoadClient {
   /**
    * Register one new node (fresh machine, node and disco keys) with `authKey` over
    * POST /ts2021 (Noise) + /machine/register, then hold a streaming POST /machine/map
-   * (Stream: true), and pass every map response (full netmap or delta) to `onMessage` as its
-   * JSON bytes, undecoded (the worker reads only the few fields it follows: map-scan.ts).
+   * (Stream: true), and pass every map response (full netmap or delta) to `onMessage` as the
+   * zstd frame it came in (the worker decodes it, or knows it already: map-scan.ts).
    */
   startNode(opts: {
     serverUrl: string;
     authKey: string;
     hostname: string;
-    onMessage: (json: Buffer) => void;
+    onMessage: (zstdFrame: Buffer) => void;
     /** Bytes of map messages received, as they came over the wire (compressed or not). */
     onBytes?: (n: number) => void;
     /** The server ended the node's map stream and the node polled again. */
@@ -77,7 +77,11 @@ export function repoLoadClient(): LoadClient {
         let conn = client;
         const discoKey = formatKey("discokey", nativeX25519.newKeyPair().publicKey);
         const stream = { nodeKey, discoKey, hostname, hostinfo };
-        let map = await conn.mapStreamJson(stream, onMessage, onBytes);
+        const onFrame = (frame: Buffer) => {
+          onBytes?.(4 + frame.length);
+          onMessage(frame);
+        };
+        let map = await conn.mapStreamFrames(stream, onFrame);
         if (map.status !== 200) throw new Error(`${hostname}: map request answered ${map.status}`);
         if (realistic) {
           const lite = await conn.liteUpdate({ ...stream, hostinfo: REAL_MAP.Hostinfo, endpoints: endpointsOf() });
@@ -97,7 +101,7 @@ export function repoLoadClient(): LoadClient {
         const pollAgain = async (): Promise<MapStream> => {
           for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
             try {
-              return await conn.mapStreamJson(stream, onMessage, onBytes);
+              return await conn.mapStreamFrames(stream, onFrame);
             } catch {
               conn.close();
               if (closed || signal.aborted) throw new Error("closed");

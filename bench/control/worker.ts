@@ -54,9 +54,9 @@ async function startNode(i: number): Promise<void> {
       authKey: server.authKey,
       hostname: `sim-${i}`,
       realistic: server.realistic,
-      onMessage: (json) => {
+      onMessage: (frame) => {
         // Peers' endpoints matter only while the phase waits for new ones.
-        applyMap(s, scans.scan(json, watch?.kind === "endpoints"), watch);
+        applyMap(s, scans.scan(frame, watch?.kind === "endpoints"), watch);
         judge(i);
         report();
       },

@@ -249,14 +249,18 @@ export class ControlClient {
     /** Each message's size on the wire (length prefix + frame, as the server sent it), for benchmarks. */
     onFrameBytes?: (n: number) => void,
   ): Promise<MapStream> {
-    return this.mapStreamJson(r, (json) => onMessage(JSON.parse(json.toString())), onFrameBytes);
+    return this.mapStreamFrames(r, (frame) => {
+      onFrameBytes?.(4 + frame.length);
+      onMessage(JSON.parse(zstdDecode(frame).toString()));
+    });
   }
 
   /**
-   * The same long-poll, but each message is handed over as its JSON bytes, undecoded (for a
-   * reader that wants only a few fields of each message, like the load generator).
+   * The same long-poll, but each message is handed over as the zstd frame it came in,
+   * undecoded (zstdDecode gives its JSON): for a reader that wants only a few fields of each
+   * message, or has read the same frame before, like the load generator.
    */
-  async mapStreamJson(r: MapStreamRequest, onJson: (json: Buffer) => void, onFrameBytes?: (n: number) => void): Promise<MapStream> {
+  async mapStreamFrames(r: MapStreamRequest, onFrame: (zstdFrame: Buffer) => void): Promise<MapStream> {
     const { status, stream } = await this.post("/machine/map", {
       Version: this.version,
       NodeKey: r.nodeKey,
@@ -269,16 +273,12 @@ export class ControlClient {
     });
     let failure: Error | undefined;
     const frames = new LengthPrefixedFrames();
-    const each = (frame: Buffer) => {
-      onFrameBytes?.(4 + frame.length);
-      onJson(zstdDecode(frame));
-    };
     // Events rather than an async iterator: a promise per chunk cost the load generator more than the chunk.
     const done = new Promise<void>((resolve) => {
       stream.on("data", (c: Buffer) => {
         if (failure) return;
         try {
-          frames.push(c, each);
+          frames.push(c, onFrame);
         } catch (e) {
           // A frame that does not decode ends this stream: say so rather than go quiet.
           failure = e as Error;

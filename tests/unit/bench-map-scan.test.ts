@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ScanCache, scanMap, summarizeMap } from "../../bench/control/map-scan.ts";
+import { zstdStored } from "../../src/control/zstd.ts";
 import { REAL_REGISTER } from "../../tests/unit/control-fixtures/requests.ts";
 
 // The load generator reads map messages with scanMap; it must agree with JSON.parse on every
@@ -145,19 +146,32 @@ describe("control-plane benchmark: reading map messages", () => {
 });
 
 describe("control-plane benchmark: the scan cache", () => {
-  it("answers repeated bytes from the cache, and scans anything that differs by a byte, the endpoints flag or size", () => {
+  it("answers a repeated frame from the cache, and reads anything that differs by a byte, the endpoints flag or size", () => {
     const cache = new ScanCache(2, 200);
-    const a = Buffer.from('{"PeersChanged":[{"ID":1,"Endpoints":["a:1"]}]}');
-    const b = Buffer.from('{"PeersChanged":[{"ID":2,"Endpoints":["a:1"]}]}');
+    const json = (id: number) => Buffer.from(`{"PeersChanged":[{"ID":${id},"Endpoints":["a:1"]}]}`);
+    const a = zstdStored(json(1));
+    const b = zstdStored(json(2));
     const first = cache.scan(a, true);
-    expect(first).toEqual(scanMap(a, true));
+    expect(first).toEqual(scanMap(json(1), true));
     expect(cache.scan(Buffer.from(a), true)).toBe(first);
-    expect(cache.scan(b, true)).toEqual(scanMap(b, true));
-    expect(cache.scan(a, false)).toEqual(scanMap(a, false));
+    expect(cache.scan(b, true)).toEqual(scanMap(json(2), true));
+    expect(cache.scan(a, false)).toEqual(scanMap(json(1), false));
     // Two entries only: a was pushed out by b and a-without-endpoints.
     expect(cache.scan(a, true)).not.toBe(first);
-    const big = Buffer.from(JSON.stringify({ PeersChanged: [{ ID: 3, Hostinfo: { Pad: "x".repeat(300) } }] }));
-    expect(cache.scan(big, false)).toEqual(scanMap(big, false));
+    const bigJson = Buffer.from(JSON.stringify({ PeersChanged: [{ ID: 3, Hostinfo: { Pad: "x".repeat(300) } }] }));
+    const big = zstdStored(bigJson);
+    expect(cache.scan(big, false)).toEqual(scanMap(bigJson, false));
     expect(cache.scan(big, false)).not.toBe(cache.scan(big, false));
+  });
+
+  it("reads compressed frames too (Headscale's)", () => {
+    // `zstd -19 --no-check` of a PeersChanged message with IDs 7, 8 and 9.
+    const compressed = Buffer.from(
+      "28b52ffd20c3ed020022051319706f0e0e3e785a422dc2aaa91f4b7bde3251cd48fbaaff4308d98b8763b4ec9de061850d16b8e357168dea24a9f2f69d356e4bd384572f3cbf2764de0a7eb21c737cd90f85105251ddcdb105000014505c20325084f1833203",
+      "hex",
+    );
+    const cache = new ScanCache();
+    expect(cache.scan(compressed, false).changed.map((p) => p.id)).toEqual(["7", "8", "9"]);
+    expect(cache.scan(compressed, true).changed.map((p) => p.endpoints)).toEqual([["1.2.3.4:5"], ["1.2.3.4:5"], ["1.2.3.4:5"]]);
   });
 });
