@@ -87,9 +87,10 @@ export class Workers {
 
   async stop(): Promise<void> {
     await Promise.race([this.all({ op: "exit" }).catch(() => {}), new Promise((r) => setTimeout(r, 5_000))]);
+    const gone = (p: ChildProcess) => p.exitCode !== null || p.signalCode !== null;
+    const exiting = this.procs.filter((p) => !gone(p));
     // A profiling worker writes its profile as it exits: give it time to.
-    const exiting = this.procs.filter((p) => p.exitCode === null && p.signalCode === null);
-    if (process.env.WG3_LOADGEN_CPU_PROF) await Promise.all(exiting.map((p) => new Promise((r) => p.once("exit", r))));
-    for (const p of exiting) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+    if (process.env.WG3_LOADGEN_CPU_PROF) await Promise.all(exiting.map((p) => new Promise((r) => (gone(p) ? r(0) : p.once("exit", r)))));
+    for (const p of exiting) if (!gone(p)) p.kill("SIGKILL");
   }
 }
