@@ -1,5 +1,5 @@
-import { ControlClient } from "../../src/control/client.ts";
-import { formatKey, newKeyPair } from "../../src/control/keys.ts";
+import { ControlClient, type MapStream } from "../../src/control/client.ts";
+import { formatKey, nativeX25519 } from "../../src/control/keys.ts";
 import { REAL_MAP, REAL_REGISTER } from "../../tests/unit/control-fixtures/requests.ts";
 
 /**
@@ -17,13 +17,14 @@ export interface LoadClient {
   /**
    * Register one new node (fresh machine, node and disco keys) with `authKey` over
    * POST /ts2021 (Noise) + /machine/register, then hold a streaming POST /machine/map
-   * (Stream: true), and pass every map response (full netmap or delta) to `onMessage`.
+   * (Stream: true), and pass every map response (full netmap or delta) to `onMessage` as the
+   * zstd frame it came in (the worker decodes it, or knows it already: map-scan.ts).
    */
   startNode(opts: {
     serverUrl: string;
     authKey: string;
     hostname: string;
-    onMessage: (m: Record<string, unknown>) => void;
+    onMessage: (zstdFrame: Buffer) => void;
     /** Bytes of map messages received, as they came over the wire (compressed or not). */
     onBytes?: (n: number) => void;
     /** The server ended the node's map stream and the node polled again. */
@@ -61,7 +62,7 @@ export function repoLoadClient(): LoadClient {
     async startNode({ serverUrl, authKey, hostname, onMessage, onBytes, onReset, realistic, signal }): Promise<SimulatedNode> {
       const client = await ControlClient.connect({ url: serverUrl });
       try {
-        const nodeKey = formatKey("nodekey", newKeyPair().publicKey);
+        const nodeKey = formatKey("nodekey", nativeX25519.newKeyPair().publicKey);
         const hostinfo = realistic ? REAL_REGISTER.Hostinfo : undefined;
         const reg = (await client.register({ nodeKey, authKey, hostname, hostinfo })) as {
           MachineAuthorized?: boolean;
@@ -74,9 +75,13 @@ export function repoLoadClient(): LoadClient {
           );
         let closed = false;
         let conn = client;
-        const discoKey = formatKey("discokey", newKeyPair().publicKey);
+        const discoKey = formatKey("discokey", nativeX25519.newKeyPair().publicKey);
         const stream = { nodeKey, discoKey, hostname, hostinfo };
-        let map = await conn.mapStream(stream, onMessage, onBytes);
+        const onFrame = (frame: Buffer) => {
+          onBytes?.(4 + frame.length);
+          onMessage(frame);
+        };
+        let map = await conn.mapStreamFrames(stream, onFrame);
         if (map.status !== 200) throw new Error(`${hostname}: map request answered ${map.status}`);
         if (realistic) {
           const lite = await conn.liteUpdate({ ...stream, hostinfo: REAL_MAP.Hostinfo, endpoints: endpointsOf() });
@@ -93,10 +98,10 @@ export function repoLoadClient(): LoadClient {
         };
         // The same connection if it still works, else a new one, with backoff while the
         // server is away (a restart), as tailscaled does.
-        const pollAgain = async (): Promise<Awaited<ReturnType<ControlClient["mapStream"]>>> => {
+        const pollAgain = async (): Promise<MapStream> => {
           for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
             try {
-              return await conn.mapStream(stream, onMessage, onBytes);
+              return await conn.mapStreamFrames(stream, onFrame);
             } catch {
               conn.close();
               if (closed || signal.aborted) throw new Error("closed");

@@ -3,6 +3,7 @@
  * for (every node has all peers, has dropped one, has seen new endpoints, has a fresh map).
  * Pure: the worker processes apply messages here and report when all their nodes satisfy.
  */
+import type { MapSummary, WirePeer } from "./map-scan.ts";
 
 export interface NodeState {
   /** The node's own ID, from `Node` in its first full map. */
@@ -38,38 +39,27 @@ export function beginWatch(s: NodeState): void {
   s.fresh = false;
 }
 
-interface WireNode {
-  ID?: number | string;
-  Endpoints?: string[] | null;
-}
-interface WirePatch {
-  NodeID?: number | string;
-  Endpoints?: string[] | null;
-}
-
-/** Apply one MapResponse (full netmap or delta) to what the node knows. */
-export function applyMap(s: NodeState, m: Record<string, unknown>, w: Watch | undefined): void {
-  const node = m.Node as WireNode | undefined;
-  if (node?.ID !== undefined) s.id = String(node.ID);
+/** Apply one MapResponse (full netmap or delta), as summarised by map-scan.ts, to what the node knows. */
+export function applyMap(s: NodeState, m: MapSummary, w: Watch | undefined): void {
+  if (m.nodeId !== undefined) s.id = m.nodeId;
   const want = w?.kind === "endpoints" ? w.want : undefined;
-  const note = (id: string, eps: string[] | null | undefined) => {
-    if (want && eps !== undefined && want[id] === endpointsKey(eps)) s.seen.add(id);
+  const note = (p: WirePeer) => {
+    if (want && p.endpoints !== undefined && want[p.id] === endpointsKey(p.endpoints)) s.seen.add(p.id);
   };
-  const add = (p: WireNode) => {
-    const id = String(p.ID);
+  const add = (p: WirePeer) => {
     // A server that shares one delta between all streams also lists the node itself.
-    if (id === s.id) return;
-    s.peers.add(id);
-    note(id, p.Endpoints);
+    if (p.id === s.id) return;
+    s.peers.add(p.id);
+    note(p);
   };
-  if (Array.isArray(m.Peers)) {
+  if (m.peers) {
     s.peers.clear();
-    for (const p of m.Peers as WireNode[]) add(p);
-    if (node) s.fresh = true;
+    for (const p of m.peers) add(p);
+    if (m.node) s.fresh = true;
   }
-  for (const p of (m.PeersChanged as WireNode[] | undefined) ?? []) add(p);
-  for (const p of (m.PeersChangedPatch as WirePatch[] | undefined) ?? []) note(String(p.NodeID), p.Endpoints);
-  for (const id of (m.PeersRemoved as (number | string)[] | undefined) ?? []) s.peers.delete(String(id));
+  for (const p of m.changed) add(p);
+  for (const p of m.patched) note(p);
+  for (const id of m.removed) s.peers.delete(id);
 }
 
 export function satisfies(s: NodeState, w: Watch): boolean {

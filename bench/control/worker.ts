@@ -6,6 +6,7 @@
  */
 import { setMaxListeners } from "node:events";
 import { repoLoadClient, type SimulatedNode } from "./client-adapter.ts";
+import { ScanCache } from "./map-scan.ts";
 import { type FromWorker, nowMs, type Request, type Stats } from "./protocol.ts";
 import { applyMap, beginWatch, type NodeState, newNodeState, satisfies, type Watch } from "./sim-node.ts";
 
@@ -23,6 +24,7 @@ let phase = "";
 let watch: Watch | undefined;
 let reportedOk: boolean | undefined;
 const stats = { bytes: 0, resets: 0 };
+const scans = new ScanCache();
 
 function send(m: FromWorker): void {
   process.send?.(m);
@@ -52,8 +54,9 @@ async function startNode(i: number): Promise<void> {
       authKey: server.authKey,
       hostname: `sim-${i}`,
       realistic: server.realistic,
-      onMessage: (m) => {
-        applyMap(s, m, watch);
+      onMessage: (frame) => {
+        // Peers' endpoints matter only while the phase waits for new ones.
+        applyMap(s, scans.scan(frame, watch?.kind === "endpoints"), watch);
         judge(i);
         report();
       },

@@ -29,9 +29,10 @@ export class Workers {
   static start(count: number): Workers {
     const loader = join(ROOT, "node_modules", "tsx", "dist", "loader.mjs");
     const entry = join(ROOT, "bench", "control", "worker.ts");
-    return new Workers(
-      Array.from({ length: count }, () => fork(entry, [], { execArgv: ["--no-warnings", "--import", loader], stdio: "inherit" })),
-    );
+    // WG3_LOADGEN_CPU_PROF=DIR: each worker writes a V8 CPU profile there when it exits (to see where the load generator's time goes).
+    const prof = process.env.WG3_LOADGEN_CPU_PROF;
+    const execArgv = ["--no-warnings", "--import", loader, ...(prof ? ["--cpu-prof", "--cpu-prof-dir", prof] : [])];
+    return new Workers(Array.from({ length: count }, () => fork(entry, [], { execArgv, stdio: "inherit" })));
   }
 
   get count(): number {
@@ -86,6 +87,10 @@ export class Workers {
 
   async stop(): Promise<void> {
     await Promise.race([this.all({ op: "exit" }).catch(() => {}), new Promise((r) => setTimeout(r, 5_000))]);
-    for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+    const gone = (p: ChildProcess) => p.exitCode !== null || p.signalCode !== null;
+    const exiting = this.procs.filter((p) => !gone(p));
+    // A profiling worker writes its profile as it exits: give it time to.
+    if (process.env.WG3_LOADGEN_CPU_PROF) await Promise.all(exiting.map((p) => new Promise((r) => (gone(p) ? r(0) : p.once("exit", r)))));
+    for (const p of exiting) if (!gone(p)) p.kill("SIGKILL");
   }
 }

@@ -1,10 +1,11 @@
 import http2 from "node:http2";
 import net from "node:net";
-import { Duplex } from "node:stream";
+import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import { decompress } from "fzstd";
-import { formatKey, type KeyPair, newKeyPair, parseKey, zeroKey } from "./keys.ts";
+import { formatKey, type KeyPair, nativeX25519, newKeyPair, parseKey, zeroKey } from "./keys.ts";
 import { initiate, NoiseConn, RESPONSE_LEN } from "./noise.ts";
+import { storedContent } from "./zstd.ts";
 
 /**
  * The client side of the control protocol, written from the same facts as the server: key
@@ -111,55 +112,52 @@ function readUpgrade(s: Duplex, n: number): Promise<{ status: number; head: stri
   });
 }
 
-const EARLY_MAGIC = Buffer.from([0xff, 0xff, 0xff, 0x54, 0x53]);
-
 /**
- * The client's side of the optional early payload (Headscale sends one, with a node-key
- * challenge, before HTTP/2): the first 9 decrypted bytes are either that magic plus a u32
- * big-endian length, whose JSON is skipped, or already the start of HTTP/2. Writes pass through.
+ * Splits a byte stream into u32 little-endian length-prefixed frames (the map stream's
+ * framing). Chunks are kept until a frame is complete, then joined once: a netmap of a
+ * thousand peers arrives in hundreds of chunks, and joining at every chunk copied it
+ * quadratically often.
  */
-class SkipEarlyPayload extends Duplex {
-  private head: Buffer | undefined = Buffer.alloc(0);
-  private skip = 0;
+export class LengthPrefixedFrames {
+  private chunks: Buffer[] = [];
+  private have = 0;
 
-  constructor(private readonly inner: Duplex) {
-    super();
-    inner.on("data", (d: Buffer) => this.onData(d));
-    inner.on("end", () => this.push(null));
-    inner.on("error", (e) => this.destroy(e));
-    inner.on("close", () => this.destroy());
-  }
-
-  private onData(d: Buffer): void {
-    if (this.head) {
-      this.head = Buffer.concat([this.head, d]);
-      if (this.head.length < 9) return;
-      d = this.head;
-      this.head = undefined;
-      if (d.subarray(0, 5).equals(EARLY_MAGIC)) {
-        this.skip = d.readUInt32BE(5);
-        d = d.subarray(9);
-      }
+  /** Add a chunk; `each` gets every frame it completes (a view, valid while `each` runs and after). */
+  push(chunk: Buffer, each: (frame: Buffer) => void): void {
+    this.chunks.push(chunk);
+    this.have += chunk.length;
+    while (this.have >= 4) {
+      if (this.chunks[0]!.length < 4) this.chunks = [Buffer.concat(this.chunks, this.have)];
+      const n = this.chunks[0]!.readUInt32LE(0);
+      if (this.have < 4 + n) return;
+      const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.have);
+      const rest = all.subarray(4 + n);
+      this.chunks = rest.length ? [rest] : [];
+      this.have = rest.length;
+      each(all.subarray(4, 4 + n));
     }
-    if (this.skip) {
-      const n = Math.min(this.skip, d.length);
-      this.skip -= n;
-      d = d.subarray(n);
-    }
-    if (d.length) this.push(d);
   }
+}
 
-  override _read(): void {}
-  override _write(chunk: Buffer, _e: BufferEncoding, cb: (e?: Error | null) => void): void {
-    this.inner.write(chunk, cb);
-  }
-  override _final(cb: () => void): void {
-    this.inner.end(cb);
-  }
-  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
-    this.inner.destroy();
-    cb(err);
-  }
+/** A map message's JSON from its zstd frame: stored frames (the builtin server's) without a decompressor. */
+export function zstdDecode(frame: Uint8Array): Buffer {
+  const out = storedContent(frame) ?? decompress(frame);
+  return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+}
+
+export interface MapStreamRequest {
+  nodeKey: string;
+  discoKey?: string;
+  endpoints?: string[];
+  hostname: string;
+  hostinfo?: Record<string, unknown>;
+}
+
+export interface MapStream {
+  status: number;
+  close(): void;
+  done: Promise<void>;
+  error(): Error | undefined;
 }
 
 export class ControlClient {
@@ -176,7 +174,7 @@ export class ControlClient {
 
   static async connect(o: ControlClientOptions): Promise<ControlClient> {
     const version = o.version ?? CLIENT_CAPVER;
-    const machine = o.machine ?? newKeyPair();
+    const machine = o.machine ?? nativeX25519.newKeyPair();
     const serverKey = await fetchServerKey(o.url, version, o);
     const u = new URL(o.url);
     const sock = await dial(u, o);
@@ -191,10 +189,9 @@ export class ControlClient {
       throw new Error(`ts2021 upgrade refused: ${up.head.split("\r\n")[0]}`);
     }
     const keys = hs.finish(up.body);
-    const conn = new NoiseConn(sock, keys, {}, up.rest);
+    const conn = new NoiseConn(sock, keys, {}, up.rest, { client: true });
     sock.resume();
-    const stream = new SkipEarlyPayload(conn);
-    const session = http2.connect(`http://${u.host}`, { createConnection: () => stream as never });
+    const session = http2.connect(`http://${u.host}`, { createConnection: () => conn as never });
     session.on("error", () => {});
     await new Promise<void>((resolve, reject) => {
       session.once("connect", () => resolve());
@@ -246,16 +243,28 @@ export class ControlClient {
    * Open the map long-poll; `onMessage` gets each decoded MapResponse. Resolves when the
    * response headers arrive with the status; `done` settles when the stream ends.
    */
-  async mapStream(
-    r: { nodeKey: string; discoKey?: string; endpoints?: string[]; hostname: string; hostinfo?: Record<string, unknown> },
+  mapStream(
+    r: MapStreamRequest,
     onMessage: (m: Record<string, unknown>) => void,
     /** Each message's size on the wire (length prefix + frame, as the server sent it), for benchmarks. */
     onFrameBytes?: (n: number) => void,
-  ): Promise<{ status: number; close(): void; done: Promise<void>; error(): Error | undefined }> {
+  ): Promise<MapStream> {
+    return this.mapStreamFrames(r, (frame) => {
+      onFrameBytes?.(4 + frame.length);
+      onMessage(JSON.parse(zstdDecode(frame).toString()));
+    });
+  }
+
+  /**
+   * The same long-poll, but each message is handed over as the zstd frame it came in,
+   * undecoded (zstdDecode gives its JSON): for a reader that wants only a few fields of each
+   * message, or has read the same frame before, like the load generator.
+   */
+  async mapStreamFrames(r: MapStreamRequest, onFrame: (zstdFrame: Buffer) => void): Promise<MapStream> {
     const { status, stream } = await this.post("/machine/map", {
       Version: this.version,
       NodeKey: r.nodeKey,
-      DiscoKey: r.discoKey ?? formatKey("discokey", newKeyPair().publicKey),
+      DiscoKey: r.discoKey ?? formatKey("discokey", nativeX25519.newKeyPair().publicKey),
       Endpoints: r.endpoints ?? [],
       Hostinfo: { OS: "linux", ...r.hostinfo, Hostname: r.hostname },
       Stream: true,
@@ -263,23 +272,23 @@ export class ControlClient {
       Compress: "zstd",
     });
     let failure: Error | undefined;
-    const done = (async () => {
-      let buf = Buffer.alloc(0);
-      for await (const c of stream) {
-        buf = Buffer.concat([buf, c as Buffer]);
-        while (buf.length >= 4) {
-          const n = buf.readUInt32LE(0);
-          if (buf.length < 4 + n) break;
-          const frame = buf.subarray(4, 4 + n);
-          buf = buf.subarray(4 + n);
-          onFrameBytes?.(4 + n);
-          onMessage(JSON.parse(Buffer.from(decompress(frame)).toString()));
+    const frames = new LengthPrefixedFrames();
+    // Events rather than an async iterator: a promise per chunk cost the load generator more than the chunk.
+    const done = new Promise<void>((resolve) => {
+      stream.on("data", (c: Buffer) => {
+        if (failure) return;
+        try {
+          frames.push(c, onFrame);
+        } catch (e) {
+          // A frame that does not decode ends this stream: say so rather than go quiet.
+          failure = e as Error;
+          stream.close();
         }
-      }
-    })().catch((e: Error) => {
-      // A frame that does not decode ends this stream: say so rather than go quiet.
-      failure = e;
-      stream.close();
+      });
+      stream.on("error", (e) => {
+        failure ??= e;
+      });
+      stream.on("close", () => resolve());
     });
     return { status, close: () => stream.close(), done, error: () => failure };
   }

@@ -1,6 +1,7 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, createHmac, createSecretKey, type KeyObject } from "node:crypto";
 import { Duplex } from "node:stream";
-import { dh, type KeyPair, newKeyPair } from "./keys.ts";
+import { OPEN_SMALL_WORKS, openSmall, words } from "./chachapoly-small.ts";
+import { dh, type KeyPair, nativeX25519, newKeyPair } from "./keys.ts";
 
 /**
  * Tailscale's control-protocol Noise: pattern IK over X25519, ChaCha20-Poly1305, BLAKE2s
@@ -163,19 +164,22 @@ export function respond(
   return { response, result: { machineKey: Uint8Array.from(machineKey), version, rxKey: c2s, txKey: s2c, handshakeHash: s.h } };
 }
 
-/** Client side, for tests and the load generator: build the initiation, then finish on the response. */
+/**
+ * Client side, for tests and the load generator: build the initiation, then finish on the
+ * response. X25519 through node:crypto (the server's respond() keeps noble's).
+ */
 export function initiate(
   machine: KeyPair,
   serverPublic: Uint8Array,
   version: number,
-  ephemeral: KeyPair = newKeyPair(),
+  ephemeral: KeyPair = nativeX25519.newKeyPair(),
 ): { initiation: Buffer; finish(response: Uint8Array): { txKey: Buffer; rxKey: Buffer; handshakeHash: Buffer } } {
   const s = new Symmetric(version);
   s.mixHash(serverPublic);
   s.mixHash(ephemeral.publicKey);
-  s.mixKey(dh(ephemeral.privateKey, serverPublic));
+  s.mixKey(nativeX25519.dh(ephemeral, serverPublic));
   const encMachine = s.encryptAndHash(machine.publicKey);
-  s.mixKey(dh(machine.privateKey, serverPublic));
+  s.mixKey(nativeX25519.dh(machine, serverPublic));
   const tag = s.encryptAndHash(new Uint8Array(0));
   const initiation = Buffer.alloc(INITIATION_LEN);
   initiation.writeUInt16BE(version, 0);
@@ -193,8 +197,8 @@ export function initiate(
         throw new HandshakeError("malformed handshake response");
       const er = r.subarray(3, 35);
       s.mixHash(er);
-      s.mixKey(dh(ephemeral.privateKey, er));
-      s.mixKey(dh(machine.privateKey, er));
+      s.mixKey(nativeX25519.dh(ephemeral, er));
+      s.mixKey(nativeX25519.dh(machine, er));
       s.decryptAndHash(r.subarray(35, 51));
       const [c2s, s2c] = s.split();
       return { txKey: c2s, rxKey: s2c, handshakeHash: s.h };
@@ -211,23 +215,111 @@ export function encodeRecord(key: Uint8Array, counter: bigint, plaintext: Uint8A
   return Buffer.concat([head, ct]);
 }
 
+/** Records with at most this much plaintext are opened in JS (chachapoly-small.ts). */
+const SMALL_RECORD = 64;
+
+/**
+ * Opens one direction's transport records in order, for the client's receive path: one key
+ * object and one nonce buffer for all of them (setting up a cipher from a raw key per record
+ * cost more than decrypting its 4 KB). Same result as open() with nonceBE(counter).
+ */
+export class RecordOpener {
+  private readonly key: KeyObject;
+  private readonly keyWords: Int32Array;
+  private readonly nonce = Buffer.alloc(12);
+  private readonly nonceWords = new Int32Array(3);
+  private counter = 0;
+
+  constructor(key: Uint8Array) {
+    this.key = createSecretKey(key);
+    this.keyWords = words(key);
+  }
+
+  open(ciphertext: Buffer): Buffer {
+    if (ciphertext.length < 16) throw new Error("ciphertext shorter than its tag");
+    // The 64-bit big-endian counter in bytes 4..11 (a stream never gets near 2^53 records).
+    this.nonce.writeUInt32BE(Math.floor(this.counter / 2 ** 32), 4);
+    this.nonce.writeUInt32BE(this.counter % 2 ** 32, 8);
+    this.counter++;
+    // Short records (HTTP/2 frame headers, mostly) in JS: a node:crypto cipher's set-up costs more.
+    if (OPEN_SMALL_WORKS && ciphertext.length <= 16 + SMALL_RECORD) {
+      this.nonceWords[1] = this.nonce.readInt32LE(4);
+      this.nonceWords[2] = this.nonce.readInt32LE(8);
+      return openSmall(this.keyWords, this.nonceWords, ciphertext);
+    }
+    const d = createDecipheriv("chacha20-poly1305", this.key, this.nonce, { authTagLength: 16 });
+    d.setAuthTag(ciphertext.subarray(ciphertext.length - 16));
+    const pt = d.update(ciphertext.subarray(0, ciphertext.length - 16));
+    try {
+      d.final();
+    } catch {
+      throw new Error("message authentication failed");
+    }
+    return pt;
+  }
+}
+
+const EARLY_MAGIC = Buffer.from([0xff, 0xff, 0xff, 0x54, 0x53]);
+
+/**
+ * The client's view of the server's optional early payload (Headscale sends one, a node-key
+ * challenge, before HTTP/2): the first 9 decrypted bytes are either that magic and a u32
+ * big-endian length, whose JSON is skipped, or already the start of HTTP/2.
+ */
+class EarlyPayloadSkipper {
+  private head: Buffer | undefined = Buffer.alloc(0);
+  private skip = 0;
+
+  /** The part of `d` that is HTTP/2 (possibly empty). */
+  take(d: Buffer): Buffer {
+    if (this.head) {
+      this.head = Buffer.concat([this.head, d]);
+      if (this.head.length < 9) return Buffer.alloc(0);
+      d = this.head;
+      this.head = undefined;
+      if (d.subarray(0, 5).equals(EARLY_MAGIC)) {
+        this.skip = d.readUInt32BE(5);
+        d = d.subarray(9);
+      }
+    }
+    if (this.skip) {
+      const n = Math.min(this.skip, d.length);
+      this.skip -= n;
+      d = d.subarray(n);
+    }
+    return d;
+  }
+}
+
 /**
  * The encrypted transport as a byte stream: writes are split into records of at most
  * MAX_FRAME bytes; reads reassemble and decrypt records. Any malformed or unauthentic
  * record destroys the stream (and the socket under it).
+ *
+ * `client: true` is the client's receive path, made cheap for the load generator, which
+ * receives every netmap of hundreds of nodes: the server's early payload is skipped, and all
+ * records that one socket read completes are pushed on as one chunk, not one push (through
+ * HTTP/2 and its stream machinery) per 4 KB record. The server's path is the plain one.
  */
 export class NoiseConn extends Duplex {
   private txCounter = 0n;
   private rxCounter = 0n;
   private pending: Buffer = Buffer.alloc(0);
+  private readonly opener: RecordOpener | undefined;
+  private readonly early: EarlyPayloadSkipper | undefined;
 
   constructor(
     readonly socket: Duplex,
     private readonly keys: { txKey: Uint8Array; rxKey: Uint8Array },
     readonly peer: { machineKey?: Uint8Array; version?: number } = {},
     initial?: Buffer,
+    o: { client?: boolean } = {},
   ) {
     super({ allowHalfOpen: false });
+    if (o.client) {
+      this.opener = new RecordOpener(keys.rxKey);
+      this.early = new EarlyPayloadSkipper();
+    }
     socket.on("data", (d: Buffer) => this.onData(d));
     socket.on("end", () => this.push(null));
     socket.on("error", (e) => this.destroy(e));
@@ -238,19 +330,43 @@ export class NoiseConn extends Duplex {
   private onData(d: Buffer): void {
     this.pending = this.pending.length ? Buffer.concat([this.pending, d]) : d;
     try {
-      while (this.pending.length >= 3) {
-        if (this.pending[0] !== MSG_RECORD) throw new Error(`unexpected record type ${this.pending[0]}`);
-        const len = this.pending.readUInt16BE(1);
-        if (3 + len > MAX_FRAME) throw new Error(`record of ${3 + len} bytes exceeds ${MAX_FRAME}`);
-        if (this.pending.length < 3 + len) break;
-        const ct = this.pending.subarray(3, 3 + len);
-        this.pending = this.pending.subarray(3 + len);
-        const pt = open(this.keys.rxKey, nonceBE(this.rxCounter++), ct);
-        if (pt.length) this.push(pt);
-      }
+      if (this.opener) this.receiveBatched(this.opener);
+      else this.receiveEach();
     } catch (e) {
       this.destroy(e as Error);
     }
+  }
+
+  /** The length of the complete record at the head of `pending`, or -1 if it is not all here yet. */
+  private nextRecord(): number {
+    if (this.pending.length < 3) return -1;
+    if (this.pending[0] !== MSG_RECORD) throw new Error(`unexpected record type ${this.pending[0]}`);
+    const len = this.pending.readUInt16BE(1);
+    if (3 + len > MAX_FRAME) throw new Error(`record of ${3 + len} bytes exceeds ${MAX_FRAME}`);
+    return this.pending.length < 3 + len ? -1 : len;
+  }
+
+  private receiveEach(): void {
+    for (let len = this.nextRecord(); len >= 0; len = this.nextRecord()) {
+      const ct = this.pending.subarray(3, 3 + len);
+      this.pending = this.pending.subarray(3 + len);
+      const pt = open(this.keys.rxKey, nonceBE(this.rxCounter++), ct);
+      if (pt.length) this.push(pt);
+    }
+  }
+
+  private receiveBatched(opener: RecordOpener): void {
+    const plain: Buffer[] = [];
+    let bytes = 0;
+    for (let len = this.nextRecord(); len >= 0; len = this.nextRecord()) {
+      const pt = opener.open(this.pending.subarray(3, 3 + len));
+      this.pending = this.pending.subarray(3 + len);
+      plain.push(pt);
+      bytes += pt.length;
+    }
+    if (!bytes) return;
+    const out = this.early!.take(plain.length === 1 ? plain[0]! : Buffer.concat(plain, bytes));
+    if (out.length) this.push(out);
   }
 
   override _read(): void {}

@@ -37,3 +37,58 @@ export function mapFrameJson(json: string): Buffer {
   head.writeUInt32LE(z.length, 0);
   return Buffer.concat([head, z]);
 }
+
+/** Bytes of the Frame_Content_Size field, by its flag (Single_Segment makes flag 0 mean 1 byte). */
+const FCS_BYTES = [0, 2, 4, 8];
+
+/**
+ * The content of one zstd frame made only of raw and RLE blocks (what zstdStored writes), or
+ * undefined for anything else (compressed blocks, a dictionary, more than one frame, a size that
+ * does not add up): that needs a real decompressor, which also reports what is wrong. A single
+ * raw block comes back as a view into `frame`, without a copy. The checksum, if any, is not
+ * verified (fzstd does not verify it either).
+ */
+export function storedContent(frame: Uint8Array): Uint8Array | undefined {
+  if (frame.length < 6 || frame[0] !== 0x28 || frame[1] !== 0xb5 || frame[2] !== 0x2f || frame[3] !== 0xfd) return undefined;
+  const fhd = frame[4]!;
+  const singleSegment = (fhd & 0x20) !== 0;
+  const checksum = (fhd & 0x04) !== 0;
+  if (fhd & 0x08 || fhd & 0x03) return undefined; // reserved bit, dictionary
+  const fcsFlag = fhd >> 6;
+  const fcsBytes = fcsFlag === 0 && singleSegment ? 1 : FCS_BYTES[fcsFlag]!;
+  let o = 5 + (singleSegment ? 0 : 1);
+  if (o + fcsBytes > frame.length) return undefined;
+  let size: number | undefined;
+  if (fcsBytes === 1) size = frame[o];
+  else if (fcsBytes === 2) size = frame[o]! + (frame[o + 1]! << 8) + 256;
+  else if (fcsBytes === 4) size = (frame[o]! | (frame[o + 1]! << 8) | (frame[o + 2]! << 16)) + frame[o + 3]! * 2 ** 24;
+  else if (fcsBytes === 8) return undefined; // a frame over 4 GiB is not a map message
+  o += fcsBytes;
+  const blocks: { type: number; at: number; size: number }[] = [];
+  let total = 0;
+  for (let last = false; !last; ) {
+    if (o + 3 > frame.length) return undefined;
+    const head = frame[o]! | (frame[o + 1]! << 8) | (frame[o + 2]! << 16);
+    last = (head & 1) === 1;
+    const type = (head >> 1) & 3;
+    const n = head >>> 3;
+    o += 3;
+    if (type > 1) return undefined;
+    const stored = type === 0 ? n : 1;
+    if (o + stored > frame.length) return undefined;
+    blocks.push({ type, at: o, size: n });
+    total += n;
+    o += stored;
+  }
+  if (o + (checksum ? 4 : 0) !== frame.length) return undefined;
+  if (size !== undefined && size !== total) return undefined;
+  if (blocks.length === 1 && blocks[0]!.type === 0) return frame.subarray(blocks[0]!.at, blocks[0]!.at + total);
+  const out = new Uint8Array(total);
+  let w = 0;
+  for (const b of blocks) {
+    if (b.type === 0) out.set(frame.subarray(b.at, b.at + b.size), w);
+    else out.fill(frame[b.at]!, w, w + b.size);
+    w += b.size;
+  }
+  return out;
+}

@@ -1,17 +1,25 @@
 import { describe, expect, it } from "vitest";
 import { limitFor, loadgenBusy, ownerOf, PhaseBoard, parseLimits, shares, spreadIndices } from "../../bench/control/aggregate.ts";
 import type { LoadResult } from "../../bench/control/loadgen.ts";
-import { applyMap, beginWatch, endpointsKey, newNodeState, satisfies } from "../../bench/control/sim-node.ts";
+import { scanMap, summarizeMap } from "../../bench/control/map-scan.ts";
+import { applyMap, beginWatch, endpointsKey, type NodeState, newNodeState, satisfies, type Watch } from "../../bench/control/sim-node.ts";
 import { ceilingSentence, type Row, summarize, whereHeadscaleWins } from "../../bench/control/summary.ts";
+
+/** Apply a message as a worker does (scanned from its JSON bytes), checking the scan against JSON.parse. */
+function apply(s: NodeState, m: Record<string, unknown>, w: Watch | undefined): void {
+  const scanned = scanMap(Buffer.from(JSON.stringify(m)));
+  expect(scanned).toEqual(summarizeMap(m));
+  applyMap(s, scanned, w);
+}
 
 describe("control-plane benchmark: a simulated node's view", () => {
   it("follows the full netmap and the deltas, and never counts itself", () => {
     const s = newNodeState();
-    applyMap(s, { Node: { ID: 1 }, Peers: [{ ID: 2 }, { ID: 3 }] }, undefined);
+    apply(s, { Node: { ID: 1 }, Peers: [{ ID: 2 }, { ID: 3 }] }, undefined);
     expect([...s.peers]).toEqual(["2", "3"]);
     // A server that shares one delta between all streams lists the node itself too.
-    applyMap(s, { PeersChanged: [{ ID: 1 }, { ID: 4 }] }, undefined);
-    applyMap(s, { PeersRemoved: [2] }, undefined);
+    apply(s, { PeersChanged: [{ ID: 1 }, { ID: 4 }] }, undefined);
+    apply(s, { PeersRemoved: [2] }, undefined);
     expect([...s.peers].sort()).toEqual(["3", "4"]);
     expect(satisfies(s, { kind: "peers", atLeast: 2 })).toBe(true);
     expect(satisfies(s, { kind: "peers", atLeast: 3 })).toBe(false);
@@ -20,21 +28,21 @@ describe("control-plane benchmark: a simulated node's view", () => {
   it("has dropped a node only once a delta or a new netmap removes it", () => {
     const s = newNodeState();
     const gone = { kind: "gone", id: "3" } as const;
-    applyMap(s, { Node: { ID: 1 }, Peers: [{ ID: 3 }] }, gone);
+    apply(s, { Node: { ID: 1 }, Peers: [{ ID: 3 }] }, gone);
     expect(satisfies(s, gone)).toBe(false);
-    applyMap(s, { PeersRemoved: [3] }, gone);
+    apply(s, { PeersRemoved: [3] }, gone);
     expect(satisfies(s, gone)).toBe(true);
   });
 
   it("has seen new endpoints from a patch or a changed node, in any order, but not the old ones", () => {
     const want = { kind: "endpoints", want: { "2": endpointsKey(["b:2", "a:1"]), "3": endpointsKey(["c:3"]), "1": "x" } } as const;
     const s = newNodeState();
-    applyMap(s, { Node: { ID: 1 }, Peers: [{ ID: 2, Endpoints: ["old:1"] }, { ID: 3 }] }, want);
+    apply(s, { Node: { ID: 1 }, Peers: [{ ID: 2, Endpoints: ["old:1"] }, { ID: 3 }] }, want);
     expect(satisfies(s, want)).toBe(false);
-    applyMap(s, { PeersChangedPatch: [{ NodeID: 2, Endpoints: ["a:1", "b:2"] }] }, want);
+    apply(s, { PeersChangedPatch: [{ NodeID: 2, Endpoints: ["a:1", "b:2"] }] }, want);
     expect(satisfies(s, want)).toBe(false);
     // Its own new endpoints (ID 1) are not something it waits to see.
-    applyMap(s, { PeersChanged: [{ ID: 3, Endpoints: ["c:3"] }] }, want);
+    apply(s, { PeersChanged: [{ ID: 3, Endpoints: ["c:3"] }] }, want);
     expect(satisfies(s, want)).toBe(true);
     beginWatch(s);
     expect(satisfies(s, want)).toBe(false);
@@ -43,13 +51,13 @@ describe("control-plane benchmark: a simulated node's view", () => {
   it("is fresh after a restart only with a new full netmap of enough peers", () => {
     const s = newNodeState();
     const fresh = { kind: "fresh", atLeast: 2 } as const;
-    applyMap(s, { Node: { ID: 1 }, Peers: [{ ID: 2 }, { ID: 3 }] }, fresh);
+    apply(s, { Node: { ID: 1 }, Peers: [{ ID: 2 }, { ID: 3 }] }, fresh);
     beginWatch(s);
-    applyMap(s, { PeersChanged: [{ ID: 4 }] }, fresh);
+    apply(s, { PeersChanged: [{ ID: 4 }] }, fresh);
     expect(satisfies(s, fresh)).toBe(false);
-    applyMap(s, { Node: { ID: 1 }, Peers: [{ ID: 2 }] }, fresh);
+    apply(s, { Node: { ID: 1 }, Peers: [{ ID: 2 }] }, fresh);
     expect(satisfies(s, fresh)).toBe(false);
-    applyMap(s, { Node: { ID: 1 }, Peers: [{ ID: 2 }, { ID: 4 }] }, fresh);
+    apply(s, { Node: { ID: 1 }, Peers: [{ ID: 2 }, { ID: 4 }] }, fresh);
     expect(satisfies(s, fresh)).toBe(true);
   });
 });
