@@ -1,6 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, createSecretKey, type KeyObject } from "node:crypto";
 import { Duplex } from "node:stream";
-import { OPEN_SMALL_WORKS, openSmall, words } from "./chachapoly-small.ts";
 import { dh, type KeyPair, nativeX25519, newKeyPair } from "./keys.ts";
 
 /**
@@ -215,9 +214,6 @@ export function encodeRecord(key: Uint8Array, counter: bigint, plaintext: Uint8A
   return Buffer.concat([head, ct]);
 }
 
-/** Records with at most this much plaintext are opened in JS (chachapoly-small.ts). */
-const SMALL_RECORD = 64;
-
 /**
  * Opens one direction's transport records in order, for the client's receive path: one key
  * object and one nonce buffer for all of them (setting up a cipher from a raw key per record
@@ -225,14 +221,11 @@ const SMALL_RECORD = 64;
  */
 export class RecordOpener {
   private readonly key: KeyObject;
-  private readonly keyWords: Int32Array;
   private readonly nonce = Buffer.alloc(12);
-  private readonly nonceWords = new Int32Array(3);
   private counter = 0;
 
   constructor(key: Uint8Array) {
     this.key = createSecretKey(key);
-    this.keyWords = words(key);
   }
 
   open(ciphertext: Buffer): Buffer {
@@ -241,12 +234,6 @@ export class RecordOpener {
     this.nonce.writeUInt32BE(Math.floor(this.counter / 2 ** 32), 4);
     this.nonce.writeUInt32BE(this.counter % 2 ** 32, 8);
     this.counter++;
-    // Short records (HTTP/2 frame headers, mostly) in JS: a node:crypto cipher's set-up costs more.
-    if (OPEN_SMALL_WORKS && ciphertext.length <= 16 + SMALL_RECORD) {
-      this.nonceWords[1] = this.nonce.readInt32LE(4);
-      this.nonceWords[2] = this.nonce.readInt32LE(8);
-      return openSmall(this.keyWords, this.nonceWords, ciphertext);
-    }
     const d = createDecipheriv("chacha20-poly1305", this.key, this.nonce, { authTagLength: 16 });
     d.setAuthTag(ciphertext.subarray(ciphertext.length - 16));
     const pt = d.update(ciphertext.subarray(0, ciphertext.length - 16));

@@ -2,7 +2,6 @@ import { createHash, randomBytes } from "node:crypto";
 import { Duplex, PassThrough } from "node:stream";
 import { decompress } from "fzstd";
 import { describe, expect, it } from "vitest";
-import { OPEN_SMALL_WORKS, openSmall, words } from "../../src/control/chachapoly-small.ts";
 import { LengthPrefixedFrames, zstdDecode } from "../../src/control/client.ts";
 import { dh, keyPairFrom, nativeX25519, newKeyPair } from "../../src/control/keys.ts";
 import { encodeRecord, initiate, MAX_PLAINTEXT, NoiseConn, RecordOpener, respond, seal } from "../../src/control/noise.ts";
@@ -31,30 +30,12 @@ describe("X25519 through node:crypto", () => {
   });
 });
 
-describe("ChaCha20-Poly1305 for short records, in JS", () => {
-  it("opens what node:crypto sealed, for every body length up to 64 bytes, and refuses any changed byte", () => {
-    expect(OPEN_SMALL_WORKS).toBe(true);
-    for (let len = 0; len <= 64; len++) {
-      const key = randomBytes(32);
-      const nonce = randomBytes(12);
-      const pt = randomBytes(len);
-      const ct = seal(key, nonce, pt);
-      expect(openSmall(words(key), words(nonce), ct)).toEqual(pt);
-      const bad = Buffer.from(ct);
-      bad[Math.floor(Math.random() * bad.length)]! ^= 1 << Math.floor(Math.random() * 8);
-      expect(() => openSmall(words(key), words(nonce), bad)).toThrow(/authentication/);
-    }
-    expect(() => openSmall(words(randomBytes(32)), words(randomBytes(12)), randomBytes(81))).toThrow(/64 bytes/);
-  });
-});
-
 describe("RecordOpener", () => {
   it("opens records sealed at counters 0, 1, ... like open() with a big-endian nonce, and refuses a forged one", () => {
     const key = randomBytes(32);
     const o = new RecordOpener(key);
-    for (let c = 0; c < 12; c++) {
-      // Short (opened in JS) and long (node:crypto) records, interleaved.
-      const pt = randomBytes(c % 2 ? 9 + c : 3000 + c);
+    for (let c = 0; c < 5; c++) {
+      const pt = randomBytes(100 + c);
       const rec = encodeRecord(key, BigInt(c), pt);
       expect(o.open(rec.subarray(3))).toEqual(pt);
     }
