@@ -10,14 +10,13 @@ const E2E_PARALLEL = Number(process.env.WG3_E2E_PARALLEL ?? 3);
 // `e2e` drives a real engine, real WireGuard, real tailscaled and Headscale.
 export default defineConfig({
   test: {
-    // Workers over all projects running at once: the e2e files, one default-lab file, and
-    // unit/integration beside them.
-    maxWorkers: E2E_PARALLEL + 2,
     projects: [
       {
         test: {
           name: "unit",
           include: ["tests/unit/**/*.test.ts"],
+          // vitest wants one worker count per group of projects run together (group 0 here).
+          maxWorkers: E2E_PARALLEL,
           ...VITEST.unit,
         },
       },
@@ -26,6 +25,7 @@ export default defineConfig({
           // Real tailscaled processes on this host against the builtin control server; no engine.
           name: "integration",
           include: ["tests/integration/**/*.test.ts"],
+          maxWorkers: E2E_PARALLEL,
           ...VITEST.integration,
         },
       },
@@ -44,10 +44,11 @@ export default defineConfig({
       {
         test: {
           // The files that start labs under the workshop's own names and subnets: one at a
-          // time, beside the others (whose subnets never overlap the workshop's).
+          // time, after the others.
           name: "e2e-default-lab",
           include: E2E_DEFAULT_LAB,
           fileParallelism: false,
+          sequence: { groupOrder: 1 },
           ...VITEST.e2e,
           globalSetup: ["tests/e2e/global-setup.ts"],
         },
@@ -58,6 +59,7 @@ export default defineConfig({
           // (`npm run test:cold`, which CI runs as a phase of its own).
           name: "cold",
           include: ["tests/cold/**/*.test.ts"],
+          maxWorkers: E2E_PARALLEL,
           ...VITEST.cold,
         },
       },
@@ -69,7 +71,7 @@ export default defineConfig({
           name: "drills",
           include: ["tests/drills/**/*.test.ts"],
           fileParallelism: false,
-          sequence: { groupOrder: 1 },
+          sequence: { groupOrder: 2 },
           ...VITEST.drills,
           globalSetup: ["tests/e2e/global-setup.ts"],
         },
