@@ -43,7 +43,10 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
     expect((await lab.check("a-record")).ok).toBe(false);
     expect(await preflight()).toEqual({
       code: 1,
-      status: { dns: "fail", https: "skip", http: "skip", tls: "skip", key: "skip", ts2021: "skip", stun: "skip" },
+      status: {
+        dns: "fail",
+        ...{ https: "skip", http: "skip", tls: "skip", key: "skip", ts2021: "skip", server_url: "skip", derp: "skip", stun: "skip" },
+      },
     });
 
     await lab.solve("a-record");
@@ -136,24 +139,30 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
     expect((await lab.check("join")).ok).toBe(true);
   });
 
-  it("preflight: every check passes on the healthy server; untrusted, only tls fails; with 3478/udp dropped again, only stun", async () => {
-    const healthy = await preflight();
-    expect(healthy).toEqual({
-      code: 0,
-      status: { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", stun: "ok" },
-    });
+  it("preflight: every check passes on the healthy server; untrusted, only tls fails; server_url elsewhere, only server_url; 3478/udp dropped, only stun", async () => {
+    const healthy = { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", server_url: "ok", derp: "ok", stun: "ok" };
+    expect(await preflight()).toEqual({ code: 0, status: healthy });
     // This host's own roots do not include the run's pebble root: the certificate is untrusted.
     expect(await preflight([])).toEqual({
       code: 1,
-      status: { dns: "ok", https: "ok", http: "ok", tls: "fail", key: "skip", ts2021: "skip", stun: "ok" },
+      status: { ...healthy, tls: "fail", key: "skip", ts2021: "skip", server_url: "skip", derp: "skip" },
     });
+
+    // Config-example's default left in: the server hands out login links (and its DERP region) at an address no client can use.
+    const setServerUrl = (url: string) =>
+      lab.sh("vps", `sed -i 's|^server_url: .*|server_url: ${url}|' /etc/headscale/config.yaml && headscale-service restart`);
+    expect((await setServerUrl("http://127.0.0.1:8080")).exitCode).toBe(0);
+    const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), "--ca", pebbleRoot]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(
+      /^fail server_url the server calls itself http:\/\/127\.0\.0\.1:8080 .*, not https:\/\/headscale\.example\.com$/m,
+    );
+    expect(await preflight()).toEqual({ code: 1, status: { ...healthy, server_url: "fail" } });
+    expect((await setServerUrl(`https://${name}:443`)).exitCode).toBe(0);
+    expect(await preflight()).toEqual({ code: 0, status: healthy });
 
     await lab.sh("vps", "nft insert rule inet cloud_firewall inbound udp dport 3478 drop");
 
-    const broken = await preflight();
-    expect(broken).toEqual({
-      code: 1,
-      status: { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", stun: "fail" },
-    });
+    expect(await preflight()).toEqual({ code: 1, status: { ...healthy, stun: "fail" } });
   });
 });
