@@ -43,7 +43,7 @@ describe("going-live --layout caddy: Headscale behind Caddy (seed 002), the lost
   });
 
   it("the layout's exercises: caddy and proxy-upgrade in place of certificate", () => {
-    expect(lab.recipe.exercises.map((e) => e.id)).toEqual(["a-record", "firewall", "caddy", "proxy-upgrade", "join"]);
+    expect(lab.recipe.exercises.map((e) => e.id)).toEqual(["a-record", "firewall", "caddy", "proxy-upgrade", "join", "stun"]);
   });
 
   it("firewall: a dropped port times out; opened, it is refused while Caddy is not started, and the check grades the firewall alone", async () => {
@@ -78,7 +78,8 @@ describe("going-live --layout caddy: Headscale behind Caddy (seed 002), the lost
     expect((await lab.check("proxy-upgrade")).ok).toBe(false);
     const before = await preflight();
     expect(before.code).toBe(1);
-    expect(before.status).toEqual({ ...healthy, ts2021: "fail", server_url: "skip", derp: "fail" });
+    // 3478/udp is still closed (exercise stun, last).
+    expect(before.status).toEqual({ ...healthy, ts2021: "fail", server_url: "skip", derp: "fail", stun: "fail" });
     console.log(`going-live-caddy: preflight ts2021: ${before.checks.find((c) => c.check === "ts2021")?.detail}`);
 
     await lab.sh("vps", "headscale users list | grep -qw hope || headscale users create hope");
@@ -94,11 +95,11 @@ describe("going-live --layout caddy: Headscale behind Caddy (seed 002), the lost
     console.log(`going-live-caddy: tailscale debug ts2021: ${(ts2021.stdout + ts2021.stderr).trim().split("\n").slice(-2).join(" | ")}`);
   });
 
-  it("proxy-upgrade: without the two header_up lines the upgrade goes through Caddy, and preflight passes whole", async () => {
+  it("proxy-upgrade: without the two header_up lines the upgrade goes through Caddy, and preflight passes but for stun", async () => {
     await lab.solve("proxy-upgrade");
 
     expect((await lab.check("proxy-upgrade")).ok).toBe(true);
-    expect(await preflight()).toMatchObject({ code: 0, status: healthy });
+    expect(await preflight()).toMatchObject({ code: 1, status: { ...healthy, stun: "fail" } });
   });
 
   it("join: both clients join through Caddy; roaming reaches home and the home webserver", async () => {
@@ -110,5 +111,15 @@ describe("going-live --layout caddy: Headscale behind Caddy (seed 002), the lost
 
     expect(await roaming.ping("home")).toBe(true);
     expect((await lab.check("join")).ok).toBe(true);
+  });
+
+  it("stun: past Caddy, 3478/udp is Headscale's own; closed, netcheck finds no UDP; opened, preflight passes whole", async () => {
+    expect((await roaming.sh("tailscale netcheck 2>&1")).stdout).toContain("UDP: false");
+    expect((await lab.check("stun")).ok).toBe(false);
+
+    await lab.solve("stun");
+
+    expect((await lab.check("stun")).ok).toBe(true);
+    expect(await preflight()).toMatchObject({ code: 0, status: healthy });
   });
 });

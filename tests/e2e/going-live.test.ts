@@ -9,7 +9,8 @@ import { testLabName } from "../support/labs.ts";
 import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
-// The going-live recipe in the order an attendee goes: A record, firewall, certificate, join.
+// The going-live recipe in the order an attendee goes: A record, firewall, certificate, join,
+// then the STUN port the chapter forgets.
 // Each step's check fails first for the real symptom (NXDOMAIN, a timed-out port, an ACME
 // failure in Headscale's log, no tailnet path), then passes after its solve.
 describe("going-live: Headscale on a VPS, a pebble certificate, clients joining by name", () => {
@@ -24,6 +25,15 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
     const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), ...trust, "--json"]);
     const checks = JSON.parse(r.stdout) as { check: string; status: string }[];
     return { code: r.code, status: Object.fromEntries(checks.map((c) => [c.check, c.status])) };
+  };
+
+  /** The stun check's own probe (a binding request as tailscaled sends it), aimed at this lab's VPS: does STUN answer? */
+  const stunAnswers = async () => {
+    const probe = lab.recipe.exercises
+      .find((e) => e.id === "stun")!
+      .check.at(-1)!
+      .run!.replace("{{ nodes.vps.ip.internet }}", vpsIp);
+    return /^ 01 01 /.test((await roaming.sh(probe)).stdout);
   };
 
   beforeAll(async () => {
@@ -75,25 +85,16 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
     expect((await lab.check("certificate")).ok).toBe(false);
   });
 
-  it("firewall: 443/tcp and 80/tcp time out and STUN goes unanswered until the rules are added; 3478/udp is graded on its own", async () => {
-    // The check's own STUN probe (a binding request as tailscaled sends it), aimed at this lab's VPS.
-    const firewall = lab.recipe.exercises.find((e) => e.id === "firewall")!;
-    const stunProbe = firewall.check.at(-1)!.run!.replace("{{ nodes.vps.ip.internet }}", vpsIp);
-    const stunAnswers = async () => /^ 01 01 /.test((await roaming.sh(stunProbe)).stdout);
+  it("firewall: 443/tcp and 80/tcp time out until the chapter's rules are added; 3478/udp stays closed", async () => {
     expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 443`)).exitCode).not.toBe(0);
     expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 80`)).exitCode).not.toBe(0);
-    expect(await stunAnswers()).toBe(false);
-    expect((await lab.check("firewall")).ok).toBe(false);
-
-    // What the workshop's chapter opens: 80 and 443 only. Not enough for the check.
-    await lab.sh("vps", "nft add rule inet cloud_firewall inbound tcp dport '{ 80, 443 }' accept");
-    expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 443`)).exitCode).toBe(0);
-    expect(await stunAnswers()).toBe(false);
     expect((await lab.check("firewall")).ok).toBe(false);
 
     await lab.solve("firewall");
 
-    expect(await stunAnswers()).toBe(true);
+    expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 443`)).exitCode).toBe(0);
+    expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 80`)).exitCode).toBe(0);
+    expect(await stunAnswers()).toBe(false);
     expect((await lab.check("firewall")).ok).toBe(true);
   });
 
@@ -137,6 +138,19 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
     });
     expect(page).toContain("Hello from Caddy!");
     expect((await lab.check("join")).ok).toBe(true);
+  });
+
+  it("stun: with 3478/udp closed the clients work but netcheck finds no UDP; opened, STUN answers", async () => {
+    expect(await roaming.ping("home")).toBe(true);
+    expect((await roaming.sh("tailscale netcheck 2>&1")).stdout).toContain("UDP: false");
+    expect(await stunAnswers()).toBe(false);
+    expect((await lab.check("stun")).ok).toBe(false);
+
+    await lab.solve("stun");
+
+    expect((await roaming.sh("tailscale netcheck 2>&1")).stdout).toContain("UDP: true");
+    expect(await stunAnswers()).toBe(true);
+    expect((await lab.check("stun")).ok).toBe(true);
   });
 
   it("preflight: every check passes on the healthy server; untrusted, only tls fails; server_url elsewhere, only server_url; 3478/udp dropped, only stun", async () => {
