@@ -8,6 +8,7 @@ import type { Duplex } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkControl, checkDerp, serverUrlResult, type Target } from "../../src/cli/commands/preflight.ts";
 import { parseConfig } from "../../src/control/config.ts";
+import { advertisedKeyHex } from "../../src/control/derp-client.ts";
 import { ControlServer } from "../../src/control/server.ts";
 import { type LabTls, makeLabTls } from "../../src/lab/tls.ts";
 import { freePort } from "../support/ports.ts";
@@ -117,6 +118,15 @@ describe("preflight against the builtin control server", () => {
     expect(ts2021.detail).toMatch(/^ts2021 upgrade refused: HTTP\/1\.1 [45]\d\d /);
     expect(derp.detail).toBe("DERP upgrade refused: HTTP/1.1 426 Upgrade Required: DERP requires connection upgrade");
     expect(derp.fix).toMatch(/pass Upgrade and Connection for \/derp/);
+  });
+});
+
+describe("the Derp-Public-Key header", () => {
+  it("is read bare (Tailscale's derper) or typed (Headscale's embedded DERP writes nodekey:<hex>)", () => {
+    const hex = "ab".repeat(32);
+    expect(advertisedKeyHex({ "derp-public-key": hex })).toBe(hex);
+    expect(advertisedKeyHex({ "derp-public-key": `nodekey:${hex.toUpperCase()}` })).toBe(hex);
+    expect(advertisedKeyHex({})).toBeUndefined();
   });
 });
 
