@@ -3,9 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
+import { eventually } from "../support/eventually.ts";
 import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
 import { startTs } from "../support/start-ts.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 
 // going-live with --layout caddy, the order an attendee goes: A record, firewall, Caddy in
 // front with its pebble certificate, the upgrade that seed 002's Caddyfile loses, then the
@@ -46,8 +48,13 @@ describe("going-live --layout caddy: Headscale behind Caddy (seed 002), the lost
     expect(lab.recipe.exercises.map((e) => e.id)).toEqual(["a-record", "firewall", "caddy", "proxy-upgrade", "join", "stun"]);
   });
 
-  it("firewall: a dropped port times out; opened, it is refused while Caddy is not started, and the check grades the firewall alone", async () => {
+  it("a-record: the same exercise as without Caddy", async () => {
+    expect((await lab.check("a-record")).ok).toBe(false);
     await lab.solve("a-record");
+    expect((await lab.check("a-record")).ok).toBe(true);
+  });
+
+  it("firewall: a dropped port times out; opened, it is refused while Caddy is not started, and the check grades the firewall alone", async () => {
     expect(await probe(443)).toBe("filtered");
     expect((await lab.check("firewall")).ok).toBe(false);
 
@@ -109,7 +116,8 @@ describe("going-live --layout caddy: Headscale behind Caddy (seed 002), the lost
 
     await lab.solve("join");
 
-    expect(await roaming.ping("home")).toBe(true);
+    // MagicDNS's "home" and the first packet may lag the route the solve waited for (seen once: one ping right after failed).
+    expect(await eventually("roaming's ping home over the tailnet", () => roaming.ping("home"), { timeout: TIMEOUT.converge })).toBe(true);
     expect((await lab.check("join")).ok).toBe(true);
   });
 
