@@ -39,6 +39,8 @@ export interface UpgradeOptions {
   tls?: tls.ConnectionOptions;
   headers?: Record<string, string>;
   timeoutMs?: number;
+  /** Connect to this address instead of resolving the URL's host (TLS and Host still use the URL's name). */
+  address?: string;
 }
 
 export interface Upgraded {
@@ -58,10 +60,11 @@ export function derpUpgrade(opts: UpgradeOptions): Promise<Upgraded> {
   const u = new URL(opts.url);
   const https = u.protocol === "https:";
   const port = Number(u.port || (https ? 443 : 80));
-  const host = u.hostname.replace(/^\[|\]$/g, "");
+  const name = u.hostname.replace(/^\[|\]$/g, "");
+  const host = opts.address ?? name;
   return new Promise((resolve, reject) => {
     const socket = https
-      ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...opts.tls })
+      ? tls.connect({ host, port, servername: net.isIP(name) ? undefined : name, ...opts.tls })
       : net.connect({ host, port });
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => fail(new Error("DERP upgrade timed out")), opts.timeoutMs ?? 10_000);
@@ -107,14 +110,16 @@ export function derpUpgrade(opts: UpgradeOptions): Promise<Upgraded> {
         if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
       }
       if (!/^HTTP\/1\.[01] 101 /.test(status)) {
-        fail(
-          new Error(
-            `DERP upgrade refused: ${status}: ${buf
-              .subarray(end + 4)
-              .toString("utf8")
-              .trim()}`,
-          ),
-        );
+        // Wait for the body the refusal announced (it says why), unless the server hangs up first.
+        const body = buf.subarray(end + 4);
+        const length = Number(headers["content-length"] ?? 0);
+        const refused = () => new Error(`DERP upgrade refused: ${status}: ${body.toString("utf8").trim()}`.replace(/: $/, ""));
+        if (body.length < length && length <= 16 << 10) {
+          socket.removeAllListeners("close");
+          socket.once("close", () => fail(refused()));
+          return;
+        }
+        fail(refused());
         return;
       }
       done(status, headers, buf.subarray(end + 4));
@@ -184,7 +189,7 @@ export class DerpClient {
       }
       if (!sk.payload.subarray(0, DERP_MAGIC.length).equals(DERP_MAGIC)) throw new Error("bad DERP magic");
       const server = Buffer.from(sk.payload.subarray(DERP_MAGIC.length, DERP_MAGIC.length + KEY_LEN));
-      const advertised = up.headers["derp-public-key"];
+      const advertised = advertisedKeyHex(up.headers);
       if (advertised !== undefined && advertised !== server.toString("hex")) {
         throw new Error("ServerKey frame and Derp-Public-Key header disagree");
       }
@@ -308,6 +313,49 @@ export class DerpClient {
           this.deliver({ type: "other", frameType: f.type, payload: p });
       }
     }
+  }
+}
+
+/**
+ * The server key of the 101 answer's Derp-Public-Key header, as bare lower-case hex. Tailscale's
+ * derper writes bare hex; Headscale's embedded DERP writes the typed form "nodekey:<hex>".
+ */
+export function advertisedKeyHex(headers: Record<string, string>): string | undefined {
+  const v = headers["derp-public-key"];
+  return v === undefined ? undefined : v.replace(/^nodekey:/i, "").toLowerCase();
+}
+
+export interface DerpGreeting {
+  /** The status line of the 101 answer. */
+  status: string;
+  /** Derp-Version of the 101 answer, if it had one. */
+  version?: string;
+  /** The server's public key, from its first frame (ServerKey). */
+  serverKey: Buffer;
+}
+
+/**
+ * The DERP upgrade up to the server's first frame, then hangs up: the part of the handshake
+ * any client may do (a server with verify_clients refuses an unknown key after ClientInfo). A
+ * DERP server answers 101 and sends ServerKey = magic + its 32-byte key, matching the key the
+ * 101 advertised. Rejects with what came instead.
+ */
+export async function derpGreeting(opts: UpgradeOptions): Promise<DerpGreeting> {
+  const up = await derpUpgrade(opts);
+  const q = new ByteQueue();
+  q.push(up.rest);
+  try {
+    const first = await frameReader(up.socket, q, opts.timeoutMs ?? 10_000)();
+    const magic = first.payload.subarray(0, DERP_MAGIC.length);
+    if (first.type !== FrameType.ServerKey || first.payload.length < DERP_MAGIC.length + KEY_LEN || !magic.equals(DERP_MAGIC))
+      throw new Error(`the first frame after the 101 is not a DERP ServerKey (type 0x${first.type.toString(16)})`);
+    const serverKey = Buffer.from(first.payload.subarray(DERP_MAGIC.length, DERP_MAGIC.length + KEY_LEN));
+    const advertised = advertisedKeyHex(up.headers);
+    if (advertised !== undefined && advertised !== serverKey.toString("hex"))
+      throw new Error("the ServerKey frame and the Derp-Public-Key header name different keys");
+    return { status: up.status, version: up.headers["derp-version"], serverKey };
+  } finally {
+    up.socket.destroy();
   }
 }
 

@@ -65,6 +65,14 @@ export const IMAGE_ROLES = {
     devices: [],
     sysctls: {},
   },
+  "vps-caddy": {
+    parent: "headscale",
+    binaries: [],
+    about: "Headscale plus Debian's Caddy, to put in front of it",
+    caps: NET_CAPS,
+    devices: [],
+    sysctls: {},
+  },
 } as const satisfies Record<string, RoleSpec>;
 
 export type ImageRole = keyof typeof IMAGE_ROLES;

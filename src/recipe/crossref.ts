@@ -132,6 +132,7 @@ export function crossCheck(recipe: Recipe, folder: string, at: At): void {
   checkActions(recipe, names, recipe.setup, ["setup"], at);
   checkReachability(recipe, names, at);
   recipe.exercises.forEach((e, i) => {
+    checkWhen(recipe, e.when, ["exercises", i, "when"], at);
     checkActions(recipe, names, e.check, ["exercises", i, "check"], at);
     checkActions(recipe, names, e.solve, ["exercises", i, "solve"], at);
     e.mistakes.forEach((m, j) => {

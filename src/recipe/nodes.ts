@@ -8,6 +8,11 @@ export function matchesWhen(when: string | undefined, options: Record<string, st
   return options[k!] === v;
 }
 
+/** The recipe as a lab started with these option values sees it: only the exercises whose `when` holds. */
+export function forOptions(recipe: Recipe, options: Record<string, string>): Recipe {
+  return { ...recipe, exercises: recipe.exercises.filter((e) => matchesWhen(e.when, options)) };
+}
+
 /** Fill in what a node left out: its role text, and its image role's caps, devices and sysctls. */
 export function withDefaults(node: NodeInput): NodeSpec {
   const role = IMAGE_ROLES[node.image];

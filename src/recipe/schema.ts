@@ -140,6 +140,7 @@ const mistakeSchema = obj("mistake", {
 
 const exerciseSchema = obj("exercise", {
   id: field(name(), "The exercise's name, for `solve <recipe> <id>`."),
+  when: when("The exercise exists (is checked, hinted, solved)"),
   title: field(str(), "Shown by `check`; may use placeholders."),
   hint: field(
     str().transform((s) => s.trim()),

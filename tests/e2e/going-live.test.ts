@@ -9,7 +9,8 @@ import { testLabName } from "../support/labs.ts";
 import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
-// The going-live recipe in the order an attendee goes: A record, firewall, certificate, join.
+// The going-live recipe in the order an attendee goes: A record, firewall, certificate, join,
+// then the STUN port the chapter forgets.
 // Each step's check fails first for the real symptom (NXDOMAIN, a timed-out port, an ACME
 // failure in Headscale's log, no tailnet path), then passes after its solve.
 describe("going-live: Headscale on a VPS, a pebble certificate, clients joining by name", () => {
@@ -24,6 +25,15 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
     const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), ...trust, "--json"]);
     const checks = JSON.parse(r.stdout) as { check: string; status: string }[];
     return { code: r.code, status: Object.fromEntries(checks.map((c) => [c.check, c.status])) };
+  };
+
+  /** The stun check's own probe (a binding request as tailscaled sends it), aimed at this lab's VPS: does STUN answer? */
+  const stunAnswers = async () => {
+    const probe = lab.recipe.exercises
+      .find((e) => e.id === "stun")!
+      .check.at(-1)!
+      .run!.replace("{{ nodes.vps.ip.internet }}", vpsIp);
+    return /^ 01 01 /.test((await roaming.sh(probe)).stdout);
   };
 
   beforeAll(async () => {
@@ -43,7 +53,10 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
     expect((await lab.check("a-record")).ok).toBe(false);
     expect(await preflight()).toEqual({
       code: 1,
-      status: { dns: "fail", https: "skip", http: "skip", tls: "skip", key: "skip", ts2021: "skip", stun: "skip" },
+      status: {
+        dns: "fail",
+        ...{ https: "skip", http: "skip", tls: "skip", key: "skip", ts2021: "skip", server_url: "skip", derp: "skip", stun: "skip" },
+      },
     });
 
     await lab.solve("a-record");
@@ -72,25 +85,16 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
     expect((await lab.check("certificate")).ok).toBe(false);
   });
 
-  it("firewall: 443/tcp and 80/tcp time out and STUN goes unanswered until the rules are added; 3478/udp is graded on its own", async () => {
-    // The check's own STUN probe (a binding request as tailscaled sends it), aimed at this lab's VPS.
-    const firewall = lab.recipe.exercises.find((e) => e.id === "firewall")!;
-    const stunProbe = firewall.check.at(-1)!.run!.replace("{{ nodes.vps.ip.internet }}", vpsIp);
-    const stunAnswers = async () => /^ 01 01 /.test((await roaming.sh(stunProbe)).stdout);
+  it("firewall: 443/tcp and 80/tcp time out until the chapter's rules are added; 3478/udp stays closed", async () => {
     expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 443`)).exitCode).not.toBe(0);
     expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 80`)).exitCode).not.toBe(0);
-    expect(await stunAnswers()).toBe(false);
-    expect((await lab.check("firewall")).ok).toBe(false);
-
-    // What the workshop's chapter opens: 80 and 443 only. Not enough for the check.
-    await lab.sh("vps", "nft add rule inet cloud_firewall inbound tcp dport '{ 80, 443 }' accept");
-    expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 443`)).exitCode).toBe(0);
-    expect(await stunAnswers()).toBe(false);
     expect((await lab.check("firewall")).ok).toBe(false);
 
     await lab.solve("firewall");
 
-    expect(await stunAnswers()).toBe(true);
+    expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 443`)).exitCode).toBe(0);
+    expect((await roaming.sh(`nc -z -w 3 ${vpsIp} 80`)).exitCode).toBe(0);
+    expect(await stunAnswers()).toBe(false);
     expect((await lab.check("firewall")).ok).toBe(true);
   });
 
@@ -136,24 +140,43 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
     expect((await lab.check("join")).ok).toBe(true);
   });
 
-  it("preflight: every check passes on the healthy server; untrusted, only tls fails; with 3478/udp dropped again, only stun", async () => {
-    const healthy = await preflight();
-    expect(healthy).toEqual({
-      code: 0,
-      status: { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", stun: "ok" },
-    });
+  it("stun: with 3478/udp closed the clients work but netcheck finds no UDP; opened, STUN answers", async () => {
+    expect(await roaming.ping("home")).toBe(true);
+    expect((await roaming.sh("tailscale netcheck 2>&1")).stdout).toContain("UDP: false");
+    expect(await stunAnswers()).toBe(false);
+    expect((await lab.check("stun")).ok).toBe(false);
+
+    await lab.solve("stun");
+
+    expect((await roaming.sh("tailscale netcheck 2>&1")).stdout).toContain("UDP: true");
+    expect(await stunAnswers()).toBe(true);
+    expect((await lab.check("stun")).ok).toBe(true);
+  });
+
+  it("preflight: every check passes on the healthy server; untrusted, only tls fails; server_url elsewhere, only server_url; 3478/udp dropped, only stun", async () => {
+    const healthy = { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", server_url: "ok", derp: "ok", stun: "ok" };
+    expect(await preflight()).toEqual({ code: 0, status: healthy });
     // This host's own roots do not include the run's pebble root: the certificate is untrusted.
     expect(await preflight([])).toEqual({
       code: 1,
-      status: { dns: "ok", https: "ok", http: "ok", tls: "fail", key: "skip", ts2021: "skip", stun: "ok" },
+      status: { ...healthy, tls: "fail", key: "skip", ts2021: "skip", server_url: "skip", derp: "skip" },
     });
+
+    // Config-example's default left in: the server hands out login links (and its DERP region) at an address no client can use.
+    const setServerUrl = (url: string) =>
+      lab.sh("vps", `sed -i 's|^server_url: .*|server_url: ${url}|' /etc/headscale/config.yaml && headscale-service restart`);
+    expect((await setServerUrl("http://127.0.0.1:8080")).exitCode).toBe(0);
+    const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), "--ca", pebbleRoot]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(
+      /^fail server_url the server calls itself http:\/\/127\.0\.0\.1:8080 .*, not https:\/\/headscale\.example\.com$/m,
+    );
+    expect(await preflight()).toEqual({ code: 1, status: { ...healthy, server_url: "fail" } });
+    expect((await setServerUrl(`https://${name}:443`)).exitCode).toBe(0);
+    expect(await preflight()).toEqual({ code: 0, status: healthy });
 
     await lab.sh("vps", "nft insert rule inet cloud_firewall inbound udp dport 3478 drop");
 
-    const broken = await preflight();
-    expect(broken).toEqual({
-      code: 1,
-      status: { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", stun: "fail" },
-    });
+    expect(await preflight()).toEqual({ code: 1, status: { ...healthy, stun: "fail" } });
   });
 });

@@ -5,6 +5,7 @@ import { down, up } from "../../src/lab/lifecycle.ts";
 import type { LabPlan } from "../../src/lab/plan.ts";
 import { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import { loadRecipe } from "../../src/recipe/load.ts";
+import { forOptions } from "../../src/recipe/nodes.ts";
 import type { Recipe } from "../../src/recipe/types.ts";
 import { Progress } from "../../src/ui/progress.ts";
 import { type ControlServer, HeadscaleInContainer } from "./control-server.ts";
@@ -32,7 +33,7 @@ export class LabHandle {
     if (r.alreadyRunning) {
       throw new Error(`${recipe} already runs in lab "${opts.lab}", started by someone else: this handle neither reuses nor stops it.`);
     }
-    return new LabHandle(engine, loadRecipe(recipe), r.plan);
+    return new LabHandle(engine, forOptions(loadRecipe(recipe), r.plan.options), r.plan);
   }
 
   async stop(): Promise<void> {

@@ -4,10 +4,10 @@ import { loadRecipe } from "../../src/recipe/load.ts";
 import { startTs } from "../support/start-ts.ts";
 
 describe("preflight", () => {
-  it("builds the STUN request the going-live firewall check sends as printf octal bytes", () => {
+  it("builds the STUN request the going-live stun check sends as printf octal bytes", () => {
     const req = stunRequest(Buffer.from("wg3ways-stun"));
     const probe = loadRecipe("going-live")
-      .exercises.find((e) => e.id === "firewall")!
+      .exercises.find((e) => e.id === "stun")!
       .check.at(-1)!.run!;
     const octal = [...req].map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("");
     expect(probe).toContain(`printf '${octal}'`);

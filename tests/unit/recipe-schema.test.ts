@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { UserError } from "../../src/errors.ts";
 import { makePlan } from "../../src/lab/plan.ts";
 import { loadRecipe } from "../../src/recipe/load.ts";
+import { forOptions } from "../../src/recipe/nodes.ts";
 import { recipeOptions } from "../../src/recipe/options.ts";
 import { MINIMAL_RECIPE, recipeDir } from "../support/recipes.ts";
 
@@ -43,7 +44,7 @@ describe("shape errors", () => {
 
   it("name the image roles for an unknown image, at load time", () => {
     expect(problems(minimal.replace("image: wg-peer", "image: nope"))).toEqual([
-      '7: nodes.a.image: expected one of base, wg-peer, webserver, tailscale, headscale, control, router, stun, acme, dns, got "nope"',
+      '7: nodes.a.image: expected one of base, wg-peer, webserver, tailscale, headscale, control, router, stun, acme, dns, vps-caddy, got "nope"',
     ]);
   });
 
@@ -108,6 +109,16 @@ describe("option overrides are checked at load, as partial nodes", () => {
     expect(
       problems(withOption("          c: { image: control, container: c, hostname: c, networks: { lan: 10.9.9.5 }, when: control=z }\n")),
     ).toEqual(['19: options.control.choices.y.nodes.c.when: "z" is not one of the choices of control (x, y)']);
+  });
+
+  it("an exercise's `when` too, and a lab sees only the exercises of its option values", () => {
+    const exercise = (when: string) =>
+      `${withOption("          a: { image: control }\n")}exercises:\n  - { id: e, when: ${when}, title: t, hint: h, check: [{ node: a, run: "true" }] }\n`;
+    expect(problems(exercise("control=z"))).toEqual(['21: exercises.0.when: "z" is not one of the choices of control (x, y)']);
+    const live = loadRecipe("going-live");
+    const ids = (layout: string) => forOptions(live, { layout }).exercises.map((e) => e.id);
+    expect(ids("headscale")).toEqual(["a-record", "firewall", "certificate", "join", "stun"]);
+    expect(ids("caddy")).toEqual(["a-record", "firewall", "caddy", "proxy-upgrade", "join", "stun"]);
   });
 });
 

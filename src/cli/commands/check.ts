@@ -3,6 +3,7 @@ import { describeGraded, grade } from "../../lab/hints.ts";
 import { runningPlan } from "../../lab/lifecycle.ts";
 import { DEFAULT_LAB } from "../../lab/plan.ts";
 import { listRecipes, loadRecipe } from "../../recipe/load.ts";
+import { forOptions } from "../../recipe/nodes.ts";
 import { type Command, engineFor, LAB, labOf, needRecipe, out } from "../command.ts";
 
 export const checkCommand: Command = {
@@ -20,7 +21,7 @@ export const checkCommand: Command = {
     const recipe = needRecipe(p, "check");
     const engine = await engineFor(ctx);
     const plan = await runningPlan(engine, recipe, labOf(p));
-    const r = loadRecipe(recipe);
+    const r = forOptions(loadRecipe(recipe), plan.options);
     const actx: ActionContext = { engine, recipe: r, plan, captured: {}, signal: ctx.signal };
     const open = await engine.hostRoutableNetworks({ lab: plan.lab, recipe });
     if (open.length)

@@ -3,6 +3,7 @@ import type { ActionContext } from "../../lab/actions.ts";
 import { describeGraded, grade } from "../../lab/hints.ts";
 import { runningPlan } from "../../lab/lifecycle.ts";
 import { loadRecipe } from "../../recipe/load.ts";
+import { forOptions } from "../../recipe/nodes.ts";
 import { type Command, engineFor, LAB, labOf, needRecipe, out } from "../command.ts";
 
 export const hintCommand: Command = {
@@ -14,7 +15,7 @@ export const hintCommand: Command = {
     const recipe = needRecipe(p, "hint");
     const engine = await engineFor(ctx);
     const plan = await runningPlan(engine, recipe, labOf(p));
-    const r = loadRecipe(recipe);
+    const r = forOptions(loadRecipe(recipe), plan.options);
     const which = p.positionals[1];
     if (which && !r.exercises.some((e) => e.id === which))
       throw new UserError(`${recipe} has no exercise "${which}"; its exercises are: ${r.exercises.map((e) => e.id).join(", ")}.`, 2);

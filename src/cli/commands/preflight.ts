@@ -6,12 +6,15 @@ import net from "node:net";
 import tls from "node:tls";
 import { crc32 } from "node:zlib";
 import { ControlClient, fetchServerKey } from "../../control/client.ts";
+import { derpGreeting } from "../../control/derp-client.ts";
+import { formatKey, newKeyPair } from "../../control/keys.ts";
 import { errorMessage, UserError } from "../../errors.ts";
 import { type Command, out } from "../command.ts";
 
 /**
  * Checks a control server from the outside the way a Tailscale client will use it: DNS, the
- * ports, the certificate, /key, the ts2021 upgrade and STUN. Needs no container engine, so it
+ * ports, the certificate, /key, the ts2021 upgrade, the URL the server gives out, the DERP
+ * upgrade and STUN. Needs no container engine, so it
  * runs from a laptop against a real VPS as well as against the going-live lab.
  */
 
@@ -23,7 +26,7 @@ interface Result {
   /** One sentence: what to change when the check does not pass. */
   fix?: string;
 }
-interface Target {
+export interface Target {
   url: URL;
   name: string;
   port: number;
@@ -46,6 +49,10 @@ const FIX = {
   key: () => "Proxy every path to Headscale (GET /key must reach it) and check that it runs.",
   ts2021: () =>
     "Make your reverse proxy pass Upgrade and Connection to Headscale over HTTP/1.1 (Caddy to an https upstream: transport http { versions 1.1 }; nginx: proxy_http_version 1.1 and proxy_set_header for both).",
+  serverUrl: (url: URL) =>
+    `Set server_url: ${url.origin} in Headscale's config.yaml and restart it: login links and the embedded DERP's address are made from it.`,
+  derp: () =>
+    "Make your reverse proxy pass Upgrade and Connection for /derp as for /ts2021 (the embedded DERP relay needs derp.server.enabled: true).",
   stun: () =>
     "Open 3478/udp in the cloud firewall: Headscale's embedded STUN (derp.server.stun_listen_addr) lets clients find direct paths.",
 };
@@ -53,7 +60,7 @@ const FIX = {
 export const preflightCommand: Command = {
   name: "preflight",
   usage: "preflight https://NAME [--dns IP] [--ca FILE] [--json]",
-  summary: "check a real control server from outside: DNS, ports, certificate, /key, ts2021 upgrade, STUN",
+  summary: "check a real control server from outside: DNS, ports, certificate, /key, ts2021, server_url, /derp, STUN",
   details:
     "Each check prints one line, and how to fix it when it fails; exit 1 when any fails. --dns asks that DNS server instead of this machine's resolver; --ca trusts an extra root (a staging or lab CA) besides the system's.",
   flags: [
@@ -101,30 +108,30 @@ function readCa(file: string): string {
 }
 
 function printResult(r: Result): void {
-  out(`${r.status.padEnd(4)} ${r.check.padEnd(7)} ${r.detail}`);
-  if (r.fix && (r.status === "fail" || r.status === "warn")) out(`${" ".repeat(13)}fix: ${r.fix}`);
+  out(`${r.status.padEnd(4)} ${r.check.padEnd(10)} ${r.detail}`);
+  if (r.fix && (r.status === "fail" || r.status === "warn")) out(`${" ".repeat(16)}fix: ${r.fix}`);
 }
+
+/** The checks behind TLS, in the order they print. */
+const BEHIND_TLS = ["key", "ts2021", "server_url", "derp"];
+
+const skip =
+  (why: string) =>
+  (check: string): Result => ({ check, status: "skip", detail: why });
 
 export async function preflight(t: Target): Promise<Result[]> {
   const { result: dns, address } = await checkDns(t);
   const results = [dns];
-  if (!address) {
-    for (const check of ["https", "http", "tls", "key", "ts2021", "stun"])
-      results.push({ check, status: "skip", detail: "no address to try" });
-    return results;
-  }
+  if (!address) return [...results, ...["https", "http", "tls", ...BEHIND_TLS, "stun"].map(skip("no address to try"))];
   const https = await checkTcp("https", address, t.port, FIX.https(), "fail");
   results.push(https, await checkTcp("http", address, 80, FIX.http(), "warn"));
-  const skip =
-    (why: string) =>
-    (check: string): Result => ({ check, status: "skip", detail: why });
-  if (https.status !== "ok") results.push(...["tls", "key", "ts2021"].map(skip(`${address}:${t.port} is not reachable`)));
+  if (https.status !== "ok") results.push(...["tls", ...BEHIND_TLS].map(skip(`${address}:${t.port} is not reachable`)));
   else {
     const certificate = await checkTls(t, address);
     results.push(certificate);
     // Without a certificate the client trusts, nothing behind TLS can be judged.
-    if (certificate.status === "fail") results.push(...["key", "ts2021"].map(skip("the certificate is not trusted for the name")));
-    else results.push(await checkKey(t, address), await checkTs2021(t, address));
+    if (certificate.status === "fail") results.push(...BEHIND_TLS.map(skip("the certificate is not trusted for the name")));
+    else results.push(await checkKey(t, address), ...(await checkControl(t, address)), await checkDerp(t, address));
   }
   results.push(await checkStun(address));
   return results;
@@ -203,14 +210,89 @@ async function checkKey(t: Target, address: string): Promise<Result> {
   }
 }
 
-async function checkTs2021(t: Target, address: string): Promise<Result> {
+/** ts2021, then (over that connection) server_url: judged only when the upgrade goes through. */
+export async function checkControl(t: Target, address: string): Promise<[Result, Result]> {
+  let client: ControlClient;
   try {
-    const client = await ControlClient.connect({ url: t.url.origin, ca: trusted(t), address });
-    client.close();
-    return { check: "ts2021", status: "ok", detail: "the ts2021 upgrade and its Noise handshake go through" };
+    client = await ControlClient.connect({ url: t.url.origin, ca: trusted(t), address });
   } catch (e) {
-    return { check: "ts2021", status: "fail", detail: errorMessage(e), fix: FIX.ts2021() };
+    return [
+      { check: "ts2021", status: "fail", detail: errorMessage(e), fix: FIX.ts2021() },
+      skip("the ts2021 upgrade does not go through")("server_url"),
+    ];
   }
+  try {
+    return [
+      { check: "ts2021", status: "ok", detail: "the ts2021 upgrade and its Noise handshake go through" },
+      await checkServerUrl(t, client),
+    ];
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * What the server believes its URL is (Headscale's server_url): a registration without an auth
+ * key, from a fresh node key, is answered with a login link made from it, as `tailscale up`
+ * without --auth-key prints. The login is only pending; it expires unused (Headscale: 15 min).
+ */
+async function checkServerUrl(t: Target, client: ControlClient): Promise<Result> {
+  const check = "server_url";
+  let authUrl: unknown;
+  try {
+    const nodeKey = formatKey("nodekey", newKeyPair().publicKey);
+    authUrl = (await client.register({ nodeKey, hostname: "wg3-preflight" })).AuthURL;
+  } catch (e) {
+    return { check, status: "fail", detail: `a registration without an auth key failed: ${errorMessage(e)}`, fix: FIX.serverUrl(t.url) };
+  }
+  return serverUrlResult(t.url, authUrl);
+}
+
+/** Compares the origin of the login link a server handed out with the URL preflight was asked about. */
+export function serverUrlResult(asked: URL, authUrl: unknown): Result {
+  const check = "server_url";
+  let link: URL;
+  try {
+    link = new URL(String(authUrl));
+  } catch {
+    return {
+      check,
+      status: "warn",
+      detail: `the registration answer has no login link to read the server's URL from (AuthURL ${JSON.stringify(authUrl)})`,
+    };
+  }
+  if (link.origin === asked.origin) return { check, status: "ok", detail: `the server hands out login links at ${link.origin}` };
+  return {
+    check,
+    status: "fail",
+    detail: `the server calls itself ${link.origin} (its login links go to ${link.origin}/register/...), not ${asked.origin}`,
+    fix: FIX.serverUrl(asked),
+  };
+}
+
+/** GET /derp with Upgrade: DERP, as tailscaled opens the embedded relay, up to the relay's first frame. */
+export async function checkDerp(t: Target, address: string): Promise<Result> {
+  try {
+    const g = await derpGreeting({
+      url: `${t.url.origin}/derp`,
+      address,
+      tls: { ca: trusted(t) },
+      timeoutMs: CONNECT_TIMEOUT_MS,
+    });
+    const key = g.serverKey.toString("hex").slice(0, 8);
+    return { check: "derp", status: "ok", detail: `/derp upgrades to DERP (version ${g.version ?? "?"}, relay key ${key}...)` };
+  } catch (e) {
+    const detail = oneLine(errorMessage(e));
+    // No relay at /derp is a choice (DERP elsewhere in the map), not a broken server.
+    if (/ 404 /.test(detail)) return { check: "derp", status: "warn", detail: `no DERP relay at /derp: ${detail}`, fix: FIX.derp() };
+    return { check: "derp", status: "fail", detail, fix: FIX.derp() };
+  }
+}
+
+/** An error's text on one line, cut short (a proxy's error page can be long). */
+function oneLine(text: string, max = 200): string {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat.length > max ? `${flat.slice(0, max)}...` : flat;
 }
 
 /** A binding request as tailscaled sends it: SOFTWARE "tailnode" and a FINGERPRINT, which Tailscale's STUN server requires. */

@@ -2,6 +2,7 @@ import { UserError } from "../../errors.ts";
 import { type ActionContext, runAction } from "../../lab/actions.ts";
 import { runningPlan } from "../../lab/lifecycle.ts";
 import { loadRecipe } from "../../recipe/load.ts";
+import { forOptions } from "../../recipe/nodes.ts";
 import { type Command, engineFor, LAB, labOf, needRecipe } from "../command.ts";
 
 export const solveCommand: Command = {
@@ -13,7 +14,7 @@ export const solveCommand: Command = {
     const recipe = needRecipe(p, "solve");
     const engine = await engineFor(ctx);
     const plan = await runningPlan(engine, recipe, labOf(p));
-    const r = loadRecipe(recipe);
+    const r = forOptions(loadRecipe(recipe), plan.options);
     const which = p.positionals[1];
     const exercises = which ? r.exercises.filter((e) => e.id === which) : r.exercises;
     if (which && !exercises.length)
