@@ -91,7 +91,7 @@ const SEAT = "__SEAT__";
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const q = (extra) => "?token=" + encodeURIComponent(TOKEN) + (extra || "");
 const statusLine = (t) => { document.getElementById("status").textContent = t; };
-const term = new Terminal({ cursorBlink: true, fontSize: 14, scrollback: 2000 });
+const term = new Terminal({ cursorBlink: true, fontSize: 14, lineHeight: 1.15, scrollback: 2000 });
 const fit = new FitAddon.FitAddon();
 term.loadAddon(fit);
 term.open(document.getElementById("terminal"));

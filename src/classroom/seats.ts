@@ -43,7 +43,8 @@ export async function startSeats(engine: Engine, state: ClassState, o: StartSeat
   await ensureImages(engine, roles, o.progress, o.signal);
   const outcomes: SeatOutcome[] = [];
   const starting = new Set<string>();
-  const title = `start ${state.seats.length} seats of ${state.recipe} (${o.parallel} at a time)`;
+  const n = state.seats.length;
+  const title = `start ${n} seat${n === 1 ? "" : "s"} of ${state.recipe}${n > 1 ? ` (${Math.min(o.parallel, n)} at a time)` : ""}`;
   await o.progress.step(title, async (note) => {
     const say = () => note(`${outcomes.length}/${state.seats.length} done${starting.size ? `; starting ${[...starting].join(", ")}` : ""}`);
     await forEachBounded(

@@ -3,7 +3,7 @@ import { readClass } from "../../classroom/state.ts";
 import { UserError } from "../../errors.ts";
 import { type Command, engineFor } from "../command.ts";
 import { noClass } from "./classroom-status.ts";
-import { alive, CLASS_FLAG, classOf } from "./classroom-up.ts";
+import { alive, CLASS_FLAG, classOf, seatCount } from "./classroom-up.ts";
 
 /** Stop the class's server (our own `classroom up`, by its pid) and wait, bounded, until it is gone. */
 async function stopServer(pid: number): Promise<void> {
@@ -34,9 +34,7 @@ export const classroomDownCommand: Command = {
       return 0;
     }
     if (state.server) await stopServer(state.server.pid);
-    const r = await ctx.progress.step(`remove class ${name} (${state.seats.length} seats of ${state.recipe})`, () =>
-      removeClass(engine, state),
-    );
+    const r = await ctx.progress.step(`remove class ${name} (${seatCount(state)} of ${state.recipe})`, () => removeClass(engine, state));
     ctx.progress.info(`removed ${r.containers} containers, ${r.networks} networks and ${r.volumes} volumes; class ${name} is gone.`);
     return 0;
   },

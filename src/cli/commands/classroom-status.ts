@@ -5,7 +5,7 @@ import { UserError } from "../../errors.ts";
 import { loadRecipe } from "../../recipe/load.ts";
 import { effectiveNodes } from "../../recipe/nodes.ts";
 import { type Command, engineFor, out, table } from "../command.ts";
-import { alive, CLASS_FLAG, classOf } from "./classroom-up.ts";
+import { alive, CLASS_FLAG, classOf, seatCount } from "./classroom-up.ts";
 
 export interface SeatStatus {
   seat: number;
@@ -67,7 +67,7 @@ export const classroomStatusCommand: Command = {
       return 0;
     }
     out(
-      `Class ${state.name}: ${state.seats.length} seats of ${state.recipe}, created ${state.createdAt}; ${serving ? `served at ${serving.url} (pid ${serving.pid})` : "not being served"}.`,
+      `Class ${state.name}: ${seatCount(state)} of ${state.recipe}, created ${state.createdAt}; ${serving ? `served at ${serving.url} (pid ${serving.pid})` : "not being served"}.`,
     );
     if (urls && serving) out(`facilitator: ${facilitatorUrl(serving.url, state)}`);
     const rows = [["seat", "lab", "containers", ...(urls ? ["join URL"] : [])]];

@@ -28,6 +28,10 @@ export function classOf(p: Parsed): string {
   return validClassName((p.flags.class as string | undefined) ?? DEFAULT_CLASS);
 }
 
+export function seatCount(state: ClassState): string {
+  return `${state.seats.length} seat${state.seats.length === 1 ? "" : "s"}`;
+}
+
 /** Is a process (the class's server) still there? */
 export function alive(pid: number): boolean {
   try {
@@ -136,7 +140,7 @@ async function serve(
   const flag = state.name === "seat" ? "" : ` --class ${state.name}`;
   ctx.onInterruptSay?.("Stopping the classroom server; the seats keep running.");
   ctx.progress.info(
-    `Classroom ${state.name}: ${state.seats.length} seats of ${state.recipe}, serving at ${o.base} (listening on ${o.listen}:${o.port}).\n` +
+    `Classroom ${state.name}: ${seatCount(state)} of ${state.recipe}, serving at ${o.base} (listening on ${o.listen}:${o.port}).\n` +
       `The URLs to hand out (each carries its seat's secret token): ./start.ts classroom status${flag} --urls\n` +
       `Ctrl-C stops serving; ./start.ts classroom down${flag} removes every seat.`,
   );
