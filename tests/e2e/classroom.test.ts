@@ -5,7 +5,7 @@
  * view, token scoping (seat 2's token opens nothing of seat 1), and `classroom down` leaving
  * nothing behind. Screenshots go to .cache/classroom/.
  */
-import { mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -170,6 +170,14 @@ describe(`classroom mode: 2 seats of ${RECIPE} in a real browser (class ${CLASS}
       return t.includes(`inet ${homeAddress(1)}/`) ? t : undefined;
     });
     expect(text).not.toContain(`inet ${homeAddress(2)}/`);
+    // The engine's socket is on the host (the probe's target is real) and not in the seat's container.
+    if (engine.dockerHost.startsWith("unix://")) {
+      const socket = engine.dockerHost.replace(/^unix:\/\//, "");
+      expect(existsSync(socket)).toBe(true);
+      await typeLine(page, `test -S ${socket} && echo "socket:$((20+1))-visible" || echo "socket:$((20+1))-absent"`);
+      await eventually("the socket probe's answer", async () => /socket:21-(visible|absent)/.test(await terminalText(page)));
+      expect(await terminalText(page)).toContain("socket:21-absent");
+    }
     await page.screenshot({ path: join(SHOTS, "attendee-terminal.png") });
     await page.close();
   });
@@ -259,5 +267,59 @@ describe(`classroom mode: 2 seats of ${RECIPE} in a real browser (class ${CLASS}
       expect(readPlan(lab, RECIPE)).toBeUndefined();
     }
     expect(readClass(CLASS)).toBeUndefined();
+  });
+});
+
+describe("a class whose start is cut short", () => {
+  const upArgs = (cls: string, port: number) => [
+    "classroom",
+    "up",
+    "--seats",
+    "2",
+    "--recipe",
+    RECIPE,
+    "--class",
+    cls,
+    "--listen",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--parallel",
+    "1",
+  ];
+  const firstSeatUp = (run: RunningStartTs) =>
+    eventually("the first seat up", () => /seat 01 \(lab .*\) up in/.test(run.output()), {
+      timeout: TIMEOUT.cli,
+      seen: () => run.output().slice(-800),
+    });
+  const leftovers = async (cls: string) => [
+    ...(await engine.listContainers({ classroom: cls })).map((c) => c.name),
+    ...(await engine.listNetworks({ classroom: cls })).map((n) => n.name),
+  ];
+
+  it("Ctrl-C while the seats start removes every seat this run started, and the class's state", async () => {
+    const cls = testLabName("clsint");
+    const run = spawnStartTs(upArgs(cls, await freePort()));
+    await firstSeatUp(run);
+    expect((await leftovers(cls)).length).toBeGreaterThan(0); // negative control: the first seat is there
+    run.child.kill("SIGINT");
+    const end = await run.done;
+    expect(end.code, end.all.slice(-800)).toBe(130);
+    expect(end.stderr).toContain("Interrupted: the seats this run started have been removed.");
+    expect(await leftovers(cls)).toEqual([]);
+    expect(readClass(cls)).toBeUndefined();
+  });
+
+  it("after a start killed outright (no cleanup ran), classroom down still finds and removes everything by the class's label", async () => {
+    const cls = testLabName("clskill");
+    const run = spawnStartTs(upArgs(cls, await freePort()));
+    await firstSeatUp(run);
+    run.child.kill("SIGKILL");
+    await run.exited;
+    expect((await leftovers(cls)).length).toBeGreaterThan(0);
+    const down = mustSucceed(await startTs(["classroom", "down", "--class", cls]));
+    expect(down.stderr).toMatch(/removed \d+ containers, \d+ networks and \d+ volumes; class .* is gone/);
+    expect(await leftovers(cls)).toEqual([]);
+    expect(readClass(cls)).toBeUndefined();
   });
 });

@@ -3,6 +3,7 @@
  * file, the seat/token match, the rate limit, the facilitator's progress, and the web server's
  * routes with a fake seat backend that records every call (a refused request must reach none).
  */
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,6 +28,7 @@ import {
   saveClass,
   validClassName,
 } from "../../src/classroom/state.ts";
+import { serverRunning } from "../../src/cli/commands/classroom-up.ts";
 import type { TerminalSession } from "../../src/engine/engine.ts";
 import { loadRecipe } from "../../src/recipe/load.ts";
 
@@ -312,5 +314,23 @@ describe("the web server's routes", () => {
     expect((await app.inject({ url: "/assets/recipe-3.svg" })).headers["content-type"]).toContain("image/svg+xml");
     expect((await app.inject({ url: "/assets/..%2F..%2Fpackage.json" })).statusCode).toBe(404);
     expect((await app.inject({ url: "/assets/class.json" })).statusCode).toBe(404);
+  });
+});
+
+describe("which process is a class's server", () => {
+  it("only a live `classroom up` of that class: never a pid reused by another process", async () => {
+    const child = spawn(process.execPath, ["-e", "setTimeout(() => {}, 20000)", "--", "classroom", "up", "--class", "c1"], {
+      stdio: "ignore",
+    });
+    try {
+      await new Promise((r) => child.once("spawn", r));
+      expect(serverRunning(child.pid!, "c1")).toBe(true);
+      expect(serverRunning(child.pid!, "c2")).toBe(false);
+      expect(serverRunning(process.pid, "c1")).toBe(false); // alive, but not a classroom server
+    } finally {
+      child.kill();
+    }
+    await new Promise((r) => child.once("exit", r));
+    expect(serverRunning(child.pid!, "c1")).toBe(false);
   });
 });

@@ -3,14 +3,14 @@ import { readClass } from "../../classroom/state.ts";
 import { UserError } from "../../errors.ts";
 import { type Command, engineFor } from "../command.ts";
 import { noClass } from "./classroom-status.ts";
-import { alive, CLASS_FLAG, classOf, seatCount } from "./classroom-up.ts";
+import { CLASS_FLAG, classOf, seatCount, serverRunning } from "./classroom-up.ts";
 
-/** Stop the class's server (our own `classroom up`, by its pid) and wait, bounded, until it is gone. */
-async function stopServer(pid: number): Promise<void> {
-  if (pid === process.pid || !alive(pid)) return;
+/** Stop the class's server (its `classroom up`, by its pid) and wait, bounded, until it is gone. */
+async function stopServer(pid: number, className: string): Promise<void> {
+  if (pid === process.pid || !serverRunning(pid, className)) return;
   process.kill(pid, "SIGTERM");
   const deadline = Date.now() + 20_000;
-  while (alive(pid)) {
+  while (serverRunning(pid, className)) {
     if (Date.now() > deadline)
       throw new UserError(`The class's server (pid ${pid}) did not stop within 20 s of SIGTERM; nothing was removed.`);
     await new Promise((r) => setTimeout(r, 100));
@@ -33,7 +33,7 @@ export const classroomDownCommand: Command = {
       ctx.progress.info(`removed ${r.containers} containers, ${r.networks} networks and ${r.volumes} volumes of class ${name}.`);
       return 0;
     }
-    if (state.server) await stopServer(state.server.pid);
+    if (state.server) await stopServer(state.server.pid, name);
     const r = await ctx.progress.step(`remove class ${name} (${seatCount(state)} of ${state.recipe})`, () => removeClass(engine, state));
     ctx.progress.info(`removed ${r.containers} containers, ${r.networks} networks and ${r.volumes} volumes; class ${name} is gone.`);
     return 0;

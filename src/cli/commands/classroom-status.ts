@@ -5,7 +5,7 @@ import { UserError } from "../../errors.ts";
 import { loadRecipe } from "../../recipe/load.ts";
 import { effectiveNodes } from "../../recipe/nodes.ts";
 import { type Command, engineFor, out, table } from "../command.ts";
-import { alive, CLASS_FLAG, classOf, seatCount } from "./classroom-up.ts";
+import { CLASS_FLAG, classOf, seatCount, serverRunning } from "./classroom-up.ts";
 
 export interface SeatStatus {
   seat: number;
@@ -52,7 +52,7 @@ export const classroomStatusCommand: Command = {
     const engine = await engineFor(ctx);
     const urls = Boolean(p.flags.urls);
     const seats = await seatStatus(engine, state, urls);
-    const serving = state.server && alive(state.server.pid) ? state.server : undefined;
+    const serving = state.server && serverRunning(state.server.pid, name) ? state.server : undefined;
     if (urls && !state.server)
       ctx.progress.info("The class is not being served, so there are no URLs yet: ./start.ts classroom up serves it.");
     if (p.flags.json) {

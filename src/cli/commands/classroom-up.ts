@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { removeClass, removeSeats, startSeats } from "../../classroom/seats.ts";
 import { serveClass } from "../../classroom/serve.ts";
@@ -32,14 +33,23 @@ export function seatCount(state: ClassState): string {
   return `${state.seats.length} seat${state.seats.length === 1 ? "" : "s"}`;
 }
 
-/** Is a process (the class's server) still there? */
-export function alive(pid: number): boolean {
+/**
+ * Is the class's server (a `classroom up` of this class) still running as `pid`? A pid from a
+ * state file may have been reused by another process since a crash: on Linux its command line
+ * must name this command and class, so that `down` never signals a stranger.
+ */
+export function serverRunning(pid: number, className: string): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  const cmdline = `/proc/${pid}/cmdline`;
+  if (!existsSync(cmdline)) return process.platform !== "linux";
+  const argv = readFileSync(cmdline, "utf8").split("\0");
+  const at = argv.indexOf("classroom");
+  const cls = argv.indexOf("--class");
+  return at >= 0 && argv[at + 1] === "up" && (cls >= 0 ? argv[cls + 1] === className : className === DEFAULT_CLASS);
 }
 
 /** The class as stored, checked against what this command line asks for; or a new one (not yet saved). */
@@ -52,7 +62,7 @@ function classFor(p: Parsed, name: string): { state: ClassState; isNew: boolean 
       throw new UserError(
         `Class ${name} already has ${existing.seats.length} seats of ${existing.recipe}; ./start.ts classroom down${name === DEFAULT_CLASS ? "" : ` --class ${name}`} first, or choose another --class.`,
       );
-    if (existing.server && alive(existing.server.pid))
+    if (existing.server && serverRunning(existing.server.pid, name))
       throw new UserError(`Class ${name} is already being served at ${existing.server.url} (pid ${existing.server.pid}).`);
     return { state: existing, isNew: false };
   }
