@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Engine, TerminalSession } from "../engine/engine.ts";
 import { UserError } from "../errors.ts";
 import { type ActionContext, checkExercise, runAction } from "../lab/actions.ts";
@@ -38,8 +39,14 @@ export interface SeatBackend {
   terminal(seat: Seat, node: string, size: { cols: number; rows: number }): Promise<TerminalSession>;
 }
 
-/** bash where the image has it (the workspace's panes use it too), else sh. */
-const SHELL = ["sh", "-c", "cd /root 2>/dev/null; if command -v bash >/dev/null; then exec bash; else exec sh; fi"];
+/**
+ * bash where the image has it (the workspace's panes use it too), else sh; its pid written to
+ * `pidFile` first, so that the shell can be hung up when the browser goes away (the engine
+ * leaves an exec's process running when its connection closes: measured with podman 4.3).
+ */
+function shellCommand(pidFile: string): string[] {
+  return ["sh", "-c", `echo $$ > ${pidFile}; cd /root 2>/dev/null; if command -v bash >/dev/null; then exec bash; else exec sh; fi`];
+}
 
 /** The real seats: each one a lab of the recipe, driven through the same machinery as ./start.ts. */
 export class LabSeats implements SeatBackend {
@@ -91,6 +98,17 @@ export class LabSeats implements SeatBackend {
     const plan = (await this.ctx(seat)).plan;
     const n = plan.nodes[node];
     if (!n) throw new UserError(`${this.recipe.name} has no node "${node}".`, 2);
-    return this.engine.terminal(n.container, SHELL, size);
+    const pidFile = `/tmp/.wg3-terminal-${randomBytes(6).toString("hex")}.pid`;
+    const session = await this.engine.terminal(n.container, shellCommand(pidFile), size);
+    return {
+      ...session,
+      close: () => {
+        session.close();
+        // SIGHUP, as a closed terminal sends: an interactive bash passes it on to its jobs and exits.
+        void this.engine
+          .sh(n.container, `kill -HUP "$(cat ${pidFile})" 2>/dev/null; rm -f ${pidFile}`, { timeoutMs: 10_000 })
+          .catch(() => {});
+      },
+    };
   }
 }

@@ -179,7 +179,17 @@ describe(`classroom mode: 2 seats of ${RECIPE} in a real browser (class ${CLASS}
       expect(await terminalText(page)).toContain("socket:21-absent");
     }
     await page.screenshot({ path: join(SHOTS, "attendee-terminal.png") });
+    // Closing the page hangs up its shell and the job running in it (the engine alone would leave them).
+    await typeLine(page, "sleep 300");
+    const container = readPlan(`${CLASS}-01`, RECIPE)!.nodes[HOME]!.container;
+    const shells = async () => (await engine.sh(container, "ps -eo comm= | grep -cxE 'bash|sleep'")).stdout.trim();
+    await eventually("the terminal's bash and its sleep running", async () => (await shells()) === "2");
     await page.close();
+    await eventually("no shell left once the page is closed", async () => {
+      const n = await shells();
+      if (n !== "0") throw new Error(`${n} bash/sleep processes in ${container}`);
+      return true;
+    });
   });
 
   it("seat 2's token opens nothing of seat 1 (page, check, solve, terminal: 403 and nothing else), while it opens seat 2", async () => {
