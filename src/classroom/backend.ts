@@ -48,6 +48,15 @@ function shellCommand(pidFile: string): string[] {
   return ["sh", "-c", `echo $$ > ${pidFile}; cd /root 2>/dev/null; if command -v bash >/dev/null; then exec bash; else exec sh; fi`];
 }
 
+/**
+ * End everything the closed terminal ran: the engine made its shell a session leader on its own
+ * pseudo-terminal, so its session holds the shell and every job started from it. SIGHUP first
+ * (what a closed terminal sends), SIGKILL for what ignored it.
+ */
+function hangUp(pidFile: string): string {
+  return `s=$(cat ${pidFile} 2>/dev/null) && [ -n "$s" ] && { pkill -HUP -s "$s"; sleep 2; pkill -KILL -s "$s"; }; rm -f ${pidFile}`;
+}
+
 /** The real seats: each one a lab of the recipe, driven through the same machinery as ./start.ts. */
 export class LabSeats implements SeatBackend {
   readonly recipe: Recipe;
@@ -104,10 +113,7 @@ export class LabSeats implements SeatBackend {
       ...session,
       close: () => {
         session.close();
-        // SIGHUP, as a closed terminal sends: an interactive bash passes it on to its jobs and exits.
-        void this.engine
-          .sh(n.container, `kill -HUP "$(cat ${pidFile})" 2>/dev/null; rm -f ${pidFile}`, { timeoutMs: 10_000 })
-          .catch(() => {});
+        void this.engine.sh(n.container, hangUp(pidFile), { timeoutMs: 15_000 }).catch(() => {});
       },
     };
   }

@@ -187,7 +187,10 @@ describe(`classroom mode: 2 seats of ${RECIPE} in a real browser (class ${CLASS}
     await page.close();
     await eventually("no shell left once the page is closed", async () => {
       const n = await shells();
-      if (n !== "0") throw new Error(`${n} bash/sleep processes in ${container}`);
+      if (n !== "0")
+        throw new Error(
+          `${n} bash/sleep processes in ${container}: ${(await engine.sh(container, "ps -eo pid,ppid,pgid,sid,stat,comm")).stdout}`,
+        );
       return true;
     });
   });
