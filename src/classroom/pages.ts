@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { marked } from "marked";
 import { ROOT } from "../paths.ts";
 import type { SeatBackend } from "./backend.ts";
 import { type ClassState, type Seat, seatLabel } from "./state.ts";
@@ -13,7 +12,8 @@ export function escapeHtml(s: string): string {
  * The recipe's lab guide as HTML. Its topology picture is a file beside the guide: the page
  * loads it from /assets/ (the server serves that one picture).
  */
-export function renderGuide(recipe: string): string {
+export async function renderGuide(recipe: string): Promise<string> {
+  const { marked } = await import("marked"); // only `classroom up` needs it (see server.ts)
   const md = readFileSync(join(ROOT, "labs", `${recipe}.md`), "utf8");
   const html = marked.parse(md, { async: false });
   return html.replace(/src="([a-z0-9-]+\.svg)"/g, 'src="/assets/$1"');

@@ -51,7 +51,7 @@ export async function serveClass(engine: Engine, state: ClassState, o: ServeOpti
     backend.recipe.exercises.map((e) => ({ id: e.id, title: e.title })),
     state.seats.map((s) => s.n),
   );
-  const app = await buildServer({ state, backend, progress, guideHtml: renderGuide(state.recipe), log: o.log });
+  const app = await buildServer({ state, backend, progress, guideHtml: await renderGuide(state.recipe), log: o.log });
   try {
     await app.listen({ host: o.listen, port: o.port });
   } catch (e) {

@@ -1,8 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { WebSocket } from "@fastify/websocket";
-import websocket from "@fastify/websocket";
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { TerminalSession } from "../engine/engine.ts";
 import { errorMessage, UserError } from "../errors.ts";
 import { ROOT } from "../paths.ts";
@@ -57,6 +56,10 @@ function query(req: FastifyRequest): Record<string, string | undefined> {
  * own, before anything runs.
  */
 export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
+  // Loaded here, not at the top: every ./start.ts command loads this file's module graph, and
+  // only `classroom up` needs a web server (about 250 ms to load, measured).
+  const { default: Fastify } = await import("fastify");
+  const { default: websocket } = await import("@fastify/websocket");
   // forceCloseConnections: the facilitator's event streams never end by themselves.
   const app = Fastify({ logger: false, forceCloseConnections: true, bodyLimit: 4096 });
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
