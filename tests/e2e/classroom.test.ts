@@ -182,7 +182,9 @@ describe(`classroom mode: 2 seats of ${RECIPE} in a real browser (class ${CLASS}
     // Closing the page hangs up its shell and the job running in it (the engine alone would leave them).
     await typeLine(page, "sleep 300");
     const container = readPlan(`${CLASS}-01`, RECIPE)!.nodes[HOME]!.container;
-    const shells = async () => (await engine.sh(container, "ps -eo comm= | grep -cxE 'bash|sleep'")).stdout.trim();
+    // Live ones only: the container's PID 1 (tailscaled) does not reap orphans, so a killed
+    // sleep whose bash died first stays a zombie (state Z), which holds nothing but its pid.
+    const shells = async () => (await engine.sh(container, "ps -eo stat=,comm= | grep -v '^Z' | grep -cE ' (bash|sleep)$'")).stdout.trim();
     await eventually("the terminal's bash and its sleep running", async () => (await shells()) === "2");
     await page.close();
     await eventually("no shell left once the page is closed", async () => {
