@@ -21,6 +21,11 @@ export interface Command {
 export interface Ctx {
   progress: Progress;
   signal: AbortSignal;
+  /**
+   * What Ctrl-C means from now on, said when it comes (undefined: nothing to say). By default a
+   * command cleans up what it created; a server that has finished starting only stops serving.
+   */
+  onInterruptSay?: (line: string | undefined) => void;
 }
 
 /** Flags every command takes. */

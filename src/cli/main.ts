@@ -4,6 +4,9 @@ import { Progress } from "../ui/progress.ts";
 import { type FlagSpec, parseArgs } from "./args.ts";
 import { type Command, GLOBAL } from "./command.ts";
 import { checkCommand } from "./commands/check.ts";
+import { classroomDownCommand } from "./commands/classroom-down.ts";
+import { classroomStatusCommand } from "./commands/classroom-status.ts";
+import { classroomUpCommand } from "./commands/classroom-up.ts";
 import { cleanCommand } from "./commands/clean.ts";
 import { doctorCommand } from "./commands/doctor.ts";
 import { execCommand } from "./commands/exec.ts";
@@ -37,9 +40,44 @@ const commands: Record<string, Command> = Object.fromEntries(
     matrixCommand,
     graphCommand,
     preflightCommand,
+    classroomUpCommand,
+    classroomStatusCommand,
+    classroomDownCommand,
     cleanCommand,
   ].map((c) => [c.name, c]),
 );
+
+/** The second words of the commands named "GROUP SUB" (`classroom up`). */
+function subcommands(group: string): string[] {
+  return Object.keys(commands)
+    .filter((c) => c.startsWith(`${group} `))
+    .map((c) => c.slice(group.length + 1));
+}
+
+/**
+ * The command a command line names and its arguments: `status --json` is "status"; a group's
+ * `classroom up --seats 2` is "classroom up". A group alone with --help: no name (its help).
+ */
+function commandOf(first: string, rest: string[]): [string | undefined, string[]] {
+  const subs = subcommands(first);
+  if (!subs.length) return [first, rest];
+  const sub = rest[0];
+  if (sub === "--help" || sub === "-h") return [undefined, []];
+  if (!sub || !subs.includes(sub))
+    throw new UserError(
+      `${sub ? `Unknown ${first} command "${sub}"` : `\`${first}\` needs a command`}: one of ${subs.join(", ")} (./start.ts ${first} --help).`,
+      2,
+    );
+  return [`${first} ${sub}`, rest.slice(1)];
+}
+
+function groupHelp(group: string): string {
+  const cmds = subcommands(group)
+    .map((s) => commands[`${group} ${s}`]!)
+    .map((c) => `  ${c.usage.padEnd(58)}${c.summary}`)
+    .join("\n");
+  return `Usage: ./start.ts ${group} <command> [options]\n\n${cmds}\n\nEach takes --help: ./start.ts ${group} ${subcommands(group)[0]} --help.\n`;
+}
 
 function flagLines(flags: FlagSpec[]): string {
   return flags.map((f) => `${`  --${f.name}${f.value ? ` ${f.value}` : ""}`.padEnd(29)} ${f.help}`).join("\n");
@@ -58,6 +96,7 @@ function help(name?: string): string {
       ...GLOBAL,
     ])}\n`;
   }
+  if (name && subcommands(name).length) return groupHelp(name);
   if (name && commands[name]) {
     const c = commands[name]!;
     return `Usage: ./start.ts ${c.usage}\n\n${c.summary}\n${c.details ? `\n${c.details}\n` : ""}\nOptions:\n${flagLines([...c.flags, ...GLOBAL])}\n`;
@@ -112,10 +151,11 @@ export async function main(argv: string[]): Promise<number> {
   const abort = new AbortController();
   let interrupts = 0;
   let quietInterrupt = false;
+  let interruptLine: string | undefined = "Interrupted: cleaning up what this command created (Ctrl-C again to quit at once)...";
   const onSigint = () => {
     interrupts++;
     if (interrupts > 1) process.exit(130);
-    if (!quietInterrupt) progress.info("Interrupted: cleaning up what this command created (Ctrl-C again to quit at once)...");
+    if (!quietInterrupt && interruptLine) progress.info(interruptLine);
     abort.abort();
   };
   process.on("SIGINT", onSigint);
@@ -127,25 +167,31 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const isRecipe = listRecipes().includes(first);
-    const name = isRecipe ? "start" : first;
+    const [name, args] = isRecipe ? ["start", argv] : commandOf(first, rest);
+    if (!name) {
+      process.stdout.write(help(first));
+      return 0;
+    }
     const cmd = commands[name];
     if (!cmd || (name === "start" && !isRecipe)) {
       const known = listRecipes();
       throw new UserError(
-        `Unknown command or recipe "${first}"; recipes: ${known.join(", ")}; commands: ${Object.keys(commands)
+        `Unknown command or recipe "${first}"; recipes: ${known.join(", ")}; commands: ${[
+          ...new Set(Object.keys(commands).map((c) => c.split(" ")[0])),
+        ]
           .filter((c) => c !== "start")
           .join(", ")}.`,
         2,
       );
     }
     const flags = isRecipe ? [...cmd.flags, ...allRecipeOptionFlags(), ...GLOBAL] : [...cmd.flags, ...GLOBAL];
-    const parsed = parseArgs(isRecipe ? argv : rest, flags, name);
+    const parsed = parseArgs(args, flags, name);
     if (parsed.flags.help) {
       process.stdout.write(help(isRecipe ? first : name));
       return 0;
     }
     quietInterrupt = Boolean(cmd.endsOnInterrupt && parsed.flags.watch);
-    return await cmd.run(parsed, { progress, signal: abort.signal });
+    return await cmd.run(parsed, { progress, signal: abort.signal, onInterruptSay: (line) => (interruptLine = line) });
   } catch (err) {
     if (err instanceof UserError) {
       process.stderr.write(`${err.message}\n`);

@@ -16,9 +16,19 @@ import type {
   NetworkSpec,
   NetworkSummary,
   RuntimeInfo,
+  TerminalSession,
 } from "./types.ts";
 
-export type { ContainerDetails, ContainerSpec, ContainerSummary, ExecOptions, ExecResult, ImageSummary, NetworkSummary } from "./types.ts";
+export type {
+  ContainerDetails,
+  ContainerSpec,
+  ContainerSummary,
+  ExecOptions,
+  ExecResult,
+  ImageSummary,
+  NetworkSummary,
+  TerminalSession,
+} from "./types.ts";
 
 const notFound = (e: { statusCode?: number }) => {
   if (e.statusCode !== 404) throw e;
@@ -113,6 +123,55 @@ export class Engine {
       exitCode: info.ExitCode ?? -1,
       stdout: Buffer.concat(chunks.out).toString("utf8"),
       stderr: Buffer.concat(chunks.err).toString("utf8"),
+    };
+  }
+
+  /**
+   * An interactive command in a running container on a pseudo-terminal the engine allocates
+   * (`exec -it`): nothing runs on the host, so a browser terminal built on it reaches only
+   * that container.
+   */
+  async terminal(container: string, cmd: string[], size: { cols: number; rows: number }): Promise<TerminalSession> {
+    const exec = await this.#docker.getContainer(container).exec({
+      Cmd: cmd,
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: true,
+      Env: ["TERM=xterm-256color", `COLUMNS=${size.cols}`, `LINES=${size.rows}`],
+    });
+    const stream = (await exec.start({
+      hijack: true,
+      stdin: true,
+      Tty: true,
+    } as Docker.ExecStartOptions)) as unknown as NodeJS.ReadWriteStream & {
+      destroy(): void;
+    };
+    const resize = async (cols: number, rows: number) => {
+      await exec.resize({ w: cols, h: rows }).catch(() => {}); // a shell that just ended cannot be resized
+    };
+    await resize(size.cols, size.rows);
+    let ended = false;
+    const endFns: (() => void)[] = [];
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      for (const fn of endFns) fn();
+    };
+    stream.on("end", end);
+    stream.on("close", end);
+    stream.on("error", end);
+    return {
+      onData: (fn) => stream.on("data", (b: Buffer) => fn(b)),
+      onEnd: (fn) => {
+        if (ended) fn();
+        else endFns.push(fn);
+      },
+      write: (data) => {
+        if (!ended) stream.write(data);
+      },
+      resize,
+      close: () => stream.destroy(),
     };
   }
 

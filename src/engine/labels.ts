@@ -13,6 +13,8 @@ export const LABEL = {
   role: "wg3ways.role",
   /** A lab's option values (JSON), on each of its containers. */
   options: "wg3ways.options",
+  /** The classroom a seat's lab belongs to (`classroom up --class NAME`), on its containers and networks. */
+  classroom: "wg3ways.classroom",
 } as const;
 
 export const PROJECT = "wg-3-ways";
@@ -34,7 +36,7 @@ export function labLabels(id: LabIdentity, extra: Record<string, string> = {}): 
 }
 
 /** A docker-API `filters` value selecting our resources, optionally narrowed. */
-export function labelFilter(match: Partial<Record<"lab" | "recipe" | "node" | "run", string>> = {}): string {
+export function labelFilter(match: Partial<Record<"lab" | "recipe" | "node" | "run" | "classroom", string>> = {}): string {
   const labels = [`${LABEL.project}=${PROJECT}`];
   for (const [k, v] of Object.entries(match)) if (v !== undefined) labels.push(`${LABEL[k as keyof typeof LABEL]}=${v}`);
   return JSON.stringify({ label: labels });

@@ -92,4 +92,15 @@ export interface RuntimeInfo {
 }
 
 /** Narrows our resources by label: `{ lab, recipe }`, `{ lab }`, ... */
-export type LabelMatch = Partial<Record<"lab" | "recipe" | "node" | "run", string>>;
+export type LabelMatch = Partial<Record<"lab" | "recipe" | "node" | "run" | "classroom", string>>;
+
+/** An interactive shell in a container (a terminal in a browser): its output, its input, its window size. */
+export interface TerminalSession {
+  /** Bytes the shell prints (one pseudo-terminal, so stdout and stderr arrive mixed, as on a screen). */
+  onData(fn: (chunk: Buffer) => void): void;
+  /** Called once, when the shell ends or the connection to it closes. */
+  onEnd(fn: () => void): void;
+  write(data: string | Buffer): void;
+  resize(cols: number, rows: number): Promise<void>;
+  close(): void;
+}

@@ -36,6 +36,8 @@ export interface UpOptions {
   signal?: AbortSignal;
   yes?: boolean;
   engine?: Engine;
+  /** Extra labels on the lab's networks and containers (a classroom's name on each seat). */
+  labels?: Record<string, string>;
 }
 
 export interface UpResult {
@@ -131,7 +133,7 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
     for (let attempt = 1; ; attempt++) {
       savePlan(plan);
       try {
-        await createLab(ctx);
+        await createLab(ctx, opts.labels);
         break;
       } catch (e) {
         // Someone took a subnet between choosing and creating: choose again (not in the default
@@ -208,14 +210,14 @@ async function planLab(engine: Engine, recipe: Recipe, lab: string, options: Rec
 }
 
 /** Networks, then containers with their files in place (not started yet). */
-async function createLab(ctx: ActionContext): Promise<void> {
+async function createLab(ctx: ActionContext, extraLabels: Record<string, string> = {}): Promise<void> {
   const { engine, recipe, plan } = ctx;
   const id = { lab: plan.lab, recipe: recipe.name, run: plan.run };
   const what = `create ${Object.keys(plan.networks).length} networks and ${Object.keys(plan.nodes).length} containers`;
   await stepper(ctx.progress)(what, async (note) => {
     for (const net of Object.values(plan.networks)) {
       note(`network ${net.name} ${net.subnet}`);
-      await engine.createNetwork({ ...net, labels: labLabels(id, { [LABEL.network]: net.key }) });
+      await engine.createNetwork({ ...net, labels: labLabels(id, { ...extraLabels, [LABEL.network]: net.key }) });
     }
     await Promise.all(
       Object.values(plan.nodes).map(async (node) => {
@@ -227,7 +229,7 @@ async function createLab(ctx: ActionContext): Promise<void> {
           image: imageRef(node.image as ImageRole),
           command: node.command,
           env: { ...node.env, ...gatewayEnv(plan, node) },
-          labels: labLabels(id, { [LABEL.node]: node.key, [LABEL.options]: JSON.stringify(plan.options) }),
+          labels: labLabels(id, { ...extraLabels, [LABEL.node]: node.key, [LABEL.options]: JSON.stringify(plan.options) }),
           caps: node.caps,
           sysctls: node.sysctls,
           devices: node.devices,

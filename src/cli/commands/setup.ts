@@ -1,4 +1,5 @@
 import { ensureBinaries } from "../../binaries.ts";
+import { chromiumPath, ensureChromium } from "../../browser.ts";
 import { ensureEngine, installPackages, isRoot } from "../../engine/ensure.ts";
 import { ensureImages, IMAGE_ROLES, type ImageRole } from "../../images/build.ts";
 import { hasTmux } from "../../workspace/tmux.ts";
@@ -14,7 +15,8 @@ export const setupCommand: Command = {
     "cgroupfs, rlimits that work on hybrid-cgroup hosts, netavark networking so lab bridges are isolated) and\n" +
     "starts `podman system service` on /run/wg-3-ways/podman.sock.\n" +
     "Docker Engine is used as is when its socket answers (or DOCKER_HOST is set).\n" +
-    "Then it builds Tailscale and Headscale (go install, pinned in versions.json) and every image in images/.",
+    "Then it builds Tailscale and Headscale (go install, pinned in versions.json) and every image in images/.\n" +
+    "As root, it also installs Debian's chromium when missing: the classroom's browser tests drive it headless.",
   flags: [{ name: "yes", help: "do not ask before installing packages" }],
   async run(p, ctx) {
     const engine = await ensureEngine({
@@ -25,6 +27,9 @@ export const setupCommand: Command = {
     ctx.progress.info(`engine: ${engine.kind} ${engine.version} at ${engine.dockerHost}`);
     if (isRoot() && !(await hasTmux()))
       await installPackages({ yes: Boolean(p.flags.yes), progress: ctx.progress }, ["tmux", "openssl", "debootstrap"]);
+    if (isRoot()) ctx.progress.info(`chromium: ${await ensureChromium({ yes: Boolean(p.flags.yes), progress: ctx.progress })}`);
+    else if (!chromiumPath())
+      ctx.progress.info("chromium is not installed: the classroom's browser tests need it (apt-get install chromium, as root).");
     for (const b of ["tailscale", "headscale"] as const) {
       const set = await ensureBinaries(b, ctx.progress, ctx.signal);
       ctx.progress.info(`${b} ${set.version}: ${set.via}, ${set.dir}`);

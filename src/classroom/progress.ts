@@ -1,0 +1,85 @@
+/** What the facilitator sees of one seat: each exercise's state and when one last turned green. */
+export interface SeatProgress {
+  seat: number;
+  /** exercise id -> pass / not yet; absent until the seat was first checked. */
+  exercises: Record<string, "pass" | "not yet">;
+  /** When an exercise of this seat last turned from not yet to pass (ISO), if ever. */
+  lastGreenAt?: string;
+  /** When this seat was last checked (ISO). */
+  checkedAt?: string;
+  /** Why the last check could not run (the lab is down), if it could not. */
+  error?: string;
+}
+
+export interface ClassSnapshot {
+  class: string;
+  recipe: string;
+  startedAt: string;
+  exercises: { id: string; title: string }[];
+  seats: SeatProgress[];
+}
+
+type Listener = (snapshot: ClassSnapshot) => void;
+
+/**
+ * Every seat's progress, kept by the server and sent to the facilitator's view on each change.
+ * The first check of a seat is its baseline: exercises that pass then (the lab's setup made
+ * them pass) do not count as turning green.
+ */
+export class ClassProgress {
+  readonly #seats = new Map<number, SeatProgress>();
+  readonly #listeners = new Set<Listener>();
+
+  constructor(
+    readonly className: string,
+    readonly recipe: string,
+    readonly exercises: { id: string; title: string }[],
+    seats: number[],
+    readonly startedAt = new Date().toISOString(),
+  ) {
+    for (const n of seats) this.#seats.set(n, { seat: n, exercises: {} });
+  }
+
+  /** Record a check's results for a seat; listeners hear of it. */
+  record(seat: number, results: { id: string; state: "pass" | "not yet" }[], at = new Date()): void {
+    const p = this.#seats.get(seat);
+    if (!p) return;
+    const baseline = !p.checkedAt;
+    for (const r of results) {
+      if (!baseline && r.state === "pass" && p.exercises[r.id] !== "pass") p.lastGreenAt = at.toISOString();
+      p.exercises[r.id] = r.state;
+    }
+    p.checkedAt = at.toISOString();
+    delete p.error;
+    this.#emit();
+  }
+
+  recordError(seat: number, error: string, at = new Date()): void {
+    const p = this.#seats.get(seat);
+    if (!p) return;
+    p.error = error;
+    p.checkedAt = at.toISOString();
+    this.#emit();
+  }
+
+  snapshot(): ClassSnapshot {
+    return {
+      class: this.className,
+      recipe: this.recipe,
+      startedAt: this.startedAt,
+      exercises: this.exercises,
+      seats: [...this.#seats.values()].map((s) => ({ ...s, exercises: { ...s.exercises } })),
+    };
+  }
+
+  /** Hear every change; returns the function that stops listening. */
+  subscribe(fn: Listener): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  #emit(): void {
+    const s = this.snapshot();
+    for (const fn of this.#listeners) fn(s);
+  }
+}

@@ -1,0 +1,114 @@
+import type { Engine } from "../engine/engine.ts";
+import { LABEL } from "../engine/labels.ts";
+import { errorMessage } from "../errors.ts";
+import { ensureImages, type ImageRole } from "../images/build.ts";
+import { down, up } from "../lab/lifecycle.ts";
+import { loadRecipe } from "../recipe/load.ts";
+import { effectiveNodes } from "../recipe/nodes.ts";
+import type { Progress } from "../ui/progress.ts";
+import { type ClassState, deleteClass, type Seat, seatLabel } from "./state.ts";
+
+/** Run `fn` for every item, at most `limit` at once; no new item starts once `signal` aborts. */
+export async function forEachBounded<T>(items: T[], limit: number, fn: (item: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  const queue = [...items];
+  const worker = async () => {
+    for (let item = queue.shift(); item !== undefined && !signal?.aborted; item = queue.shift()) await fn(item);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+}
+
+export interface SeatOutcome {
+  seat: Seat;
+  /** It was running already (a second `classroom up`): nothing was started. */
+  already: boolean;
+  ms: number;
+  error?: string;
+}
+
+export interface StartSeatsOptions {
+  parallel: number;
+  progress: Progress;
+  signal?: AbortSignal;
+}
+
+/**
+ * Start every seat's lab, `parallel` at a time, each one exactly as `./start.ts RECIPE --lab
+ * <class>-NN` would, plus the class's label. The images are made once, before any seat, so
+ * that seats starting together never build the same image twice. A seat that fails is
+ * reported and the others go on.
+ */
+export async function startSeats(engine: Engine, state: ClassState, o: StartSeatsOptions): Promise<SeatOutcome[]> {
+  const recipe = loadRecipe(state.recipe);
+  const roles = [...new Set(Object.values(effectiveNodes(recipe, state.options)).map((n) => n.image as ImageRole))];
+  await ensureImages(engine, roles, o.progress, o.signal);
+  const outcomes: SeatOutcome[] = [];
+  const starting = new Set<string>();
+  const n = state.seats.length;
+  const title = `start ${n} seat${n === 1 ? "" : "s"} of ${state.recipe}${n > 1 ? ` (${Math.min(o.parallel, n)} at a time)` : ""}`;
+  await o.progress.step(title, async (note) => {
+    const say = () => note(`${outcomes.length}/${state.seats.length} done${starting.size ? `; starting ${[...starting].join(", ")}` : ""}`);
+    await forEachBounded(
+      state.seats,
+      o.parallel,
+      async (seat) => {
+        starting.add(seat.lab);
+        say();
+        const outcome = await startSeat(engine, state, seat, o.signal);
+        starting.delete(seat.lab);
+        outcomes.push(outcome);
+        o.progress.info(describeOutcome(outcome, outcomes.length, state.seats.length));
+        say();
+      },
+      o.signal,
+    );
+  });
+  return outcomes;
+}
+
+async function startSeat(engine: Engine, state: ClassState, seat: Seat, signal?: AbortSignal): Promise<SeatOutcome> {
+  const t0 = Date.now();
+  try {
+    const r = await up(state.recipe, { lab: seat.lab, options: state.options, engine, signal, labels: { [LABEL.classroom]: state.name } });
+    return { seat, already: r.alreadyRunning, ms: Date.now() - t0 };
+  } catch (e) {
+    return { seat, already: false, ms: Date.now() - t0, error: errorMessage(e) };
+  }
+}
+
+function describeOutcome(o: SeatOutcome, done: number, total: number): string {
+  const what = o.error ? `FAILED: ${o.error}` : o.already ? "was already running" : `up in ${(o.ms / 1000).toFixed(1)}s`;
+  return `  seat ${seatLabel(o.seat.n)} (lab ${o.seat.lab}) ${what}  [${done}/${total}]`;
+}
+
+export interface Removed {
+  containers: number;
+  networks: number;
+  volumes: number;
+}
+
+/** Remove the given seats' labs (containers, networks, volumes, each lab's state), a few at a time. */
+export async function removeSeats(engine: Engine, recipe: string, seats: Seat[]): Promise<Removed> {
+  const total: Removed = { containers: 0, networks: 0, volumes: 0 };
+  await forEachBounded(seats, 4, async (seat) => {
+    const r = await down(engine, recipe, seat.lab);
+    total.containers += r.removed.containers;
+    total.networks += r.removed.networks;
+    total.volumes += r.removed.volumes;
+  });
+  return total;
+}
+
+/**
+ * Remove the whole class: every seat's lab, then anything else that carries the class's label
+ * (a seat whose start was interrupted half-way), then the class's state with its secrets.
+ */
+export async function removeClass(engine: Engine, state: ClassState): Promise<Removed> {
+  const seats = await removeSeats(engine, state.recipe, state.seats);
+  const rest = await engine.removeLabelled({ classroom: state.name });
+  deleteClass(state.name);
+  return {
+    containers: seats.containers + rest.containers,
+    networks: seats.networks + rest.networks,
+    volumes: seats.volumes + rest.volumes,
+  };
+}

@@ -1,0 +1,91 @@
+import type { FastifyInstance } from "fastify";
+import type { Engine } from "../engine/engine.ts";
+import { errorMessage, UserError } from "../errors.ts";
+import { LabSeats, type SeatBackend } from "./backend.ts";
+import { renderGuide } from "./pages.ts";
+import { ClassProgress } from "./progress.ts";
+import { forEachBounded } from "./seats.ts";
+import { buildServer } from "./server.ts";
+import type { ClassState } from "./state.ts";
+
+export interface ServeOptions {
+  /** Address to listen on (0.0.0.0: every interface, so the class can reach it). */
+  listen: string;
+  port: number;
+  /** Seconds between two surveys of every seat for the facilitator's view; 0: only when attendees check. */
+  sweepS: number;
+  log: (line: string) => void;
+}
+
+export interface Serving {
+  app: FastifyInstance;
+  progress: ClassProgress;
+  close(): Promise<void>;
+}
+
+/**
+ * Survey seats one or two at a time (each survey runs every exercise's check in that seat's
+ * containers) and record what is seen; a seat whose lab is down is shown as such.
+ */
+export async function surveySeats(backend: SeatBackend, progress: ClassProgress, state: ClassState, signal: AbortSignal): Promise<void> {
+  await forEachBounded(
+    state.seats,
+    2,
+    async (seat) => {
+      try {
+        progress.record(seat.n, await backend.survey(seat));
+      } catch (e) {
+        progress.recordError(seat.n, errorMessage(e));
+      }
+    },
+    signal,
+  );
+}
+
+/** Serve the class: the web server on `listen:port`, and a survey of every seat now and every `sweepS` seconds. */
+export async function serveClass(engine: Engine, state: ClassState, o: ServeOptions): Promise<Serving> {
+  const backend = new LabSeats(engine, state.recipe, state.options);
+  const progress = new ClassProgress(
+    state.name,
+    state.recipe,
+    backend.recipe.exercises.map((e) => ({ id: e.id, title: e.title })),
+    state.seats.map((s) => s.n),
+  );
+  const app = await buildServer({ state, backend, progress, guideHtml: await renderGuide(state.recipe), log: o.log });
+  try {
+    await app.listen({ host: o.listen, port: o.port });
+  } catch (e) {
+    await app.close();
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE") throw new UserError(`Port ${o.port} on ${o.listen} is already in use; choose another with --port.`);
+    if (code === "EADDRNOTAVAIL") throw new UserError(`${o.listen} is not an address of this machine; choose another with --listen.`, 2);
+    throw e;
+  }
+  const stop = new AbortController();
+  const sweeps = (async () => {
+    while (!stop.signal.aborted) {
+      await surveySeats(backend, progress, state, stop.signal);
+      if (!o.sweepS) return;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, o.sweepS * 1000);
+        stop.signal.addEventListener(
+          "abort",
+          () => {
+            clearTimeout(t);
+            resolve();
+          },
+          { once: true },
+        );
+      });
+    }
+  })();
+  return {
+    app,
+    progress,
+    close: async () => {
+      stop.abort();
+      await app.close();
+      await sweeps;
+    },
+  };
+}
