@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { parseArgs } from "../../src/cli/args.ts";
 import { inputsHash } from "../../src/images/build.ts";
 import { startTs } from "../support/start-ts.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
 
 function run(args: string[]) {
   // No engine is needed for these: they fail (or answer) before touching one.
@@ -44,27 +45,33 @@ describe("start.ts", () => {
     );
   });
 
-  it("classroom: a group of commands, each with --help; bad input is one sentence and exit 2, before any engine", async () => {
-    const help = await run(["classroom", "--help"]);
-    expect(help.code).toBe(0);
-    for (const c of ["classroom up", "classroom status", "classroom down"]) expect(help.stdout).toContain(c);
-    expect((await run(["classroom", "up", "--help"])).stdout).toMatch(/Usage: \.\/start\.ts classroom up --seats N --recipe RECIPE/);
-    const cases: [string[], RegExp][] = [
-      [["classroom"], /^`classroom` needs a command: one of up, status, down/],
-      [["classroom", "nope"], /^Unknown classroom command "nope": one of up, status, down/],
-      [["classroom", "up", "--seats", "2"], /^classroom up needs --recipe: one of recipe-0/],
-      [["classroom", "up", "--seats", "0", "--recipe", "recipe-3"], /^--seats needs a number of seats from 1 to 99, not "0"/],
-      [["classroom", "up", "--seats", "2", "--recipe", "recipe-3", "--class", "Bad_Name"], /^Class name "Bad_Name" is not valid/],
-      [["classroom", "up", "--seats", "2", "--recipe", "recipe-3", "--port", "99999"], /^--port needs a whole number from 1 to 65535/],
-      [["classroom", "up", "--bogus"], /^Unknown option --bogus for `classroom up`/],
-    ];
-    for (const [args, sentence] of cases) {
-      const r = await run(args);
-      expect([args.join(" "), r.code], r.stderr).toEqual([args.join(" "), 2]);
-      expect(r.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
-      expect(r.stderr).toMatch(sentence);
-    }
-  });
+  it(
+    "classroom: a group of commands, each with --help; bad input is one sentence and exit 2, before any engine",
+    async () => {
+      const help = await run(["classroom", "--help"]);
+      expect(help.code).toBe(0);
+      for (const c of ["classroom up", "classroom status", "classroom down"]) expect(help.stdout).toContain(c);
+      expect((await run(["classroom", "up", "--help"])).stdout).toMatch(/Usage: \.\/start\.ts classroom up --seats N --recipe RECIPE/);
+      const cases: [string[], RegExp][] = [
+        [["classroom"], /^`classroom` needs a command: one of up, status, down/],
+        [["classroom", "nope"], /^Unknown classroom command "nope": one of up, status, down/],
+        [["classroom", "up", "--seats", "2"], /^classroom up needs --recipe: one of recipe-0/],
+        [["classroom", "up", "--seats", "0", "--recipe", "recipe-3"], /^--seats needs a number of seats from 1 to 99, not "0"/],
+        [["classroom", "up", "--seats", "2", "--recipe", "recipe-3", "--class", "Bad_Name"], /^Class name "Bad_Name" is not valid/],
+        [["classroom", "up", "--seats", "2", "--recipe", "recipe-3", "--port", "99999"], /^--port needs a whole number from 1 to 65535/],
+        [["classroom", "up", "--bogus"], /^Unknown option --bogus for `classroom up`/],
+      ];
+      // Side by side: each is a process start, slow on a machine busy with e2e labs.
+      const results = await Promise.all(cases.map(([args]) => run(args)));
+      cases.forEach(([args, sentence], i) => {
+        const r = results[i]!;
+        expect([args.join(" "), r.code], r.stderr).toEqual([args.join(" "), 2]);
+        expect(r.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
+        expect(r.stderr).toMatch(sentence);
+      });
+    },
+    TIMEOUT.cli,
+  );
 
   it("an unknown option is refused", async () => {
     const r = await run(["recipe-1", "--bogus"]);
