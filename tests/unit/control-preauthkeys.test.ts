@@ -10,7 +10,8 @@ import { ControlServer } from "../../src/control/server.ts";
 import { eventually } from "../support/eventually.ts";
 
 /**
- * Ephemeral nodes on the builtin server: one that goes away (its map stream ends and does not
+ * Pre-auth keys through the headscale-style CLI (one-off, reusable, expired, deleted, tagged),
+ * and ephemeral nodes on the builtin server: one that goes away (its map stream ends and does not
  * come back) is deleted after node.ephemeral.inactivity_timeout, as Headscale does; one that
  * comes back in time, and every non-ephemeral node, stays.
  */
@@ -114,5 +115,63 @@ describe("ephemeral nodes that go away", () => {
     back.close();
     await eventually("ci-job deleted once it stays away", () => !nodeNamed("ci-job"), { interval: 100 });
     ci.client.close();
+  });
+  /** Register a fresh machine with `authKey`: the server's answer (Error set when refused). */
+  const register = async (authKey: string, hostname: string) => {
+    const client = await ControlClient.connect({ url });
+    try {
+      return (await client.register({ nodeKey: formatKey("nodekey", newKeyPair().publicKey), authKey, hostname })) as {
+        Error?: string;
+        MachineAuthorized?: boolean;
+      };
+    } finally {
+      client.close();
+    }
+  };
+  const createKey = async (...flags: string[]) =>
+    JSON.parse(await cli("preauthkeys", "create", "-u", "1", ...flags, "-o", "json")) as { id: number; key: string };
+  const listed = async (id: number) =>
+    (JSON.parse(await cli("preauthkeys", "list", "-o", "json")) as { id: number; used: boolean; acl_tags: string[] }[]).find(
+      (k) => k.id === id,
+    );
+
+  it("a one-off key registers one machine and is refused for the second; a reusable key registers both", async () => {
+    const once = await createKey();
+    expect((await register(once.key, "first")).Error ?? "").toBe("");
+    expect((await listed(once.id))?.used).toBe(true);
+    expect((await register(once.key, "second")).Error).toMatch(/already used/);
+    const many = await createKey("--reusable");
+    expect((await register(many.key, "first-r")).Error ?? "").toBe("");
+    expect((await register(many.key, "second-r")).Error ?? "").toBe("");
+  });
+
+  it("`preauthkeys expire -i ID` (Headscale 0.29's form) makes the key refused; an -e 1s key expires on its own", async () => {
+    const k = await createKey("--reusable");
+    expect(await cli("preauthkeys", "expire", "-i", String(k.id))).toMatch(/expired/);
+    expect((await register(k.key, "late")).Error).toMatch(/expired/);
+    const short = await createKey("-e", "1s");
+    const expiration = (JSON.parse(await cli("preauthkeys", "list", "-o", "json")) as { id: number; expiration: string }[]).find(
+      (x) => x.id === short.id,
+    )!.expiration;
+    await eventually("the 1s key's expiration passed", () => Date.now() > Date.parse(expiration), { interval: 100 });
+    expect((await register(short.key, "later")).Error).toMatch(/expired/);
+    expect(nodeNamed("later")).toBeUndefined();
+  });
+
+  it("`preauthkeys delete -i ID` removes the key: not listed, refused; a key that does not exist is one sentence", async () => {
+    const k = await createKey();
+    expect(await cli("preauthkeys", "delete", "-i", String(k.id))).toMatch(/deleted/);
+    expect(await listed(k.id)).toBeUndefined();
+    expect((await register(k.key, "deleted")).Error).toMatch(/invalid/);
+    await expect(cli("preauthkeys", "delete", "-i", "999")).rejects.toThrow(/pre-auth key 999 not found/);
+    await expect(cli("preauthkeys", "expire")).rejects.toThrow(/usage: headscale preauthkeys expire -i ID/);
+  });
+
+  it("a tagged key's node carries the tags, and the list shows them (acl_tags, Tags column)", async () => {
+    const k = await createKey("--tags", "tag:ci,tag:guest");
+    expect((await listed(k.id))?.acl_tags).toEqual(["tag:ci", "tag:guest"]);
+    expect(await cli("preauthkeys", "list")).toMatch(/tag:ci,tag:guest/);
+    expect((await register(k.key, "tagged")).Error ?? "").toBe("");
+    expect(nodeNamed("tagged")?.tags).toEqual(["tag:ci", "tag:guest"]);
   });
 });
