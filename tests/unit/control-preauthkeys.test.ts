@@ -173,5 +173,8 @@ describe("ephemeral nodes that go away", () => {
     expect(await cli("preauthkeys", "list")).toMatch(/tag:ci,tag:guest/);
     expect((await register(k.key, "tagged")).Error ?? "").toBe("");
     expect(nodeNamed("tagged")?.tags).toEqual(["tag:ci", "tag:guest"]);
+    // `nodes list` has Headscale 0.29's Tags column, after User.
+    expect(await cli("nodes", "list")).toMatch(/\| Tags +\| IP addresses/);
+    expect(await cli("nodes", "list")).toMatch(/tagged .*\| tag:ci,tag:guest +\|/);
   });
 });
