@@ -17,7 +17,8 @@ const HELP = `Usage: headscale <command> [flags]   (the wg-3-ways builtin contro
 
 Commands:
   users create NAME | users list
-  preauthkeys create -u USER [--reusable] [--ephemeral] [-e 1h] [--tags tag:a,tag:b] | preauthkeys list | preauthkeys expire KEY
+  preauthkeys create -u USER [--reusable] [--ephemeral] [-e 1h] [--tags tag:a,tag:b] | preauthkeys list
+  preauthkeys expire -i ID | preauthkeys delete -i ID
   policy get | policy set -f FILE | policy check -f FILE   (HuJSON ACL policy; set runs its tests block)
   nodes list | nodes list-routes
   nodes approve-routes -i ID -r PREFIX[,PREFIX]
@@ -201,19 +202,41 @@ async function listPreAuthKeys({ flags, call }: Invocation): Promise<string> {
     used: k.used,
     expiration: k.expiration,
     created_at: k.createdAt,
+    acl_tags: k.tags ?? [],
   }));
   return output(flags, j, () =>
     table(
-      ["ID", "Key/Prefix", "Reusable", "Ephemeral", "Used", "Expiration", "Created", "Owner"],
-      ks.map((k) => [k.id, `${k.prefix}-***`, k.reusable, k.ephemeral, k.used, when(k.expiration), when(k.createdAt), owner(k.userId)]),
+      ["ID", "Key/Prefix", "Reusable", "Ephemeral", "Used", "Expiration", "Created", "Owner", "Tags"],
+      ks.map((k) => [
+        k.id,
+        `${k.prefix}-***`,
+        k.reusable,
+        k.ephemeral,
+        k.used,
+        when(k.expiration),
+        when(k.createdAt),
+        owner(k.userId),
+        (k.tags ?? []).join(","),
+      ]),
     ),
   );
 }
 
-async function expirePreAuthKey({ rest, call }: Invocation): Promise<string> {
-  if (!rest[0]) throw new TailnetError("usage: headscale preauthkeys expire KEY-OR-ID");
-  await call("POST", "/preauthkeys/expire", { key: rest[0] });
+/** Headscale 0.29 names a key by `-i ID`; a key or its prefix as the argument also works, as before. */
+function preAuthKeyRef(flags: Parsed["flags"], rest: string[], verb: string): string {
+  const ref = typeof flags.identifier === "string" ? flags.identifier : rest[0];
+  if (!ref) throw new TailnetError(`usage: headscale preauthkeys ${verb} -i ID (see \`headscale preauthkeys list\`)`);
+  return ref;
+}
+
+async function expirePreAuthKey({ flags, rest, call }: Invocation): Promise<string> {
+  await call("POST", "/preauthkeys/expire", { key: preAuthKeyRef(flags, rest, "expire") });
   return "Key expired\n";
+}
+
+async function deletePreAuthKey({ flags, rest, call }: Invocation): Promise<string> {
+  await call("POST", "/preauthkeys/delete", { key: preAuthKeyRef(flags, rest, "delete") });
+  return "Key deleted\n";
 }
 
 const NODE_COLUMNS = [
@@ -223,6 +246,7 @@ const NODE_COLUMNS = [
   "MachineKey",
   "NodeKey",
   "User",
+  "Tags",
   "IP addresses",
   "Ephemeral",
   "Last seen",
@@ -240,6 +264,7 @@ async function listNodes({ flags, call }: Invocation): Promise<string> {
     `[${n.machine_key.slice(5, 10)}]`,
     `[${n.node_key.slice(8, 13)}]`,
     n.user.name,
+    n.tags.join(","),
     n.ip_addresses.join(", "),
     n.ephemeral,
     when(n.last_seen),
@@ -344,7 +369,8 @@ const VERBS: [string[], Verb][] = [
   [["users list", "user list", "users ls"], listUsers],
   [["preauthkeys create", "preauthkey create"], createPreAuthKey],
   [["preauthkeys list", "preauthkey list"], listPreAuthKeys],
-  [["preauthkeys expire"], expirePreAuthKey],
+  [["preauthkeys expire", "preauthkey expire"], expirePreAuthKey],
+  [["preauthkeys delete", "preauthkey delete"], deletePreAuthKey],
   [["nodes list", "node list", "nodes ls"], listNodes],
   [["nodes list-routes", "node list-routes", "routes list"], listRoutes],
   [["nodes approve-routes", "node approve-routes"], approveRoutes],

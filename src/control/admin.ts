@@ -103,6 +103,14 @@ function routes(ctl: ControlServer): [string, RegExp, Handler][] {
       },
     ],
     [
+      "POST",
+      /^\/preauthkeys\/delete$/,
+      (b) => {
+        const { hash: _h, ...k } = t.deletePreAuthKey(String(b.key ?? ""));
+        return k;
+      },
+    ],
+    [
       "GET",
       /^\/policy$/,
       () => {

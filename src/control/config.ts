@@ -26,6 +26,11 @@ export interface ControlConfig {
   /** Prometheus /metrics on its own address (Headscale's metrics_listen_addr); none if unset. */
   metricsListen?: { host: string; port: number };
   limits: Limits;
+  /**
+   * An ephemeral node that went offline is deleted after this long unless it comes back
+   * (Headscale's node.ephemeral.inactivity_timeout, formerly ephemeral_node_inactivity_timeout; default 30m).
+   */
+  ephemeralInactivityTimeout: number;
 }
 
 /**
@@ -200,6 +205,7 @@ export function parseConfig(text: string, where = "config"): ControlConfig {
     dns: { baseDomain, nameservers: Array.isArray(obj(dns.nameservers).global) ? (obj(dns.nameservers).global as string[]) : [] },
     ...(raw.metrics_listen_addr ? { metricsListen: hostPort(String(raw.metrics_listen_addr), `${where}: metrics_listen_addr`) } : {}),
     limits: parseLimits(obj(raw.limits), where),
+    ephemeralInactivityTimeout: ephemeralInactivityTimeout(raw, where),
     derp: {
       enabled: derpEnabled,
       verifyClients: derp.verify_clients !== false,
@@ -210,6 +216,21 @@ export function parseConfig(text: string, where = "config"): ControlConfig {
         : {}),
     },
   };
+}
+
+const DEFAULT_EPHEMERAL_INACTIVITY_TIMEOUT = 30 * 60_000;
+
+/** Headscale 0.29's key, or the name it had before (still read by Headscale, as here). */
+function ephemeralInactivityTimeout(raw: Raw, where: string): number {
+  const current = obj(obj(raw.node).ephemeral).inactivity_timeout;
+  const [key, v] =
+    current !== undefined
+      ? ["node.ephemeral.inactivity_timeout", current]
+      : ["ephemeral_node_inactivity_timeout", raw.ephemeral_node_inactivity_timeout];
+  if (v === undefined || v === null) return DEFAULT_EPHEMERAL_INACTIVITY_TIMEOUT;
+  const ms = limitValue(v, `${where}: ${key}`, true);
+  if (ms <= 0) throw new ConfigError(`${where}: ${key}: want a duration above 0, like 30m`);
+  return ms;
 }
 
 function derpPaths(v: unknown, where: string): string[] {

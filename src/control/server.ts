@@ -112,6 +112,8 @@ export class ControlServer {
   private readonly sessions = new Map<number, MapSession>();
   /** Nodes whose map stream ended, waiting out limits.offline_grace for a new one before going offline. */
   private readonly goingOffline = new Map<number, NodeJS.Timeout>();
+  /** Ephemeral nodes gone offline, deleted when config.ephemeralInactivityTimeout is over unless they come back. */
+  private readonly ephemeralDeletes = new Map<number, NodeJS.Timeout>();
   private readonly pending: PendingLogins;
   private readonly sockets = new Set<Duplex>();
   private listener: http.Server | undefined;
@@ -229,6 +231,8 @@ export class ControlServer {
     this.sessions.clear();
     for (const t of this.goingOffline.values()) clearTimeout(t);
     this.goingOffline.clear();
+    for (const t of this.ephemeralDeletes.values()) clearTimeout(t);
+    this.ephemeralDeletes.clear();
     this.derp?.close();
     await this.stun?.close();
     for (const s of this.sockets) s.destroy();
@@ -666,6 +670,8 @@ export class ControlServer {
     this.sessions.set(nodeId, session);
     clearTimeout(this.goingOffline.get(nodeId));
     this.goingOffline.delete(nodeId);
+    clearTimeout(this.ephemeralDeletes.get(nodeId));
+    this.ephemeralDeletes.delete(nodeId);
     // Only a policy makes what a node sees differ from node to node (flushUnderPolicy).
     session.sent = this.tailnet.policy() ? this.sentState(nodeId) : undefined;
     session.write(full());
@@ -688,14 +694,33 @@ export class ControlServer {
    * online). A client that stopped answering PINGs is gone: offline at once.
    */
   private offlineUnlessBack(nodeId: number, graceMs: number): void {
-    if (graceMs <= 0) return this.tailnet.setOnline(nodeId, false);
+    if (graceMs <= 0) return this.wentOffline(nodeId);
     clearTimeout(this.goingOffline.get(nodeId));
     const t = setTimeout(() => {
       this.goingOffline.delete(nodeId);
-      if (!this.sessions.has(nodeId)) this.tailnet.setOnline(nodeId, false);
+      if (!this.sessions.has(nodeId)) this.wentOffline(nodeId);
     }, graceMs);
     t.unref();
     this.goingOffline.set(nodeId, t);
+  }
+
+  /**
+   * Offline; an ephemeral node (a CI job, a container that never logs out) is deleted once it
+   * has stayed away for the inactivity timeout, as Headscale does, so the tailnet does not fill
+   * up with nodes that will never return.
+   */
+  private wentOffline(nodeId: number): void {
+    this.tailnet.setOnline(nodeId, false);
+    if (!this.tailnet.node(nodeId)?.ephemeral) return;
+    clearTimeout(this.ephemeralDeletes.get(nodeId));
+    const t = setTimeout(() => {
+      this.ephemeralDeletes.delete(nodeId);
+      if (this.sessions.has(nodeId) || !this.tailnet.node(nodeId)) return;
+      this.tailnet.delete(nodeId);
+      this.log(`deleted ephemeral node ${nodeId}: offline for ${this.config.ephemeralInactivityTimeout} ms`);
+    }, this.config.ephemeralInactivityTimeout);
+    t.unref();
+    this.ephemeralDeletes.set(nodeId, t);
   }
 
   /**

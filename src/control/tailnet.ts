@@ -313,10 +313,23 @@ export class Tailnet {
     return this.state.preAuthKeys;
   }
 
-  expirePreAuthKey(prefixOrId: string): PreAuthKeyRec {
+  private mustPreAuthKey(prefixOrId: string): PreAuthKeyRec {
     const k = this.state.preAuthKeys.find((p) => String(p.id) === prefixOrId || prefixOrId.startsWith(p.prefix));
     if (!k) throw new TailnetError(`pre-auth key ${prefixOrId} not found`);
+    return k;
+  }
+
+  expirePreAuthKey(prefixOrId: string): PreAuthKeyRec {
+    const k = this.mustPreAuthKey(prefixOrId);
     k.expiration = this.now().toISOString();
+    this.changed([], [], true, [`keys:${k.id}`]);
+    return k;
+  }
+
+  /** Gone for good: it registers nothing more (its nodes stay, as in Headscale). */
+  deletePreAuthKey(prefixOrId: string): PreAuthKeyRec {
+    const k = this.mustPreAuthKey(prefixOrId);
+    this.state.preAuthKeys = this.state.preAuthKeys.filter((p) => p !== k);
     this.changed([], [], true, [`keys:${k.id}`]);
     return k;
   }
