@@ -84,30 +84,17 @@ function openTerminal(base: string, seat: string, token: string): Promise<number
 const tokenOf = (url: string) => new URL(url).searchParams.get("token")!;
 const homeAddress = (seat: number) => readPlan(`${CLASS}-0${seat}`, RECIPE)!.nodes[HOME]!.ip.home!;
 
+/** `classroom up` for two seats of RECIPE, served on loopback only. */
+function classUpArgs(cls: string, port: number, more: string[]): string[] {
+  return ["classroom", "up", "--seats", "2", "--recipe", RECIPE, "--class", cls, "--listen", "127.0.0.1", "--port", String(port), ...more];
+}
+
 describe(`classroom mode: 2 seats of ${RECIPE} in a real browser (class ${CLASS})`, () => {
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
     engine = await ensureEngine({});
     const port = await freePort();
-    server = spawnStartTs(
-      [
-        "classroom",
-        "up",
-        "--seats",
-        "2",
-        "--recipe",
-        RECIPE,
-        "--class",
-        CLASS,
-        "--listen",
-        "127.0.0.1",
-        "--port",
-        String(port),
-        "--sweep",
-        "0",
-      ],
-      { timeoutMs: Number.POSITIVE_INFINITY },
-    );
+    server = spawnStartTs(classUpArgs(CLASS, port, ["--sweep", "0"]), { timeoutMs: Number.POSITIVE_INFINITY });
     let exited = false;
     void server.exited.then(() => (exited = true));
     await eventually(
@@ -286,22 +273,7 @@ describe(`classroom mode: 2 seats of ${RECIPE} in a real browser (class ${CLASS}
 });
 
 describe("a class whose start is cut short", () => {
-  const upArgs = (cls: string, port: number) => [
-    "classroom",
-    "up",
-    "--seats",
-    "2",
-    "--recipe",
-    RECIPE,
-    "--class",
-    cls,
-    "--listen",
-    "127.0.0.1",
-    "--port",
-    String(port),
-    "--parallel",
-    "1",
-  ];
+  const upArgs = (cls: string, port: number) => classUpArgs(cls, port, ["--parallel", "1"]);
   const firstSeatUp = (run: RunningStartTs) =>
     eventually("the first seat up", () => /seat 01 \(lab .*\) up in/.test(run.output()), {
       timeout: TIMEOUT.cli,
