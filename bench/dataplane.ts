@@ -1,3 +1,4 @@
+import { versions } from "../src/versions.ts";
 import { eventually } from "../tests/support/eventually.ts";
 import { LabHandle } from "../tests/support/lab-handle.ts";
 import { TIMEOUT } from "../tests/support/timeouts.ts";
@@ -12,6 +13,8 @@ interface Path {
   path: "tunnel" | "plain";
   /** What the bytes cross, in words. */
   via: string;
+  /** A tunnel's implementation, when the pair has several. */
+  impl?: string;
   mbps: number[];
 }
 
@@ -40,8 +43,12 @@ async function iperf(lab: LabHandle, server: string, client: string, target: str
 }
 
 /** Alternate plain and tunnel runs so both see the same machine state. */
-async function measure(ctx: BenchContext, lab: LabHandle, paths: { p: Path; server: string; client: string; target: string }[]) {
-  const runs = num(ctx, "iperf-runs");
+async function measure(
+  ctx: BenchContext,
+  lab: LabHandle,
+  paths: { p: Path; server: string; client: string; target: string }[],
+  runs = num(ctx, "iperf-runs"),
+) {
   const secs = num(ctx, "iperf-seconds");
   for (let i = 0; i < runs; i++)
     for (const x of paths) {
@@ -51,7 +58,43 @@ async function measure(ctx: BenchContext, lab: LabHandle, paths: { p: Path; serv
     }
 }
 
-/** recipe-0 after solve: peer-1 -> peer-2 over WireGuard (wireguard-go) and over the bridge. */
+/** The WireGuard implementations recipe-0 can run, by how wg-quick is told to pick one. */
+const WIREGUARD_IMPLS = [
+  // wg-quick tries the kernel first, then /usr/bin/wireguard-go: our pinned build, where Go built it.
+  { name: "pinned", env: "" },
+  { name: "debian", env: "WG_QUICK_USERSPACE_IMPLEMENTATION=/usr/bin/wireguard-go.debian " },
+] as const;
+type WireguardImpl = (typeof WIREGUARD_IMPLS)[number];
+
+/** What runs recipe-0's interface on `node`, as the node itself reports it: the kernel, or which wireguard-go binary and its version. */
+async function wireguardRunning(lab: LabHandle, node: string): Promise<string> {
+  const r = await lab.sh(
+    node,
+    'p=$(pgrep -x wireguard-go | head -n1); if [ -n "$p" ]; then e=$(readlink /proc/$p/exe); echo "$($e --version | head -n1) ($e)"; ' +
+      "elif ip -d link show recipe-0 | grep -qw wireguard; then echo kernel; else echo none; fi",
+  );
+  return r.stdout.trim();
+}
+
+/** Bring recipe-0 up again on both ends of the measured pair with `impl`; returns what each end then runs. */
+async function useWireguard(lab: LabHandle, impl: WireguardImpl, peerIp: string): Promise<string> {
+  const running: string[] = [];
+  for (const node of ["peer-1", "peer-2"]) {
+    const r = await lab.sh(node, `wg-quick down recipe-0 >/dev/null 2>&1; ${impl.env}wg-quick up recipe-0 2>&1`);
+    if (r.exitCode !== 0) throw new Error(`wg-quick up recipe-0 (${impl.name}) on ${node} failed: ${r.stdout.slice(-300)}`);
+    running.push(await wireguardRunning(lab, node));
+  }
+  if (running[0] !== running[1]) throw new Error(`the pair runs different WireGuards: ${running.join(" and ")}`);
+  await eventually(`${peerIp} answering through the tunnel (${impl.name})`, () => lab.succeeds("peer-1", `ping -c1 -W1 ${peerIp}`), {
+    timeout: TIMEOUT.short,
+  });
+  return running[0]!;
+}
+
+/**
+ * recipe-0 after solve: peer-1 -> peer-2 over the bridge and over WireGuard, once with each
+ * implementation (the kernel's where the host has the module, so then once).
+ */
 async function wireguardPair(ctx: BenchContext): Promise<Path[]> {
   const lab = await LabHandle.start("recipe-0", { lab: BENCH_LAB });
   try {
@@ -65,18 +108,26 @@ async function wireguardPair(ctx: BenchContext): Promise<Path[]> {
     const devPlain = await routeDev(lab, "peer-1", bridgeIp);
     if (devTunnel !== "recipe-0" || devPlain === "recipe-0")
       throw new Error(`unexpected routes: ${wgIp} via ${devTunnel}, ${bridgeIp} via ${devPlain}`);
-    const tunnel: Path = { pair: "WireGuard peers (recipe-0)", path: "tunnel", via: `wireguard-go ${devTunnel}, ${wgIp}`, mbps: [] };
-    const plain: Path = { pair: "WireGuard peers (recipe-0)", path: "plain", via: `bridge ${devPlain}, ${bridgeIp}`, mbps: [] };
+    const pair = "WireGuard peers (recipe-0)";
+    const plain: Path = { pair, path: "plain", via: `bridge ${devPlain}, ${bridgeIp}`, mbps: [] };
+    const tunnels = new Map<WireguardImpl, Path>();
+    for (const impl of WIREGUARD_IMPLS) {
+      const running = await useWireguard(lab, impl, wgIp);
+      if ([...tunnels.values()].some((t) => t.impl === running)) continue; // the kernel, already measured
+      tunnels.set(impl, { pair, path: "tunnel", via: `${running}, ${devTunnel}, ${wgIp}`, impl: running, mbps: [] });
+    }
     const rx = async () => Number((await lab.sh("peer-2", "wg show recipe-0 transfer | awk '{s+=$2} END {print s+0}'")).stdout.trim());
-    const before = await rx();
-    await measure(ctx, lab, [
-      { p: plain, server: "peer-2", client: "peer-1", target: bridgeIp },
-      { p: tunnel, server: "peer-2", client: "peer-1", target: wgIp },
-    ]);
-    // Proof that the tunnel runs crossed WireGuard: peer-2 received at least 1 MB per run on it.
-    if ((await rx()) - before < tunnel.mbps.length * 1e6)
-      throw new Error("the WireGuard transfer counters did not grow with the tunnel runs");
-    return [plain, tunnel];
+    for (let i = 0; i < num(ctx, "iperf-runs"); i++) {
+      await measure(ctx, lab, [{ p: plain, server: "peer-2", client: "peer-1", target: bridgeIp }], 1);
+      for (const [impl, tunnel] of tunnels) {
+        await useWireguard(lab, impl, wgIp);
+        // Proof that the run crossed WireGuard: peer-2 received at least 1 MB on it (counters restart with the interface).
+        const before = await rx();
+        await measure(ctx, lab, [{ p: tunnel, server: "peer-2", client: "peer-1", target: wgIp }], 1);
+        if ((await rx()) - before < 1e6) throw new Error(`the WireGuard transfer counters did not grow with the ${impl.name} run`);
+      }
+    }
+    return [plain, ...tunnels.values()];
   } finally {
     await lab.stop();
   }
@@ -139,19 +190,21 @@ export const dataplane: Benchmark = {
       return {
         pair: p.pair,
         path: p.path,
+        impl: p.impl ?? null,
         via: p.via,
         mbps: median(p.mbps),
         runs: p.mbps.join(" / "),
         ratio: round(median(p.mbps) / median(plain.mbps), 3),
       };
     });
-    const ratio = (pair: string) => rows.find((r) => r.pair === pair && r.path === "tunnel")!.ratio;
+    const tunnelRows = (pair: string) => rows.filter((r) => r.pair === pair && r.path === "tunnel");
     notes.push(
       "TCP, one stream, `iperf3 -c TARGET -t SECONDS -J`, receiver's rate; median of the runs. Plain and tunnel runs alternate.",
-      "Every process shares the machine's 2 cores: iperf3 on both ends and the userspace WireGuard (wireguard-go, as there is no kernel module here) all compete for CPU, so the tunnel numbers are CPU-bound.",
+      "Every process shares the machine's 2 cores: iperf3 on both ends and a userspace WireGuard (where the host has no kernel module) all compete for CPU, so the tunnel numbers are CPU-bound.",
+      `recipe-0 is measured with each WireGuard wg-quick can run: the pinned wireguard-go (${versions["wireguard-go"]}, built from the Go module proxy, with TUN segmentation offloads) as /usr/bin/wireguard-go, and Debian's older package, kept as /usr/bin/wireguard-go.debian (WG_QUICK_USERSPACE_IMPLEMENTATION). Which one ran is read from the peers (the interface's process, its executable and that executable's --version), not assumed; with a kernel module wg-quick uses that, and there is one tunnel row.`,
       "Each pair's path is proven: `ip route get` shows the tunnel interface for the tunnel address and not for the plain one, and the receiving tunnel interface's counters grow by the tunnel runs; recipe-0's tunnel address does not answer before the solution (negative control).",
       "recipe-3's pair is home client -> roaming client; the plain path is home -> home router (NAT) -> roaming, the underlay the Tailscale packets cross.",
-      "The two WireGuard implementations differ: recipe-0 runs Debian's wireguard-go package, tailscaled carries Tailscale's own wireguard-go fork (with segmentation offloads), hence the different ratios.",
+      "tailscaled carries Tailscale's own fork of wireguard-go (with segmentation offloads).",
       `recipe-3's path between the clients was ${ts.how.toUpperCase()} (tailscale ping).`,
     );
     return {
@@ -171,14 +224,14 @@ export const dataplane: Benchmark = {
       ],
       rows,
       headlines: [
-        { label: "WireGuard (wireguard-go) / plain bridge", value: String(ratio("WireGuard peers (recipe-0)")) },
-        { label: "Tailscale / plain underlay", value: String(ratio("Tailscale clients (recipe-3)")) },
+        ...tunnelRows("WireGuard peers (recipe-0)").map((r) => ({ label: `WireGuard (${r.impl}) / plain bridge`, value: String(r.ratio) })),
+        ...tunnelRows("Tailscale clients (recipe-3)").map((r) => ({ label: "Tailscale / plain underlay", value: String(r.ratio) })),
       ],
       chart: {
         title: "iperf3 TCP throughput, tunnel vs plain (median)",
         unit: "Mbit/s",
         bars: rows.map((r) => ({
-          label: `${r.pair.split(" (")[0]} ${r.path}`,
+          label: `${r.pair.split(" (")[0]} ${r.path}${r.impl ? ` (${r.impl})` : ""}`,
           segments: [{ name: r.path, value: r.mbps }],
           note: `${Math.round(r.mbps)} Mbit/s (x${r.ratio})`,
         })),

@@ -6,13 +6,15 @@ import { cacheDir } from "./paths.ts";
 import { type Progress, stepper } from "./ui/progress.ts";
 import { versions } from "./versions.ts";
 
+export type BinaryName = keyof typeof GO_PACKAGES;
+
 export interface BinarySet {
-  name: "tailscale" | "headscale";
+  name: BinaryName;
   version: string;
   /** Directory holding the executables. */
   dir: string;
   files: string[];
-  /** How the binaries were obtained: "go install" or "release download". */
+  /** How the binaries were obtained: "go install", "release download", or the fallback used instead. */
   via: string;
 }
 
@@ -27,15 +29,28 @@ const GO_PACKAGES = {
     pkgs: ["github.com/juanfont/headscale/cmd/headscale"],
     files: ["headscale"],
   },
+  // Current wireguard-go (TUN segmentation offloads) for the wg-peer image. It has no release
+  // builds: without Go the image keeps Debian's older package, which wg-quick then runs.
+  "wireguard-go": {
+    module: "golang.zx2c4.com/wireguard",
+    pkgs: ["golang.zx2c4.com/wireguard"],
+    files: ["wireguard-go"],
+    /** go install names the binary after the module's last element. */
+    builtAs: { wireguard: "wireguard-go" },
+    fallback: "Debian's wireguard-go package in the image",
+  },
 } as const;
 
-type GoPackage = (typeof GO_PACKAGES)[keyof typeof GO_PACKAGES];
+type GoPackage = (typeof GO_PACKAGES)[BinaryName];
 
-export function binaryDir(name: keyof typeof GO_PACKAGES, version = versions[name]): string {
+/** Every pinned binary set, in the order setup builds them. */
+export const BINARY_NAMES = Object.keys(GO_PACKAGES) as BinaryName[];
+
+export function binaryDir(name: BinaryName, version = versions[name]): string {
   return join(cacheDir(), "bin", `${name}-${version}-linux-amd64`);
 }
 
-export function cachedBinaries(name: keyof typeof GO_PACKAGES): BinarySet | undefined {
+export function cachedBinaries(name: BinaryName): BinarySet | undefined {
   const dir = binaryDir(name);
   const spec = GO_PACKAGES[name];
   if (!spec.files.every((f) => existsSync(join(dir, f)))) return undefined;
@@ -62,22 +77,28 @@ export async function goVersion(): Promise<string | undefined> {
  * `go install pkg@version` (static, CGO off) into a temporary GOBIN, renamed into place only
  * when complete, so an interrupted build never leaves a half-filled cache entry.
  */
-export async function ensureBinaries(name: keyof typeof GO_PACKAGES, progress?: Progress, signal?: AbortSignal): Promise<BinarySet> {
+export async function ensureBinaries(name: BinaryName, progress?: Progress, signal?: AbortSignal): Promise<BinarySet> {
   const hit = cachedBinaries(name);
   if (hit) return hit;
-  const spec = GO_PACKAGES[name];
+  const spec: GoPackage = GO_PACKAGES[name];
   const version = versions[name];
+  const go = await goVersion();
+  const haveGo = go !== undefined && versionAtLeast(go, versions.goMinimum);
+  if (!haveGo && "fallback" in spec) {
+    progress?.info(`${name} ${version} needs Go ${versions.goMinimum} or newer to build; using ${spec.fallback}.`);
+    return { name, version, dir: binaryDir(name), files: [], via: spec.fallback };
+  }
   const dir = binaryDir(name);
   const tmp = `${dir}.partial-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  const go = await goVersion();
   const step = stepper(progress);
   try {
-    if (go && versionAtLeast(go, versions.goMinimum)) {
+    if (haveGo) {
       await step(`go install ${name} ${version} (cold build, a few minutes)`, (note) =>
         goInstall(spec, version, tmp, { name, note, progress, signal }),
       );
+      if ("builtAs" in spec) for (const [from, to] of Object.entries(spec.builtAs)) renameSync(join(tmp, from), join(tmp, to));
       writeFileSync(join(tmp, "VIA"), `go install (go ${go})\n`);
     } else {
       await step(`download official ${name} ${version} release`, () => downloadRelease(name, version, tmp));
@@ -156,7 +177,7 @@ export function versionListProxy(module: string, version: string): string {
 }
 
 /** Where the official release build of a pinned version is published. */
-export function releaseUrl(name: keyof typeof GO_PACKAGES, version = versions[name]): string {
+export function releaseUrl(name: "tailscale" | "headscale", version = versions[name]): string {
   const v = version.replace(/^v/, "");
   return name === "tailscale"
     ? `https://pkgs.tailscale.com/stable/tailscale_${v}_amd64.tgz`
@@ -164,7 +185,8 @@ export function releaseUrl(name: keyof typeof GO_PACKAGES, version = versions[na
 }
 
 /** Second path, for machines without Go: the projects' official release builds. */
-async function downloadRelease(name: keyof typeof GO_PACKAGES, version: string, into: string): Promise<void> {
+async function downloadRelease(name: BinaryName, version: string, into: string): Promise<void> {
+  if (name === "wireguard-go") throw new Error("wireguard-go has no release builds"); // ensureBinaries falls back first
   const v = version.replace(/^v/, "");
   const url = releaseUrl(name, version);
   let res: Response;

@@ -27,7 +27,7 @@ export async function prerequisites(): Promise<Finding[]> {
   const found = await findEngine();
   const engine = found.live ? Engine.of(found.live) : undefined;
   const out: Finding[] = engine ? await engineFindings(engine, found.live!.endpoint.source) : [await noEngineFinding(found.probes)];
-  out.push(tunFinding(), wireguardFinding());
+  out.push(tunFinding(), await wireguardFinding());
   if (engine) out.push(await subnetFinding(engine));
   for (const name of ["tailscale", "headscale"] as const) out.push(await binaryFinding(name));
   if (engine) out.push(await imagesFinding(engine), await impairmentsFinding(engine));
@@ -66,13 +66,18 @@ function tunFinding(): Finding {
   };
 }
 
-function wireguardFinding(): Finding {
-  if (existsSync("/sys/module/wireguard")) return { name: "WireGuard", status: "ok", detail: "kernel module loaded" };
-  return {
-    name: "WireGuard",
-    status: "ok",
-    detail: "no kernel module: wg-quick falls back to wireguard-go, which the wg-peer image carries (slower, same lessons)",
-  };
+/** Which WireGuard the recipes' wg-quick will use: the kernel's, or which wireguard-go. */
+async function wireguardFinding(): Promise<Finding> {
+  if (existsSync("/sys/module/wireguard")) return { name: "WireGuard", status: "ok", detail: "kernel module loaded: wg-quick uses it" };
+  const version = versions["wireguard-go"];
+  const built = cachedBinaries("wireguard-go");
+  const go = await goVersion();
+  const userspace = built
+    ? `wireguard-go ${version} (${built.via})`
+    : go !== undefined && versionAtLeast(go, versions.goMinimum)
+      ? `wireguard-go ${version}, which go ${go} builds on first use`
+      : `Debian's older wireguard-go (no Go ${versions.goMinimum} to build the pinned ${version}; slower)`;
+  return { name: "WireGuard", status: "ok", detail: `no kernel module: wg-quick falls back to ${userspace}; same lessons, slower` };
 }
 
 /** Subnets the default labs need: our own labs holding them is fine (that is what stop is for). */

@@ -5,6 +5,7 @@ import { ROOT } from "./paths.ts";
 export interface Versions {
   tailscale: string;
   headscale: string;
+  "wireguard-go": string;
   goMinimum: string;
   debian: { suite: string; mirror: string; baseImage: string };
 }

@@ -11,7 +11,7 @@ const TUN = ["/dev/net/tun"] as const;
 
 interface RoleSpec {
   parent?: string;
-  binaries: readonly ("tailscale" | "headscale")[];
+  binaries: readonly ("tailscale" | "headscale" | "wireguard-go")[];
   /** Doc text for recipes/README.md. */
   about: string;
   caps: readonly string[];
@@ -23,8 +23,8 @@ export const IMAGE_ROLES = {
   base: { parent: undefined, binaries: [], about: "Debian with the network tools", caps: NET_CAPS, devices: [], sysctls: {} },
   "wg-peer": {
     parent: "base",
-    binaries: [],
-    about: "a WireGuard peer (wg-quick, wireguard-go)",
+    binaries: ["wireguard-go"],
+    about: "a WireGuard peer (wg-quick; wireguard-go, pinned, where the kernel has no module)",
     caps: NET_CAPS,
     devices: TUN,
     sysctls: {},

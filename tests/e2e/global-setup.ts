@@ -1,4 +1,4 @@
-import { ensureBinaries } from "../../src/binaries.ts";
+import { BINARY_NAMES, ensureBinaries } from "../../src/binaries.ts";
 import { ensureChromium } from "../../src/browser.ts";
 import { ensureEngine } from "../../src/engine/ensure.ts";
 import { ensureImages, IMAGE_ROLES, type ImageRole } from "../../src/images/build.ts";
@@ -13,7 +13,7 @@ export default async function setup(): Promise<void> {
   const t0 = Date.now();
   const engine = await ensureEngine({ allowSetup: true, yes: true, progress });
   const tEngine = Date.now();
-  for (const b of ["tailscale", "headscale"] as const) await ensureBinaries(b, progress);
+  for (const b of BINARY_NAMES) await ensureBinaries(b, progress);
   const tBins = Date.now();
   const r = await ensureImages(engine, Object.keys(IMAGE_ROLES) as ImageRole[], progress);
   const tImages = Date.now();
