@@ -157,17 +157,35 @@ export async function installPackages(opts: EnsureOptions, packages = SETUP_PACK
   if (ask && !(await confirm(`setup will run apt-get update and install: ${packages.join(" ")}. Proceed?`))) {
     throw new UserError("Setup declined; nothing was installed.");
   }
-  const run = async (args: string[]) => {
-    const r = await execa("apt-get", args, {
-      reject: false,
-      all: true,
-      env: { DEBIAN_FRONTEND: "noninteractive" },
-    });
-    if (r.exitCode !== 0) throw new UserError(`apt-get ${args.join(" ")} failed: ${String(r.all).trim().split("\n").slice(-3).join(" ")}`);
-  };
   const step = stepper(opts.progress);
-  await step("apt-get update", () => run(["update", "-q"]));
-  await step(`apt-get install ${packages.join(" ")}`, () => run(["install", "-y", "-q", "--no-install-recommends", ...packages]));
+  await step("apt-get update", (note) => aptGet(["update", "-q"], note));
+  await step(`apt-get install ${packages.join(" ")}`, (note) =>
+    aptGet(["install", "-y", "-q", "--no-install-recommends", ...packages], note),
+  );
+}
+
+/**
+ * apt-get, waiting while another package manager holds the apt lock: a machine fresh from
+ * boot often runs unattended-upgrades, and apt-get fails at once instead of queueing.
+ */
+async function aptGet(args: string[], note: (text: string) => void): Promise<void> {
+  const waitS = Number(process.env.WG3_APT_LOCK_WAIT_S ?? 600);
+  const deadline = Date.now() + waitS * 1000;
+  for (let pause = 500; ; pause = Math.min(pause * 2, 5000)) {
+    const r = await execa("apt-get", args, { reject: false, all: true, env: { DEBIAN_FRONTEND: "noninteractive" } });
+    if (r.exitCode === 0) return;
+    const text = String(r.all).trim();
+    if (!/Could not get lock|Unable to lock/.test(text))
+      throw new UserError(`apt-get ${args.join(" ")} failed: ${text.split("\n").slice(-3).join(" ")}`);
+    const by = /held by process (\d+)(?: \(([^)]+)\))?/.exec(text);
+    const holder = by ? `${by[2] ?? "a process"} (pid ${by[1]})` : "another package manager";
+    if (Date.now() + pause > deadline)
+      throw new UserError(
+        `apt-get ${args[0]} waited ${waitS} s for ${holder} to release the apt lock; let it finish (or stop it) and run setup again.`,
+      );
+    note(`${holder} holds the apt lock; waiting`);
+    await new Promise((resolve) => setTimeout(resolve, pause));
+  }
 }
 
 /**
