@@ -9,12 +9,13 @@ import { ensureImages, type ImageRole, imageRef, isImageRole } from "../images/b
 import { cidrsOverlap, loadRecipe } from "../recipe/load.ts";
 import { effectiveNodes } from "../recipe/nodes.ts";
 import { renderLoose } from "../recipe/template.ts";
-import type { Recipe } from "../recipe/types.ts";
+import type { Action, Recipe } from "../recipe/types.ts";
 import { type Progress, stepper } from "../ui/progress.ts";
 import { genKeyPair } from "../wireguard/keys.ts";
 import { type ActionContext, applyOption, pollUntil, renderFile, runAction } from "./actions.ts";
 import { inThrowaway, requireQdiscs } from "./impairments.ts";
 import { liveOptions } from "./live.ts";
+import { runByNeeds } from "./needs.ts";
 import {
   DEFAULT_LAB,
   deletePlan,
@@ -264,21 +265,24 @@ async function waitUntilReady(ctx: ActionContext): Promise<void> {
   });
 }
 
-/** The recipe's setup actions, in order, each a progress step (secret ones with a hidden title). */
+/** The recipe's setup actions, each a progress step, side by side where they say what they need. */
 async function runSetup(ctx: ActionContext): Promise<void> {
-  for (const a of ctx.recipe.setup) {
-    throwIfAborted(ctx.signal);
-    const raw = a.title ?? `${a.node}: ${a.secret ? "(hidden)" : (a.run ?? a.wait ?? a.file?.path ?? "")}`;
-    const title = a.title || !a.secret ? renderLoose(raw, scopeOf(ctx.plan, ctx.captured)) : raw;
-    await stepper(ctx.progress)(title.length > 90 ? `${title.slice(0, 87)}...` : title, async () => {
-      try {
-        await runAction(ctx, a);
-      } catch (e) {
-        if (!(e instanceof UserError) || e.details) throw e;
-        throw new UserError(e.message, e.exitCode, await failureDetails(ctx.engine, a.node ? ctx.plan.nodes[a.node] : undefined));
-      }
-    });
-  }
+  await runByNeeds(ctx.recipe.setup, (a) => runSetupStep(ctx, a));
+}
+
+/** One setup action as a progress step (a secret one with a hidden title). */
+async function runSetupStep(ctx: ActionContext, a: Action): Promise<void> {
+  throwIfAborted(ctx.signal);
+  const raw = a.title ?? `${a.node}: ${a.secret ? "(hidden)" : (a.run ?? a.wait ?? a.file?.path ?? "")}`;
+  const title = a.title || !a.secret ? renderLoose(raw, scopeOf(ctx.plan, ctx.captured)) : raw;
+  await stepper(ctx.progress)(title.length > 90 ? `${title.slice(0, 87)}...` : title, async () => {
+    try {
+      await runAction(ctx, a);
+    } catch (e) {
+      if (!(e instanceof UserError) || e.details) throw e;
+      throw new UserError(e.message, e.exitCode, await failureDetails(ctx.engine, a.node ? ctx.plan.nodes[a.node] : undefined));
+    }
+  });
 }
 
 export interface DownResult {

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ipInCidr } from "./net.ts";
 import { nodeSchema } from "./schema.ts";
-import type { Action, NodeOverride, Recipe } from "./types.ts";
+import { type Action, type NodeOverride, type Recipe, stepName } from "./types.ts";
 
 /**
  * The checks a schema cannot make: names that refer to other parts of the recipe, addresses
@@ -89,6 +89,42 @@ function checkActions(recipe: Recipe, names: Set<string>, actions: Action[], pat
   });
 }
 
+/**
+ * Setup steps run side by side where they say what they need: each name in `needs` is an
+ * earlier step, and a step that uses a captured value needs, directly or through other steps,
+ * the step that captures it. Elsewhere (checks, solutions, apply) actions run in order.
+ */
+function checkNeeds(setup: Action[], at: At): void {
+  // Each named step, with every step it waits for, directly or not.
+  const earlier = new Map<string, Set<string>>();
+  setup.forEach((a, i) => {
+    const before = new Set<string>();
+    for (const n of a.needs ?? []) {
+      const dep = earlier.get(n);
+      if (!dep) at(["setup", i, "needs"], `no earlier step named "${n}" (named so far: ${list(earlier.keys()) || "none"})`);
+      else for (const x of [n, ...dep]) before.add(x);
+    }
+    if (!a.needs) for (const x of earlier.keys()) before.add(x);
+    if (a.needs) {
+      const text = JSON.stringify([a.run, a.wait, a.file, a.title]);
+      for (const m of text.matchAll(/vars\.([A-Za-z_][A-Za-z0-9_]*)/g)) {
+        const v = m[1]!;
+        const capturedBy = setup.findIndex((b, j) => j < i && b.capture?.as === v);
+        if (capturedBy >= 0 && !before.has(v)) at(["setup", i, "needs"], `uses vars.${v}, so it needs the step that captures it ("${v}")`);
+      }
+    }
+    const name = stepName(a);
+    if (name && earlier.has(name)) at(["setup", i], `a second step named "${name}"`);
+    else if (name) earlier.set(name, before);
+  });
+}
+
+function checkNoNeeds(actions: Action[], path: (string | number)[], at: At): void {
+  actions.forEach((a, i) => {
+    if (a.needs || a.id) at([...path, i], "`id` and `needs` are for setup steps only (these actions run one after another)");
+  });
+}
+
 /** A `set` names live options (with `apply` actions) and one of their choices. */
 function checkSet(recipe: Recipe, values: Record<string, string>, path: (string | number)[], at: At): void {
   for (const [o, v] of Object.entries(values)) {
@@ -130,11 +166,14 @@ export function crossCheck(recipe: Recipe, folder: string, at: At): void {
   const names = allNodeNames(recipe);
   for (const [n, node] of Object.entries(recipe.nodes)) checkNode(recipe, node, node, ["nodes", n], at);
   checkActions(recipe, names, recipe.setup, ["setup"], at);
+  checkNeeds(recipe.setup, at);
   checkReachability(recipe, names, at);
   recipe.exercises.forEach((e, i) => {
     checkWhen(recipe, e.when, ["exercises", i, "when"], at);
     checkActions(recipe, names, e.check, ["exercises", i, "check"], at);
     checkActions(recipe, names, e.solve, ["exercises", i, "solve"], at);
+    checkNoNeeds(e.check, ["exercises", i, "check"], at);
+    checkNoNeeds(e.solve, ["exercises", i, "solve"], at);
     e.mistakes.forEach((m, j) => {
       for (const n of m.nodes)
         if (!names.has(n)) at(["exercises", i, "mistakes", j, "nodes"], `no node named "${n}" (nodes: ${list(names)})`);
@@ -146,6 +185,9 @@ export function crossCheck(recipe: Recipe, folder: string, at: At): void {
   for (const k of recipe.wireguard?.keys ?? []) if (!names.has(k)) at(["wireguard", "keys"], `no node named "${k}"`);
   if (recipe.tls && !names.has(recipe.tls.for)) at(["tls", "for"], `no node named "${recipe.tls.for}"`);
   checkOptions(recipe, at);
-  for (const [o, spec] of Object.entries(recipe.options)) checkActions(recipe, names, spec.apply, ["options", o, "apply"], at);
+  for (const [o, spec] of Object.entries(recipe.options)) {
+    checkActions(recipe, names, spec.apply, ["options", o, "apply"], at);
+    checkNoNeeds(spec.apply, ["options", o, "apply"], at);
+  }
   checkMatrix(recipe, names, at);
 }

@@ -87,7 +87,15 @@ export const nodeSchema = obj("node", nodeShape);
 /** An option's node override: the same fields, each optional; they replace the base node's. */
 export const nodeOverrideSchema = typed(obj("node", nodeShape).partial(), "partial node");
 
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const identifier = () => str(IDENTIFIER, "an identifier", "identifier");
+
 export const actionSchema = obj("action", {
+  id: field(identifier().optional(), "Setup only: a name for this step, for other steps' `needs` (a `capture.as` names its step too)."),
+  needs: field(
+    list(identifier(), "list of step names").optional(),
+    "Setup only: the earlier steps (by `id` or `capture.as`) this one waits for; it then runs as soon as they are done, beside other steps. Without `needs`, a step waits for every step before it.",
+  ),
   node: field(
     name().optional(),
     "The node to act on, by its name in `nodes` (or in an option's `nodes`). Required unless the action is a `set`.",
@@ -109,7 +117,7 @@ export const actionSchema = obj("action", {
   timeout: field(num().default(60), "Seconds. Default 60. For `run`, how long the command may take. For `wait`, how long to keep polling."),
   capture: field(
     obj("capture", {
-      as: field(str(/^[A-Za-z_][A-Za-z0-9_]*$/, "an identifier", "identifier"), "The name: stdout becomes `{{ vars.<as> }}`."),
+      as: field(identifier(), "The name: stdout becomes `{{ vars.<as> }}`."),
       json: field(str().optional(), "A dotted path: parse stdout as JSON and store the value there instead."),
     }).optional(),
     "For `run` only: stores the trimmed stdout (or a value of it as JSON) as `vars.<as>` for later actions. Empty output is an error.",

@@ -27,3 +27,8 @@ export type Action = z.output<typeof actionSchema>;
 export type Expect = NonNullable<Action["expect"]>;
 export type Exercise = RecipeDoc["exercises"][number];
 export type MatrixEntry = RecipeDoc["matrix"][number];
+
+/** The name other setup steps' `needs` know a step by: its `id`, or the value it captures. */
+export function stepName(a: Action): string | undefined {
+  return a.id ?? a.capture?.as;
+}

@@ -17,10 +17,17 @@ function fmt(ms: number): string {
   return ms < 1000 ? `${ms}ms` : `${(ms / 1000).toFixed(1)}s`;
 }
 
+interface Active {
+  title: string;
+  note: string;
+  started: number;
+}
+
 export class Progress {
   readonly timings: StepTiming[] = [];
   private spinner?: NodeJS.Timeout;
-  private current?: { title: string; note: string; started: number };
+  /** Steps under way, oldest first: nested ones, and setup steps that run side by side. */
+  private readonly active: Active[] = [];
 
   constructor(
     private readonly out: NodeJS.WriteStream = process.stderr,
@@ -34,23 +41,22 @@ export class Progress {
 
   /** Run `fn` as a named step; `note(text)` updates what is being waited on. */
   async step<T>(title: string, fn: (note: (text: string) => void) => Promise<T>): Promise<T> {
-    const started = Date.now();
-    const prev = this.current;
-    this.current = { title, note: "", started };
-    if (this.tty && !prev) this.startSpinner();
+    const me: Active = { title, note: "", started: Date.now() };
+    this.active.push(me);
+    if (this.tty && !this.spinner) this.startSpinner();
     try {
       const result = await fn((text) => {
-        if (this.current) this.current.note = text;
+        me.note = text;
         if (this.verbose) this.detail(`  … ${text}`);
       });
-      this.finish(title, started, true);
+      this.finish(title, me.started, true);
       return result;
     } catch (err) {
-      this.finish(title, started, false);
+      this.finish(title, me.started, false);
       throw err;
     } finally {
-      this.current = prev;
-      if (!prev) this.stopSpinner();
+      this.active.splice(this.active.indexOf(me), 1);
+      if (!this.active.length) this.stopSpinner();
     }
   }
 
@@ -78,14 +84,16 @@ export class Progress {
     this.out.write(`${mark} ${title} ${this.tty ? "\x1b[2m" : "("}${fmt(ms)}${this.tty ? "\x1b[0m" : ")"}\n`);
   }
 
+  /** The spinner shows the newest step, and how many others run beside it. */
   private startSpinner(): void {
     let i = 0;
     this.spinner = setInterval(() => {
-      const c = this.current;
+      const c = this.active.at(-1);
       if (!c) return;
       const frame = FRAMES[i++ % FRAMES.length];
-      const note = c.note ? ` \x1b[2m${c.note.slice(0, (this.out.columns || 100) - c.title.length - 20)}\x1b[0m` : "";
-      this.out.write(`\r\x1b[2K\x1b[36m${frame}\x1b[0m ${c.title}${note} \x1b[2m${fmt(Date.now() - c.started)}\x1b[0m`);
+      const others = this.active.length > 1 ? ` \x1b[2m(+${this.active.length - 1} more)\x1b[0m` : "";
+      const note = c.note ? ` \x1b[2m${c.note.slice(0, (this.out.columns || 100) - c.title.length - 30)}\x1b[0m` : "";
+      this.out.write(`\r\x1b[2K\x1b[36m${frame}\x1b[0m ${c.title}${note}${others} \x1b[2m${fmt(Date.now() - c.started)}\x1b[0m`);
     }, 100);
     this.spinner.unref();
   }

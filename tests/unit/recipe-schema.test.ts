@@ -137,6 +137,42 @@ describe("liveOnly choices", () => {
   });
 });
 
+describe("setup steps that run side by side (`needs`)", () => {
+  const setup = (steps: string) => `${minimal}setup:\n${steps}`;
+
+  it("name earlier steps only, by id or by what they capture", () => {
+    const ok = setup(
+      "  - { id: one, node: a, run: 'true' }\n  - { node: a, run: echo k, capture: { as: key } }\n  - { node: a, needs: [one, key], run: 'echo {{ vars.key }}' }\n",
+    );
+    expect(load(ok).setup.map((s) => s.needs)).toEqual([undefined, undefined, ["one", "key"]]);
+    expect(problems(setup("  - { node: a, needs: [later], run: 'true' }\n  - { id: later, node: a, run: 'true' }\n"))).toEqual([
+      expect.stringMatching(/setup\.0\.needs: no earlier step named "later" \(named so far: none\)$/),
+    ]);
+  });
+
+  it("refuse a step that uses a captured value without needing the step that captures it", () => {
+    const yaml = setup(
+      "  - { id: one, node: a, run: 'true' }\n  - { node: a, run: echo k, capture: { as: key } }\n  - { node: a, needs: [one], run: 'echo {{ vars.key }}' }\n",
+    );
+    expect(problems(yaml)).toEqual([
+      expect.stringMatching(/setup\.2\.needs: uses vars\.key, so it needs the step that captures it \("key"\)$/),
+    ]);
+    // Through another step is enough: `two` waits for every step before it, `key` among them.
+    const through = setup(
+      "  - { node: a, run: echo k, capture: { as: key } }\n  - { id: two, node: a, run: 'true' }\n  - { node: a, needs: [two], run: 'echo {{ vars.key }}' }\n",
+    );
+    expect(load(through).setup).toHaveLength(3);
+  });
+
+  it("refuse two steps of one name, and `needs` outside setup", () => {
+    expect(problems(setup("  - { id: x, node: a, run: 'true' }\n  - { id: x, node: a, run: 'true' }\n"))).toEqual([
+      expect.stringMatching(/setup\.1: a second step named "x"$/),
+    ]);
+    const exercise = `${minimal}exercises:\n  - id: e\n    title: t\n    hint: h\n    check: [{ node: a, needs: [x], run: 'true' }]\n`;
+    expect(problems(exercise)).toEqual([expect.stringMatching(/exercises\.0\.check\.0: `id` and `needs` are for setup steps only/)]);
+  });
+});
+
 describe("recipe options, as a command line would offer them", () => {
   it("recipe-3 offers --control with its choices, default first in its YAML order", () => {
     expect(recipeOptions(loadRecipe("recipe-3"))).toEqual([
