@@ -6,7 +6,7 @@ import { execa } from "execa";
 import { UserError } from "../errors.ts";
 import { OWN_PODMAN_SOCKET } from "../paths.ts";
 import { type Progress, stepper } from "../ui/progress.ts";
-import { describeNoEngine, findEngine, type Probe, probe } from "./connect.ts";
+import { describeNoEngine, type EngineEndpoint, findEngine, type Probe, probe } from "./connect.ts";
 import { Engine } from "./engine.ts";
 
 /** Distro packages `setup` installs: the engine, its runtime, and the host tools labs use. */
@@ -102,10 +102,7 @@ export async function startPodmanService(progress?: Progress): Promise<Probe> {
     env: { ...process.env, CONTAINERS_CONF: conf },
   });
   child.unref();
-  const endpoint = {
-    dockerHost: `unix://${OWN_PODMAN_SOCKET}`,
-    source: "podman service started by ./start.ts setup",
-  };
+  const endpoint = ownEndpoint();
   const deadline = Date.now() + 30_000;
   let last: Probe = { endpoint, state: "absent" };
   while (Date.now() < deadline) {
@@ -209,6 +206,10 @@ export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
   }
   if (found.live) return Engine.of(found.live);
   if (process.env.DOCKER_HOST) throw new UserError(describeNoEngine(found.probes));
+  // Ours is running but slow to answer (a busy machine): wait for it, never start a second one,
+  // which would take the socket over and orphan the first with every stream it serves.
+  const running = await ownServicePids();
+  if (running.length) return Engine.of(await waitForService(ownEndpoint(), running, opts.progress));
   const hasPodman = await which("podman");
   if (!isRoot()) {
     // Nothing can be installed or started without root: say what is there and what to run.
@@ -245,9 +246,39 @@ export async function ensureEngine(opts: EnsureOptions = {}): Promise<Engine> {
   return Engine.of(live);
 }
 
+const OWN_SERVICE_PATTERN = `podman system service --time=0 unix://${OWN_PODMAN_SOCKET}`;
+
+function ownEndpoint() {
+  return { dockerHost: `unix://${OWN_PODMAN_SOCKET}`, source: "podman service started by ./start.ts setup" };
+}
+
+/** The processes of the podman service we start (any checkout's). */
+async function ownServicePids(): Promise<number[]> {
+  const r = await execa("pgrep", ["-f", OWN_SERVICE_PATTERN], { reject: false });
+  return r.stdout.split("\n").filter(Boolean).map(Number);
+}
+
+/** Poll a running engine service until it answers, within `timeoutMs`; one sentence if it never does. */
+export async function waitForService(endpoint: EngineEndpoint, pids: number[], progress?: Progress, timeoutMs = 60_000): Promise<Probe> {
+  const deadline = Date.now() + timeoutMs;
+  let last: Probe = { endpoint, state: "absent" };
+  const step = stepper(progress);
+  return step(`wait for the running podman API service (pid ${pids.join(", ")}) to answer`, async (note) => {
+    while (Date.now() < deadline) {
+      last = await probe(endpoint, 5000);
+      if (last.state === "alive") return last;
+      note(`${last.state}${last.reason ? `: ${last.reason}` : ""}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    throw new UserError(
+      `The podman API service (pid ${pids.join(", ")}) runs but has not answered on ${endpoint.dockerHost.replace("unix://", "")} for ${timeoutMs / 1000} s (last: ${last.state}${last.reason ? `, ${last.reason}` : ""}); let the machine settle, or stop it (pkill -f '${OWN_SERVICE_PATTERN}') and run ./start.ts setup.`,
+    );
+  });
+}
+
 /** Stop the podman service we started, and wait (bounded) until it has exited. */
 export async function stopOwnPodmanService(): Promise<boolean> {
-  const pattern = `podman system service --time=0 unix://${OWN_PODMAN_SOCKET}`;
+  const pattern = OWN_SERVICE_PATTERN;
   const r = await execa("pkill", ["-f", pattern], { reject: false });
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline && (await execa("pgrep", ["-f", pattern], { reject: false })).exitCode === 0) {

@@ -1,8 +1,9 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { containersConfPath, installPackages, isDebianLike, isRoot } from "../../src/engine/ensure.ts";
+import { containersConfPath, installPackages, isDebianLike, isRoot, waitForService } from "../../src/engine/ensure.ts";
 import { OWN_PODMAN_SOCKET } from "../../src/paths.ts";
 
 describe("the podman service's config", () => {
@@ -66,5 +67,42 @@ describe.runIf(isRoot() && isDebianLike())("apt-get while another package manage
     const calls = fakeAptGet(0, 'echo "E: Unable to locate package tmux"; exit 100');
     await expect(installPackages({ yes: true }, ["tmux"])).rejects.toThrow(/^apt-get update -q failed: E: Unable to locate package tmux$/);
     expect(readFileSync(calls, "utf8").trim().split("\n")).toHaveLength(1);
+  });
+});
+
+describe("a running engine service that is slow to answer", () => {
+  const servers: Server[] = [];
+  afterEach(() => {
+    for (const srv of servers.splice(0)) srv.close();
+  });
+
+  /** A socket that answers /version like podman, once `answering` is true. */
+  function slowEngine(sock: string, state: { answering: boolean }): Promise<void> {
+    const srv = createServer((_req, res) => {
+      if (!state.answering) return; // hold the request, as a busy service does
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ Version: "4.3.1", ApiVersion: "1.41", Components: [{ Name: "Podman Engine", Version: "4.3.1" }] }));
+    });
+    servers.push(srv);
+    return new Promise((r) => srv.listen(sock, () => r()));
+  }
+
+  it("is waited for until it answers", async () => {
+    const sock = join(mkdtempSync(join(tmpdir(), "wg3-eng-")), "slow.sock");
+    const state = { answering: false };
+    await slowEngine(sock, state);
+    setTimeout(() => {
+      state.answering = true;
+    }, 1500).unref();
+    const live = await waitForService({ dockerHost: `unix://${sock}`, source: "test" }, [4242], undefined, 20_000);
+    expect(live).toMatchObject({ state: "alive", kind: "podman", version: "4.3.1" });
+  });
+
+  it("gives up after its deadline in one sentence naming the service's pid", async () => {
+    const sock = join(mkdtempSync(join(tmpdir(), "wg3-eng-")), "hung.sock");
+    await slowEngine(sock, { answering: false });
+    await expect(waitForService({ dockerHost: `unix://${sock}`, source: "test" }, [4242], undefined, 1000)).rejects.toThrow(
+      /^The podman API service \(pid 4242\) runs but has not answered on .*hung\.sock for 1 s \(last: dead, no answer in 5000 ms\); let the machine settle/,
+    );
   });
 });
