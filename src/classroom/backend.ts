@@ -7,7 +7,8 @@ import { runningPlan } from "../lab/lifecycle.ts";
 import { loadRecipe } from "../recipe/load.ts";
 import { effectiveNodes } from "../recipe/nodes.ts";
 import type { Recipe } from "../recipe/types.ts";
-import type { Seat } from "./state.ts";
+import { resetSeat } from "./seats.ts";
+import type { ClassState, Seat } from "./state.ts";
 
 export interface ExerciseView {
   id: string;
@@ -36,6 +37,8 @@ export interface SeatBackend {
   /** The facilitator's view of a seat: pass / not yet only, no hint given away. */
   survey(seat: Seat): Promise<{ id: string; state: "pass" | "not yet" }[]>;
   solve(seat: Seat, exercise: string): Promise<void>;
+  /** Bring the seat's lab back fresh, same token (the facilitator's button). */
+  reset(seat: Seat): Promise<void>;
   terminal(seat: Seat, node: string, size: { cols: number; rows: number }): Promise<TerminalSession>;
 }
 
@@ -65,6 +68,8 @@ export class LabSeats implements SeatBackend {
     private readonly engine: Engine,
     recipeName: string,
     private readonly options: Record<string, string>,
+    /** The class as it is now (its seats, for the firewall after a reset). */
+    private readonly classState: () => ClassState,
   ) {
     this.recipe = loadRecipe(recipeName);
   }
@@ -101,6 +106,10 @@ export class LabSeats implements SeatBackend {
     if (!ex) throw new UserError(`${this.recipe.name} has no exercise "${exercise}".`, 2);
     const ctx = await this.ctx(seat);
     for (const a of ex.solve) await runAction(ctx, a);
+  }
+
+  async reset(seat: Seat): Promise<void> {
+    await resetSeat(this.engine, this.classState(), seat);
   }
 
   async terminal(seat: Seat, node: string, size: { cols: number; rows: number }): Promise<TerminalSession> {

@@ -7,6 +7,8 @@ export interface SeatProgress {
   lastGreenAt?: string;
   /** When this seat was last checked (ISO). */
   checkedAt?: string;
+  /** When the seat was last brought back fresh: its stuck timer counts from then. */
+  resetAt?: string;
   /** Why the last check could not run (the lab is down), if it could not. */
   error?: string;
 }
@@ -15,8 +17,15 @@ export interface ClassSnapshot {
   class: string;
   recipe: string;
   startedAt: string;
-  exercises: { id: string; title: string }[];
+  exercises: ExerciseColumn[];
   seats: SeatProgress[];
+}
+
+/** A column of the facilitator's view; `solvable`: it has a reference solution (a solve button). */
+export interface ExerciseColumn {
+  id: string;
+  title: string;
+  solvable?: boolean;
 }
 
 type Listener = (snapshot: ClassSnapshot) => void;
@@ -27,13 +36,13 @@ type Listener = (snapshot: ClassSnapshot) => void;
  * them pass) do not count as turning green.
  */
 export class ClassProgress {
-  readonly #seats = new Map<number, SeatProgress>();
+  #seats = new Map<number, SeatProgress>();
   readonly #listeners = new Set<Listener>();
 
   constructor(
     readonly className: string,
     readonly recipe: string,
-    readonly exercises: { id: string; title: string }[],
+    readonly exercises: ExerciseColumn[],
     seats: number[],
     readonly startedAt = new Date().toISOString(),
   ) {
@@ -51,6 +60,21 @@ export class ClassProgress {
     }
     p.checkedAt = at.toISOString();
     delete p.error;
+    this.#emit();
+  }
+
+  /** The class's seats are now `seats`: rows for new ones, none for seats taken away; listeners hear of it. */
+  setSeats(seats: number[]): void {
+    for (const n of [...this.#seats.keys()]) if (!seats.includes(n)) this.#seats.delete(n);
+    for (const n of seats) if (!this.#seats.has(n)) this.#seats.set(n, { seat: n, exercises: {} });
+    this.#seats = new Map([...this.#seats.entries()].sort(([a], [b]) => a - b));
+    this.#emit();
+  }
+
+  /** A seat brought back fresh: nothing known of it until its next check, which is its new baseline. */
+  forget(seat: number, at = new Date()): void {
+    if (!this.#seats.has(seat)) return;
+    this.#seats.set(seat, { seat, exercises: {}, resetAt: at.toISOString() });
     this.#emit();
   }
 
