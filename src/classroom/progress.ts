@@ -1,3 +1,7 @@
+import { errorMessage } from "../errors.ts";
+import type { SeatBackend, SeatTopology } from "./backend.ts";
+import type { Seat } from "./state.ts";
+
 /** What the facilitator sees of one seat: each exercise's state and when one last turned green. */
 export interface SeatProgress {
   seat: number;
@@ -7,6 +11,8 @@ export interface SeatProgress {
   lastGreenAt?: string;
   /** When this seat was last checked (ISO). */
   checkedAt?: string;
+  /** Its lab at the last survey: nodes running or not, the Tailscale clients' paths. */
+  topology?: SeatTopology;
   /** When the seat was last brought back fresh: its stuck timer counts from then. */
   resetAt?: string;
   /** Why the last check could not run (the lab is down), if it could not. */
@@ -63,6 +69,13 @@ export class ClassProgress {
     this.#emit();
   }
 
+  recordTopology(seat: number, topology: SeatTopology): void {
+    const p = this.#seats.get(seat);
+    if (!p) return;
+    p.topology = topology;
+    this.#emit();
+  }
+
   /** The class's seats are now `seats`: rows for new ones, none for seats taken away; listeners hear of it. */
   setSeats(seats: number[]): void {
     for (const n of [...this.#seats.keys()]) if (!seats.includes(n)) this.#seats.delete(n);
@@ -105,5 +118,19 @@ export class ClassProgress {
   #emit(): void {
     const s = this.snapshot();
     for (const fn of this.#listeners) fn(s);
+  }
+}
+
+/** Check one seat's exercises and read its topology, for the facilitator's view; a lab that is down is recorded as such. */
+export async function surveySeat(backend: SeatBackend, progress: ClassProgress, seat: Seat): Promise<void> {
+  try {
+    progress.record(seat.n, await backend.survey(seat));
+  } catch (e) {
+    progress.recordError(seat.n, errorMessage(e));
+  }
+  try {
+    progress.recordTopology(seat.n, await backend.topology(seat));
+  } catch {
+    // The exercises' error above says why already.
   }
 }

@@ -1,10 +1,10 @@
 import type { FastifyInstance } from "fastify";
 import type { Engine } from "../engine/engine.ts";
-import { errorMessage, UserError } from "../errors.ts";
+import { UserError } from "../errors.ts";
 import { LabSeats, type SeatBackend } from "./backend.ts";
 import { LiveClass } from "./live.ts";
 import { renderGuide } from "./pages.ts";
-import { ClassProgress } from "./progress.ts";
+import { ClassProgress, surveySeat } from "./progress.ts";
 import { forEachBounded } from "./seats.ts";
 import { buildServer } from "./server.ts";
 import { type ClassState, type Seat, seatLabel } from "./state.ts";
@@ -29,18 +29,7 @@ export interface Serving {
  * containers) and record what is seen; a seat whose lab is down is shown as such.
  */
 export async function surveySeats(backend: SeatBackend, progress: ClassProgress, seats: Seat[], signal: AbortSignal): Promise<void> {
-  await forEachBounded(
-    seats,
-    2,
-    async (seat) => {
-      try {
-        progress.record(seat.n, await backend.survey(seat));
-      } catch (e) {
-        progress.recordError(seat.n, errorMessage(e));
-      }
-    },
-    signal,
-  );
+  await forEachBounded(seats, 2, async (seat) => surveySeat(backend, progress, seat), signal);
 }
 
 /** Serve the class: the web server on `listen:port`, and a survey of every seat now and every `sweepS` seconds. */

@@ -8,7 +8,7 @@ import { ROOT } from "../paths.ts";
 import type { SeatBackend } from "./backend.ts";
 import { SeatLimiter } from "./limiter.ts";
 import { attendeePage, facilitatorPage } from "./pages.ts";
-import type { ClassProgress } from "./progress.ts";
+import { type ClassProgress, surveySeat } from "./progress.ts";
 import { authorizeSeat, type ClassState, isFacilitator, parseSeatNumber, type Seat, seatLabel, seatOf } from "./state.ts";
 
 /** Where the server reads the class from on every request (live.ts: the state file, as it changes). */
@@ -116,7 +116,7 @@ function facilitatorRoutes(app: FastifyInstance, o: Options): void {
 }
 
 /**
- * The facilitator's buttons: reset a seat's lab, solve one of its exercises. The facilitator's
+ * The facilitator's buttons: reset a seat's lab, solve one of its exercises, look at it again. The facilitator's
  * key only (a seat's token is not it); one action per seat at a time, shared with the seat's checks.
  */
 function facilitatorActions(app: FastifyInstance, o: Options, limiter: SeatLimiter): void {
@@ -138,8 +138,14 @@ function facilitatorActions(app: FastifyInstance, o: Options, limiter: SeatLimit
   app.post<{ Params: { seat: string; exercise: string } }>("/facilitator/seat/:seat/solve/:exercise", async (req, reply) =>
     limited(limiter, req.seat!, reply, async () => {
       await o.backend.solve(req.seat!, req.params.exercise);
-      o.progress.record(req.seat!.n, await o.backend.survey(req.seat!));
+      await surveySeat(o.backend, o.progress, req.seat!);
       return { solved: req.params.exercise };
+    }),
+  );
+  app.post("/facilitator/seat/:seat/survey", async (req, reply) =>
+    limited(limiter, req.seat!, reply, async () => {
+      await surveySeat(o.backend, o.progress, req.seat!);
+      return { surveyed: seatLabel(req.seat!.n) };
     }),
   );
 }

@@ -281,6 +281,10 @@ class RecordingSeats implements SeatBackend {
   async reset(seat: { n: number }) {
     this.calls.push(`reset ${seat.n}`);
   }
+  async topology(seat: { n: number }) {
+    this.calls.push(`topology ${seat.n}`);
+    return { nodes: [{ key: "headscale", state: "running" }], paths: [] };
+  }
   async terminal(seat: { n: number }, node: string): Promise<TerminalSession> {
     this.calls.push(`terminal ${seat.n} ${node}`);
     let onData: (b: Buffer) => void = () => {};
@@ -414,7 +418,11 @@ describe("the web server's routes", () => {
     expect([reset.statusCode, reset.json()]).toEqual([200, { reset: "02" }]);
     const solve = await post(`/facilitator/seat/01/solve/curl?key=${k}`);
     expect([solve.statusCode, solve.json()]).toEqual([200, { solved: "curl" }]);
-    expect(seats.calls).toEqual(["reset 2", "solve 1 curl", "survey 1"]);
+    const survey = await post(`/facilitator/seat/02/survey?key=${k}`);
+    expect([survey.statusCode, survey.json()]).toEqual([200, { surveyed: "02" }]);
+    expect(await post(`/facilitator/seat/02/survey?key=${s2.token}`)).toMatchObject({ statusCode: 403 });
+    expect(seats.calls).toEqual(["reset 2", "solve 1 curl", "survey 1", "topology 1", "survey 2", "topology 2"]);
+    expect(progress.snapshot().seats[1]!.topology).toEqual({ nodes: [{ key: "headscale", state: "running" }], paths: [] });
     await own.close();
   });
 
