@@ -1,6 +1,5 @@
 import { ensureBinaries } from "../../binaries.ts";
 import { chromiumPath, ensureChromium } from "../../browser.ts";
-import { ensureNft } from "../../classroom/firewall.ts";
 import { ensureEngine, installPackages, isRoot } from "../../engine/ensure.ts";
 import { ensureImages, IMAGE_ROLES, type ImageRole } from "../../images/build.ts";
 import { hasTmux } from "../../workspace/tmux.ts";
@@ -17,8 +16,7 @@ export const setupCommand: Command = {
     "starts `podman system service` on /run/wg-3-ways/podman.sock.\n" +
     "Docker Engine is used as is when its socket answers (or DOCKER_HOST is set).\n" +
     "Then it builds Tailscale and Headscale (go install, pinned in versions.json) and every image in images/.\n" +
-    "As root, it also installs Debian's chromium when missing (the classroom's browser tests drive it headless)\n" +
-    "and nftables (the classroom's firewall keeps seats off the host with it).",
+    "As root, it also installs Debian's chromium when missing: the classroom's browser tests drive it headless.",
   flags: [{ name: "yes", help: "do not ask before installing packages" }],
   async run(p, ctx) {
     const engine = await ensureEngine({
@@ -30,7 +28,6 @@ export const setupCommand: Command = {
     if (isRoot() && !(await hasTmux()))
       await installPackages({ yes: Boolean(p.flags.yes), progress: ctx.progress }, ["tmux", "openssl", "debootstrap"]);
     if (isRoot()) ctx.progress.info(`chromium: ${await ensureChromium({ yes: Boolean(p.flags.yes), progress: ctx.progress })}`);
-    if (isRoot()) await ensureNft({ yes: Boolean(p.flags.yes), progress: ctx.progress });
     else if (!chromiumPath())
       ctx.progress.info("chromium is not installed: the classroom's browser tests need it (apt-get install chromium, as root).");
     for (const b of ["tailscale", "headscale"] as const) {
