@@ -45,6 +45,7 @@ td[data-state=pass] { background: #d1f4dc; }
 td[data-state=not-yet] { background: #fff1c9; }
 td.stuck { color: #b42318; font-weight: 600; }
 td.topology { text-align: left; font-size: 12px; }
+td.actions { text-align: left; white-space: nowrap; font-size: 12px; }
 .node { display: inline-block; padding: 0 4px; margin: 1px; border-radius: 3px; background: #ffd8d3; }
 .node[data-state=running] { background: #d1f4dc; }
 .path[data-path=direct] { color: #1a7f37; }
@@ -207,7 +208,7 @@ function render() {
       '<td class="since' + (stuck(s) ? " stuck" : "") + '" data-last-green="' + esc(s.lastGreenAt || "") + '">' + since(s) + "</td>" +
       '<td class="checked">' + checked(s) + "</td>" +
       '<td class="topology" data-seat="' + s.seat + '">' + topology(s) + "</td>" +
-      '<td><button class="survey" data-seat="' + s.seat + '" title="check this seat and read its lab again now">look again</button> <button class="reset" data-seat="' + s.seat + '" title="remove this seat\\'s lab and start it fresh (same URL)">reset</button> <span class="note" data-seat="' + s.seat + '">' + esc(note[s.seat] || "") + "</span></td></tr>";
+      '<td class="actions"><button class="survey" data-seat="' + s.seat + '" title="check this seat and read its lab again now">look again</button> <button class="reset" data-seat="' + s.seat + '" title="remove this seat\\'s lab and start it fresh (same URL)">reset</button> <span class="note" data-seat="' + s.seat + '">' + esc(note[s.seat] || "") + "</span></td></tr>";
   }).join("");
 }
 /** The clocks, every second, without redrawing the rows (a button being clicked stays put). */
