@@ -1,13 +1,17 @@
 import { randomBytes } from "node:crypto";
 import type { Engine, TerminalSession } from "../engine/engine.ts";
+import { LABEL } from "../engine/labels.ts";
 import { UserError } from "../errors.ts";
 import { type ActionContext, checkExercise, runAction } from "../lab/actions.ts";
 import { grade } from "../lab/hints.ts";
 import { runningPlan } from "../lab/lifecycle.ts";
+import { observePaths, tailscaleNodes } from "../lab/paths.ts";
+import { readPlan } from "../lab/plan.ts";
 import { loadRecipe } from "../recipe/load.ts";
 import { effectiveNodes } from "../recipe/nodes.ts";
 import type { Recipe } from "../recipe/types.ts";
-import type { Seat } from "./state.ts";
+import { resetSeat } from "./seats.ts";
+import type { ClassState, Seat } from "./state.ts";
 
 export interface ExerciseView {
   id: string;
@@ -24,6 +28,13 @@ export interface NodeView {
   interactive: boolean;
 }
 
+/** A seat's lab as it is now, for the facilitator: each node's container state, and for Tailscale recipes each pair's path. */
+export interface SeatTopology {
+  nodes: { key: string; state: string }[];
+  /** As `./start.ts paths` reads them (each client's own `tailscale ping`); none for a recipe without two clients. */
+  paths: { from: string; to: string; path: string; via: string }[];
+}
+
 /**
  * What the web server may do to a seat, and nothing more: every call names the seat it acts on,
  * which the server has already matched to the request's token. Tests put a fake in its place.
@@ -36,6 +47,10 @@ export interface SeatBackend {
   /** The facilitator's view of a seat: pass / not yet only, no hint given away. */
   survey(seat: Seat): Promise<{ id: string; state: "pass" | "not yet" }[]>;
   solve(seat: Seat, exercise: string): Promise<void>;
+  /** Which nodes run, and how each pair of Tailscale clients reaches the other. */
+  topology(seat: Seat): Promise<SeatTopology>;
+  /** Bring the seat's lab back fresh, same token (the facilitator's button). */
+  reset(seat: Seat): Promise<void>;
   terminal(seat: Seat, node: string, size: { cols: number; rows: number }): Promise<TerminalSession>;
 }
 
@@ -65,6 +80,8 @@ export class LabSeats implements SeatBackend {
     private readonly engine: Engine,
     recipeName: string,
     private readonly options: Record<string, string>,
+    /** The class as it is now (its seats, for the firewall after a reset). */
+    private readonly classState: () => ClassState,
   ) {
     this.recipe = loadRecipe(recipeName);
   }
@@ -101,6 +118,22 @@ export class LabSeats implements SeatBackend {
     if (!ex) throw new UserError(`${this.recipe.name} has no exercise "${exercise}".`, 2);
     const ctx = await this.ctx(seat);
     for (const a of ex.solve) await runAction(ctx, a);
+  }
+
+  async topology(seat: Seat): Promise<SeatTopology> {
+    const containers = await this.engine.listContainers({ lab: seat.lab, recipe: this.recipe.name });
+    const stateOf = (key: string) => containers.find((c) => c.labels[LABEL.node] === key)?.state ?? "absent";
+    const nodes = this.nodes().map((n) => ({ key: n.key, state: stateOf(n.key) }));
+    const plan = readPlan(seat.lab, this.recipe.name);
+    const clients = plan ? tailscaleNodes(plan) : [];
+    // Paths only where every client runs: a stopped one would only time its pings out.
+    if (!plan || clients.length < 2 || clients.some((c) => stateOf(c) !== "running")) return { nodes, paths: [] };
+    const report = await observePaths(this.engine, plan, { netcheck: false });
+    return { nodes, paths: report.paths.map((p) => ({ from: p.from, to: p.to, path: p.path, via: p.via })) };
+  }
+
+  async reset(seat: Seat): Promise<void> {
+    await resetSeat(this.engine, this.classState(), seat);
   }
 
   async terminal(seat: Seat, node: string, size: { cols: number; rows: number }): Promise<TerminalSession> {

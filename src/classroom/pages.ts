@@ -44,6 +44,12 @@ table.grid td, table.grid th { border: 1px solid #dde1e6; padding: 4px 10px; tex
 td[data-state=pass] { background: #d1f4dc; }
 td[data-state=not-yet] { background: #fff1c9; }
 td.stuck { color: #b42318; font-weight: 600; }
+td.topology { text-align: left; font-size: 12px; }
+td.actions { text-align: left; white-space: nowrap; font-size: 12px; }
+.node { display: inline-block; padding: 0 4px; margin: 1px; border-radius: 3px; background: #ffd8d3; }
+.node[data-state=running] { background: #d1f4dc; }
+.path[data-path=direct] { color: #1a7f37; }
+.path[data-path=derp] { color: #9a6700; }
 `;
 
 function shell(title: string, body: string, head = ""): string {
@@ -148,9 +154,12 @@ for (const b of document.querySelectorAll("button.solve")) {
 }
 `;
 
-/** The facilitator's page: every seat's exercises, live from /events, and how long since each last turned green. */
+/**
+ * The facilitator's page: every seat's exercises, live from /events, how long since each last
+ * turned green, its lab's nodes and paths at the last survey, and reset/solve/look-again buttons.
+ */
 export function facilitatorPage(state: ClassState): string {
-  const body = `<header>Classroom ${escapeHtml(state.name)} · ${escapeHtml(state.recipe)} · ${state.seats.length} seats</header>
+  const body = `<header>Classroom ${escapeHtml(state.name)} · ${escapeHtml(state.recipe)} · <span id="count">${state.seats.length}</span> seats</header>
 <table class="grid" id="grid"><thead></thead><tbody></tbody></table>
 <p style="margin:16px" id="conn">connecting...</p>
 <script>${FACILITATOR_JS}</script>`;
@@ -160,28 +169,82 @@ export function facilitatorPage(state: ClassState): string {
 const FACILITATOR_JS = `
 const KEY = new URLSearchParams(location.search).get("key") || "";
 let snap;
+/** seat -> what the facilitator's last button on it is doing or did. */
+const note = {};
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
+const pad = (n) => String(n).padStart(2, "0");
 function ago(iso) {
   const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
   return s < 60 ? s + " s" : s < 3600 ? Math.floor(s / 60) + " min " + (s % 60) + " s" : Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
 }
+function since(s) {
+  return s.lastGreenAt ? ago(s.lastGreenAt) : "none yet (" + ago(s.resetAt || snap.startedAt) + ")";
+}
+function stuck(s) {
+  return (Date.now() - Date.parse(s.lastGreenAt || s.resetAt || snap.startedAt)) > 10 * 60 * 1000 && Object.values(s.exercises).some((x) => x !== "pass");
+}
+/** The seat's lab at its last survey: a badge per node (green: running), each Tailscale pair's path. */
+function topology(s) {
+  const t = s.topology;
+  if (!t) return "?";
+  const nodes = t.nodes.map((n) => '<span class="node" data-node="' + esc(n.key) + '" data-state="' + esc(n.state) + '" title="' + esc(n.key + ": " + n.state) + '">' + esc(n.key) + "</span>").join(" ");
+  const paths = t.paths.map((p) => '<div class="path" data-from="' + esc(p.from) + '" data-to="' + esc(p.to) + '" data-path="' + esc(p.path) + '" title="' + esc(p.via) + '">' + esc(p.from) + " → " + esc(p.to) + ": " + esc(p.path) + "</div>").join("");
+  return nodes + paths;
+}
+function checked(s) {
+  return s.error ? esc(s.error) : s.checkedAt ? ago(s.checkedAt) + " ago" : "not yet";
+}
 function render() {
   if (!snap) return;
-  document.querySelector("#grid thead").innerHTML = "<tr><th>seat</th>" + snap.exercises.map((e) => '<th title="' + esc(e.title) + '">' + esc(e.id) + "</th>").join("") + "<th>since last green</th><th>checked</th></tr>";
+  document.getElementById("count").textContent = snap.seats.length;
+  document.querySelector("#grid thead").innerHTML = "<tr><th>seat</th>" + snap.exercises.map((e) => '<th title="' + esc(e.title) + '">' + esc(e.id) + "</th>").join("") + "<th>since last green</th><th>checked</th><th>lab now</th><th></th></tr>";
   document.querySelector("#grid tbody").innerHTML = snap.seats.map((s) => {
     const cells = snap.exercises.map((e) => {
       const st = s.exercises[e.id];
-      return '<td data-seat="' + s.seat + '" data-exercise="' + esc(e.id) + '" data-state="' + (st === "pass" ? "pass" : st ? "not-yet" : "unknown") + '">' + (st === "pass" ? "✓" : st ? "·" : "?") + "</td>";
+      const solve = e.solvable && st !== "pass" ? ' <button class="solve" data-seat="' + s.seat + '" data-exercise="' + esc(e.id) + '" title="apply the solution of ' + esc(e.id) + ' in this seat">solve</button>' : "";
+      return '<td data-seat="' + s.seat + '" data-exercise="' + esc(e.id) + '" data-state="' + (st === "pass" ? "pass" : st ? "not-yet" : "unknown") + '">' + (st === "pass" ? "✓" : st ? "·" : "?") + solve + "</td>";
     }).join("");
-    const since = s.lastGreenAt || snap.startedAt;
-    const stuck = (Date.now() - Date.parse(since)) > 10 * 60 * 1000 && Object.values(s.exercises).some((x) => x !== "pass");
-    return '<tr data-seat="' + s.seat + '"><td>' + String(s.seat).padStart(2, "0") + "</td>" + cells +
-      '<td class="' + (stuck ? "stuck" : "") + '" data-last-green="' + esc(s.lastGreenAt || "") + '">' + (s.lastGreenAt ? ago(s.lastGreenAt) : "none yet (" + ago(snap.startedAt) + ")") + "</td>" +
-      "<td>" + (s.error ? esc(s.error) : s.checkedAt ? ago(s.checkedAt) + " ago" : "not yet") + "</td></tr>";
+    return '<tr data-seat="' + s.seat + '"><td>' + pad(s.seat) + "</td>" + cells +
+      '<td class="since' + (stuck(s) ? " stuck" : "") + '" data-last-green="' + esc(s.lastGreenAt || "") + '">' + since(s) + "</td>" +
+      '<td class="checked">' + checked(s) + "</td>" +
+      '<td class="topology" data-seat="' + s.seat + '">' + topology(s) + "</td>" +
+      '<td class="actions"><button class="survey" data-seat="' + s.seat + '" title="check this seat and read its lab again now">look again</button> <button class="reset" data-seat="' + s.seat + '" title="remove this seat\\'s lab and start it fresh (same URL)">reset</button> <span class="note" data-seat="' + s.seat + '">' + esc(note[s.seat] || "") + "</span></td></tr>";
   }).join("");
 }
+/** The clocks, every second, without redrawing the rows (a button being clicked stays put). */
+function tick() {
+  if (!snap) return;
+  for (const s of snap.seats) {
+    const row = document.querySelector('tr[data-seat="' + s.seat + '"]');
+    if (!row) continue;
+    row.querySelector("td.since").textContent = since(s);
+    row.querySelector("td.since").classList.toggle("stuck", stuck(s));
+    row.querySelector("td.checked").innerHTML = checked(s);
+  }
+}
+async function act(seat, path, doing) {
+  note[seat] = doing + "...";
+  render();
+  try {
+    const r = await fetch("/facilitator/seat/" + pad(seat) + path + "?key=" + encodeURIComponent(KEY), { method: "POST" });
+    const j = await r.json().catch(() => ({ error: "HTTP " + r.status }));
+    note[seat] = r.ok ? doing + ": done " + new Date().toLocaleTimeString() : doing + " failed: " + (j.error || "HTTP " + r.status);
+  } catch (e) {
+    note[seat] = doing + " failed: " + e.message;
+  }
+  render();
+}
+document.querySelector("#grid tbody").addEventListener("click", (ev) => {
+  const b = ev.target.closest("button");
+  if (!b) return;
+  const seat = Number(b.dataset.seat);
+  if (b.classList.contains("reset")) {
+    if (confirm("Reset seat " + pad(seat) + "? Its lab is removed and started fresh; the attendee's URL stays the same.")) act(seat, "/reset", "reset");
+  } else if (b.classList.contains("survey")) act(seat, "/survey", "look again");
+  else if (b.classList.contains("solve")) act(seat, "/solve/" + encodeURIComponent(b.dataset.exercise), "solve " + b.dataset.exercise);
+});
 const es = new EventSource("/events?key=" + encodeURIComponent(KEY));
 es.onmessage = (e) => { snap = JSON.parse(e.data); document.getElementById("conn").textContent = "live (updated " + new Date().toLocaleTimeString() + ")"; render(); };
 es.onerror = () => { document.getElementById("conn").textContent = "connection lost; retrying..."; };
-setInterval(render, 1000);
+setInterval(tick, 1000);
 `;

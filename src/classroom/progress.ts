@@ -1,3 +1,7 @@
+import { errorMessage } from "../errors.ts";
+import type { SeatBackend, SeatTopology } from "./backend.ts";
+import type { Seat } from "./state.ts";
+
 /** What the facilitator sees of one seat: each exercise's state and when one last turned green. */
 export interface SeatProgress {
   seat: number;
@@ -7,6 +11,10 @@ export interface SeatProgress {
   lastGreenAt?: string;
   /** When this seat was last checked (ISO). */
   checkedAt?: string;
+  /** Its lab at the last survey: nodes running or not, the Tailscale clients' paths. */
+  topology?: SeatTopology;
+  /** When the seat was last brought back fresh: its stuck timer counts from then. */
+  resetAt?: string;
   /** Why the last check could not run (the lab is down), if it could not. */
   error?: string;
 }
@@ -15,8 +23,15 @@ export interface ClassSnapshot {
   class: string;
   recipe: string;
   startedAt: string;
-  exercises: { id: string; title: string }[];
+  exercises: ExerciseColumn[];
   seats: SeatProgress[];
+}
+
+/** A column of the facilitator's view; `solvable`: it has a reference solution (a solve button). */
+export interface ExerciseColumn {
+  id: string;
+  title: string;
+  solvable?: boolean;
 }
 
 type Listener = (snapshot: ClassSnapshot) => void;
@@ -27,13 +42,13 @@ type Listener = (snapshot: ClassSnapshot) => void;
  * them pass) do not count as turning green.
  */
 export class ClassProgress {
-  readonly #seats = new Map<number, SeatProgress>();
+  #seats = new Map<number, SeatProgress>();
   readonly #listeners = new Set<Listener>();
 
   constructor(
     readonly className: string,
     readonly recipe: string,
-    readonly exercises: { id: string; title: string }[],
+    readonly exercises: ExerciseColumn[],
     seats: number[],
     readonly startedAt = new Date().toISOString(),
   ) {
@@ -51,6 +66,28 @@ export class ClassProgress {
     }
     p.checkedAt = at.toISOString();
     delete p.error;
+    this.#emit();
+  }
+
+  recordTopology(seat: number, topology: SeatTopology): void {
+    const p = this.#seats.get(seat);
+    if (!p) return;
+    p.topology = topology;
+    this.#emit();
+  }
+
+  /** The class's seats are now `seats`: rows for new ones, none for seats taken away; listeners hear of it. */
+  setSeats(seats: number[]): void {
+    for (const n of [...this.#seats.keys()]) if (!seats.includes(n)) this.#seats.delete(n);
+    for (const n of seats) if (!this.#seats.has(n)) this.#seats.set(n, { seat: n, exercises: {} });
+    this.#seats = new Map([...this.#seats.entries()].sort(([a], [b]) => a - b));
+    this.#emit();
+  }
+
+  /** A seat brought back fresh: nothing known of it until its next check, which is its new baseline. */
+  forget(seat: number, at = new Date()): void {
+    if (!this.#seats.has(seat)) return;
+    this.#seats.set(seat, { seat, exercises: {}, resetAt: at.toISOString() });
     this.#emit();
   }
 
@@ -81,5 +118,19 @@ export class ClassProgress {
   #emit(): void {
     const s = this.snapshot();
     for (const fn of this.#listeners) fn(s);
+  }
+}
+
+/** Check one seat's exercises and read its topology, for the facilitator's view; a lab that is down is recorded as such. */
+export async function surveySeat(backend: SeatBackend, progress: ClassProgress, seat: Seat): Promise<void> {
+  try {
+    progress.record(seat.n, await backend.survey(seat));
+  } catch (e) {
+    progress.recordError(seat.n, errorMessage(e));
+  }
+  try {
+    progress.recordTopology(seat.n, await backend.topology(seat));
+  } catch {
+    // The exercises' error above says why already.
   }
 }

@@ -1,12 +1,13 @@
 import type { Engine } from "../engine/engine.ts";
 import { LABEL } from "../engine/labels.ts";
-import { errorMessage } from "../errors.ts";
+import { errorMessage, UserError } from "../errors.ts";
 import { ensureImages, type ImageRole } from "../images/build.ts";
 import { down, up } from "../lab/lifecycle.ts";
 import { loadRecipe } from "../recipe/load.ts";
 import { effectiveNodes } from "../recipe/nodes.ts";
 import type { Progress } from "../ui/progress.ts";
-import { type ClassState, deleteClass, type Seat, seatLabel } from "./state.ts";
+import { removeFirewall, syncFirewall } from "./firewall.ts";
+import { type ClassState, deleteClass, newSeat, readClass, type Seat, seatLabel, seatOf, updateClass } from "./state.ts";
 
 /** Run `fn` for every item, at most `limit` at once; no new item starts once `signal` aborts. */
 export async function forEachBounded<T>(items: T[], limit: number, fn: (item: T) => Promise<void>, signal?: AbortSignal): Promise<void> {
@@ -54,6 +55,8 @@ export async function startSeats(engine: Engine, state: ClassState, o: StartSeat
         starting.add(seat.lab);
         say();
         const outcome = await startSeat(engine, state, seat, o.signal);
+        // Each seat off the host as soon as its bridges exist (they do once its containers run).
+        if (!outcome.error) await guardHost(engine, state);
         starting.delete(seat.lab);
         outcomes.push(outcome);
         o.progress.info(describeOutcome(outcome, outcomes.length, state.seats.length));
@@ -65,7 +68,16 @@ export async function startSeats(engine: Engine, state: ClassState, o: StartSeat
   return outcomes;
 }
 
-async function startSeat(engine: Engine, state: ClassState, seat: Seat, signal?: AbortSignal): Promise<SeatOutcome> {
+/**
+ * Keep the class's seats off the host (firewall.ts): only for an engine on this machine, whose
+ * bridges are this machine's interfaces; a remote engine's host is not ours to change.
+ */
+export async function guardHost(engine: Engine, state: ClassState): Promise<string[]> {
+  if (!engine.dockerHost.startsWith("unix://")) return [];
+  return syncFirewall(state);
+}
+
+export async function startSeat(engine: Engine, state: ClassState, seat: Seat, signal?: AbortSignal): Promise<SeatOutcome> {
   const t0 = Date.now();
   try {
     const r = await up(state.recipe, { lab: seat.lab, options: state.options, engine, signal, labels: { [LABEL.classroom]: state.name } });
@@ -105,10 +117,53 @@ export async function removeSeats(engine: Engine, recipe: string, seats: Seat[])
 export async function removeClass(engine: Engine, state: ClassState): Promise<Removed> {
   const seats = await removeSeats(engine, state.recipe, state.seats);
   const rest = await engine.removeLabelled({ classroom: state.name });
+  await removeFirewall(state.name);
   deleteClass(state.name);
   return {
     containers: seats.containers + rest.containers,
     networks: seats.networks + rest.networks,
     volumes: seats.volumes + rest.volumes,
   };
+}
+
+/**
+ * One more seat for a running class: its lab started, the host guarded, and only then the seat
+ * (with its new token) written to the class's state, where a running server finds it. A start
+ * that fails removes what it made, as any lab start does.
+ */
+export async function addSeat(engine: Engine, state: ClassState, n: number, signal?: AbortSignal): Promise<Seat> {
+  const seat = newSeat(state.name, n);
+  const outcome = await startSeat(engine, state, seat, signal);
+  if (outcome.error) throw new UserError(`Seat ${seatLabel(n)} did not start: ${outcome.error}`);
+  const saved = updateClass(state.name, (s) => {
+    s.seats = [...s.seats.filter((x) => x.n !== n), seat].sort((a, b) => a.n - b.n);
+  });
+  await guardHost(engine, saved ?? state);
+  return seat;
+}
+
+/** Take a seat away: its token first (its page then answers 403), then its lab, then its bridges from the firewall. */
+export async function removeSeat(engine: Engine, state: ClassState, seat: Seat): Promise<Removed> {
+  const saved = updateClass(state.name, (s) => {
+    s.seats = s.seats.filter((x) => x.n !== seat.n);
+  });
+  const r = await removeSeats(engine, state.recipe, [seat]);
+  await guardHost(engine, saved ?? state);
+  return r;
+}
+
+/**
+ * Bring a seat's lab back fresh: removed and started again as at `classroom up` (new keys, maybe
+ * new subnets), with the same token, so the attendee's URL keeps working. Its `resetAt` tells a
+ * running server to forget the seat's progress and survey it anew.
+ */
+export async function resetSeat(engine: Engine, state: ClassState, seat: Seat, signal?: AbortSignal): Promise<void> {
+  await down(engine, state.recipe, seat.lab);
+  const outcome = await startSeat(engine, state, seat, signal);
+  const saved = updateClass(state.name, (s) => {
+    const now = seatOf(s, seat.n);
+    if (now) now.resetAt = new Date().toISOString();
+  });
+  await guardHost(engine, saved ?? readClass(state.name) ?? state);
+  if (outcome.error) throw new UserError(`Seat ${seatLabel(seat.n)} was removed but did not start again: ${outcome.error}`);
 }

@@ -8,11 +8,18 @@ import { ROOT } from "../paths.ts";
 import type { SeatBackend } from "./backend.ts";
 import { SeatLimiter } from "./limiter.ts";
 import { attendeePage, facilitatorPage } from "./pages.ts";
-import type { ClassProgress } from "./progress.ts";
-import { authorizeSeat, type ClassState, isFacilitator, type Seat } from "./state.ts";
+import { type ClassProgress, surveySeat } from "./progress.ts";
+import { authorizeSeat, type ClassState, isFacilitator, parseSeatNumber, type Seat, seatLabel, seatOf } from "./state.ts";
+
+/** Where the server reads the class from on every request (live.ts: the state file, as it changes). */
+export interface ClassSource {
+  current(): ClassState;
+}
 
 export interface ServerOptions {
   state: ClassState;
+  /** The class as it changes (seats added, removed, reset); default: `state` as given. */
+  live?: ClassSource;
   backend: SeatBackend;
   progress: ClassProgress;
   /** The lab guide, rendered. */
@@ -55,7 +62,8 @@ function query(req: FastifyRequest): Record<string, string | undefined> {
  * `/seat/NN` (that seat's token). Every seat route answers 403 unless the token is the seat's
  * own, before anything runs.
  */
-export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
+export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
+  const o = { ...options, live: options.live ?? { current: () => options.state } };
   // Loaded here, not at the top: every ./start.ts command loads this file's module graph, and
   // only `classroom up` needs a web server (about 250 ms to load, measured).
   const { default: Fastify } = await import("fastify");
@@ -71,12 +79,16 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
     const code = err instanceof UserError ? 400 : ((err as { statusCode?: number }).statusCode ?? 500);
     reply.code(code >= 400 && code < 600 ? code : 500).send({ error: errorMessage(err) });
   });
+  const limiter = o.limiter ?? new SeatLimiter();
   facilitatorRoutes(app, o);
-  await app.register(async (seats) => seatRoutes(seats, o));
+  await app.register(async (actions) => facilitatorActions(actions, o, limiter));
+  await app.register(async (seats) => seatRoutes(seats, o, limiter));
   return app;
 }
 
-function facilitatorRoutes(app: FastifyInstance, o: ServerOptions): void {
+type Options = ServerOptions & { live: ClassSource };
+
+function facilitatorRoutes(app: FastifyInstance, o: Options): void {
   const files = assets(o.state.recipe);
   app.get<{ Params: { file: string } }>("/assets/:file", async (req, reply) => {
     const a = files[req.params.file];
@@ -84,11 +96,11 @@ function facilitatorRoutes(app: FastifyInstance, o: ServerOptions): void {
     return reply.type(a.type).send(readFileSync(a.file));
   });
   app.get("/", async (req, reply) => {
-    if (!isFacilitator(o.state, query(req).key)) return forbid(reply);
-    return reply.type("text/html").send(facilitatorPage(o.state));
+    if (!isFacilitator(o.live.current(), query(req).key)) return forbid(reply);
+    return reply.type("text/html").send(facilitatorPage(o.live.current()));
   });
   app.get("/events", async (req, reply) => {
-    if (!isFacilitator(o.state, query(req).key)) return forbid(reply);
+    if (!isFacilitator(o.live.current(), query(req).key)) return forbid(reply);
     reply.hijack();
     reply.raw.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
     const send = (data: unknown) => reply.raw.write(`data: ${JSON.stringify(data)}\n\n`);
@@ -103,18 +115,54 @@ function facilitatorRoutes(app: FastifyInstance, o: ServerOptions): void {
   });
 }
 
+/**
+ * The facilitator's buttons: reset a seat's lab, solve one of its exercises, look at it again. The facilitator's
+ * key only (a seat's token is not it); one action per seat at a time, shared with the seat's checks.
+ */
+function facilitatorActions(app: FastifyInstance, o: Options, limiter: SeatLimiter): void {
+  app.addHook("onRequest", async (req, reply) => {
+    if (!isFacilitator(o.live.current(), query(req).key)) return forbid(reply);
+    const n = parseSeatNumber((req.params as { seat?: string }).seat);
+    const seat = n === undefined ? undefined : seatOf(o.live.current(), n);
+    if (!seat) return reply.code(404).send({ error: "no such seat in this class" });
+    req.seat = seat;
+  });
+  app.post("/facilitator/seat/:seat/reset", async (req, reply) =>
+    limited(limiter, req.seat!, reply, async () => {
+      o.log?.(`seat ${seatLabel(req.seat!.n)}: reset by the facilitator`);
+      await o.backend.reset(req.seat!);
+      o.live.current(); // the seat's new resetAt: its progress starts again
+      return { reset: seatLabel(req.seat!.n) };
+    }),
+  );
+  app.post<{ Params: { seat: string; exercise: string } }>("/facilitator/seat/:seat/solve/:exercise", async (req, reply) =>
+    limited(limiter, req.seat!, reply, async () => {
+      await o.backend.solve(req.seat!, req.params.exercise);
+      await surveySeat(o.backend, o.progress, req.seat!);
+      return { solved: req.params.exercise };
+    }),
+  );
+  app.post("/facilitator/seat/:seat/survey", async (req, reply) =>
+    limited(limiter, req.seat!, reply, async () => {
+      await surveySeat(o.backend, o.progress, req.seat!);
+      return { surveyed: seatLabel(req.seat!.n) };
+    }),
+  );
+}
+
 /** Every route under /seat/:seat, behind one hook that matches the token to that seat. */
-async function seatRoutes(app: FastifyInstance, o: ServerOptions): Promise<void> {
-  const limiter = o.limiter ?? new SeatLimiter();
+async function seatRoutes(app: FastifyInstance, o: Options, limiter: SeatLimiter): Promise<void> {
   const open = new Map<number, number>();
   app.addHook("onRequest", async (req, reply) => {
-    const seat = authorizeSeat(o.state, (req.params as { seat?: string }).seat, query(req).token);
+    const seat = authorizeSeat(o.live.current(), (req.params as { seat?: string }).seat, query(req).token);
     if (!seat) return forbid(reply);
     req.seat = seat;
   });
   // Any other path under /seat/ has no seat parameter, so the hook answers 403: a prober learns nothing.
   app.all("/seat/*", async (_req, reply) => forbid(reply));
-  app.get("/seat/:seat", async (req, reply) => reply.type("text/html").send(attendeePage(o.state, req.seat!, o.backend, o.guideHtml)));
+  app.get("/seat/:seat", async (req, reply) =>
+    reply.type("text/html").send(attendeePage(o.live.current(), req.seat!, o.backend, o.guideHtml)),
+  );
   app.post("/seat/:seat/check", async (req, reply) =>
     limited(limiter, req.seat!, reply, async () => {
       const exercises = await o.backend.check(req.seat!);
@@ -170,7 +218,7 @@ function clampSize(cols: unknown, rows: unknown): { cols: number; rows: number }
  * Wire a websocket to a shell in one of the seat's containers. Listeners are attached at once
  * (before the shell exists), so nothing typed early is lost.
  */
-function attachTerminal(socket: WebSocket, o: ServerOptions, seat: Seat, q: Record<string, string | undefined>): void {
+function attachTerminal(socket: WebSocket, o: Options, seat: Seat, q: Record<string, string | undefined>): void {
   const node = q.node ?? o.backend.nodes()[0]?.key ?? "";
   const pending: TerminalMessage[] = [];
   let session: TerminalSession | undefined;

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { stateDir } from "../paths.ts";
@@ -16,6 +16,8 @@ export interface Seat {
   lab: string;
   /** Opens this seat's attendee view, and nothing else. */
   token: string;
+  /** When its lab was last brought back fresh (`classroom reset`): a running server then surveys it anew. */
+  resetAt?: string;
 }
 
 /** One class: its seats and secrets. Stored 0600 under .state/classroom/<class>/, never printed whole. */
@@ -58,6 +60,28 @@ export function parseSeatCount(value: string | boolean | undefined): number {
   return n;
 }
 
+/** A seat named on the command line or in a URL: 1 to 99, written 7 or 07. */
+export function parseSeatNumber(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d{1,2}$/.test(value) || Number(value) < 1) return undefined;
+  return Number(value);
+}
+
+/** The seat with this number, or undefined. */
+export function seatOf(state: Pick<ClassState, "seats">, n: number): Seat | undefined {
+  return state.seats.find((s) => s.n === n);
+}
+
+/** The lowest seat number no seat of the class has, or undefined when all 99 are taken. */
+export function nextFreeSeat(state: Pick<ClassState, "seats">): number | undefined {
+  for (let n = 1; n <= MAX_SEATS; n++) if (!seatOf(state, n)) return n;
+  return undefined;
+}
+
+/** A new seat `n` of the class, with its own token. */
+export function newSeat(className: string, n: number): Seat {
+  return { n, lab: seatLab(className, n), token: newToken() };
+}
+
 export function newClass(name: string, recipe: string, options: Record<string, string>, seats: number): ClassState {
   return {
     name,
@@ -65,7 +89,7 @@ export function newClass(name: string, recipe: string, options: Record<string, s
     options,
     createdAt: new Date().toISOString(),
     facilitatorSecret: newToken(),
-    seats: Array.from({ length: seats }, (_, i) => ({ n: i + 1, lab: seatLab(name, i + 1), token: newToken() })),
+    seats: Array.from({ length: seats }, (_, i) => newSeat(name, i + 1)),
   };
 }
 
@@ -82,7 +106,7 @@ export function sameSecret(expected: string, given: unknown): boolean {
  * undefined, so a caller answers them the same way (403) and learns nothing.
  */
 export function authorizeSeat(state: Pick<ClassState, "seats">, seatParam: unknown, token: unknown): Seat | undefined {
-  const n = typeof seatParam === "string" && /^\d{1,2}$/.test(seatParam) ? Number(seatParam) : Number.NaN;
+  const n = typeof seatParam === "string" ? (parseSeatNumber(seatParam) ?? Number.NaN) : Number.NaN;
   let found: Seat | undefined;
   // Compare against every seat's token, so the time taken does not tell which seats exist.
   for (const s of state.seats) if (sameSecret(s.token, token) && s.n === n) found = s;
@@ -97,16 +121,30 @@ export function classDir(name: string): string {
   return join(stateDir(), "classroom", name);
 }
 
-function classFile(name: string): string {
+export function classFile(name: string): string {
   return join(classDir(name), "class.json");
 }
 
-/** Written 0600 in a 0700 folder: it holds every seat's token and the facilitator's secret. */
+/**
+ * Written 0600 in a 0700 folder: it holds every seat's token and the facilitator's secret.
+ * Written aside and renamed into place, so that a running server reading it never sees half.
+ */
 export function saveClass(state: ClassState): void {
   mkdirSync(classDir(state.name), { recursive: true, mode: 0o700 });
   chmodSync(classDir(state.name), 0o700);
-  writeFileSync(classFile(state.name), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(classFile(state.name), 0o600);
+  const tmp = `${classFile(state.name)}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, classFile(state.name));
+}
+
+/** Change the stored class by `fn`, from what is on disk now (another process may have changed it). */
+export function updateClass(name: string, fn: (state: ClassState) => void): ClassState | undefined {
+  const state = readClass(name);
+  if (!state) return undefined;
+  fn(state);
+  saveClass(state);
+  return state;
 }
 
 export function readClass(name: string): ClassState | undefined {

@@ -4,7 +4,10 @@ import { Progress } from "../ui/progress.ts";
 import { type FlagSpec, parseArgs } from "./args.ts";
 import { type Command, GLOBAL } from "./command.ts";
 import { checkCommand } from "./commands/check.ts";
+import { classroomAddCommand } from "./commands/classroom-add.ts";
 import { classroomDownCommand } from "./commands/classroom-down.ts";
+import { classroomRemoveCommand } from "./commands/classroom-remove.ts";
+import { classroomResetCommand } from "./commands/classroom-reset.ts";
 import { classroomStatusCommand } from "./commands/classroom-status.ts";
 import { classroomUpCommand } from "./commands/classroom-up.ts";
 import { cleanCommand } from "./commands/clean.ts";
@@ -42,6 +45,9 @@ const commands: Record<string, Command> = Object.fromEntries(
     preflightCommand,
     classroomUpCommand,
     classroomStatusCommand,
+    classroomAddCommand,
+    classroomRemoveCommand,
+    classroomResetCommand,
     classroomDownCommand,
     cleanCommand,
   ].map((c) => [c.name, c]),

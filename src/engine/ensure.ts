@@ -65,7 +65,7 @@ export function isDebianLike(): boolean {
   return existsSync("/etc/debian_version");
 }
 
-async function which(cmd: string): Promise<boolean> {
+export async function which(cmd: string): Promise<boolean> {
   return (await execa("sh", ["-c", `command -v ${cmd}`], { reject: false })).exitCode === 0;
 }
 

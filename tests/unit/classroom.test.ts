@@ -11,7 +11,9 @@ import type { FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import type { ExerciseView, SeatBackend } from "../../src/classroom/backend.ts";
+import { FIREWALL_TABLE_PREFIX, firewallScript, firewallTable, interfaceWith } from "../../src/classroom/firewall.ts";
 import { SeatLimiter } from "../../src/classroom/limiter.ts";
+import { LiveClass, seatChanges } from "../../src/classroom/live.ts";
 import { ClassProgress } from "../../src/classroom/progress.ts";
 import { forEachBounded } from "../../src/classroom/seats.ts";
 import { buildServer } from "../../src/classroom/server.ts";
@@ -22,10 +24,14 @@ import {
   isFacilitator,
   joinUrl,
   newClass,
+  newSeat,
   newToken,
+  nextFreeSeat,
   parseSeatCount,
+  parseSeatNumber,
   readClass,
   saveClass,
+  updateClass,
   validClassName,
 } from "../../src/classroom/state.ts";
 import { serverRunning } from "../../src/cli/commands/classroom-up.ts";
@@ -67,6 +73,29 @@ describe("tokens and the class's state", () => {
       rmSync(dir, { recursive: true, force: true });
     });
 
+    it("a running server's view follows the file: seats added, removed and reset are seen at the next read, and heard of", () => {
+      const c = newClass("live", "recipe-3", {}, 2);
+      saveClass(c);
+      const live = new LiveClass(c);
+      const heard: string[] = [];
+      live.onChange((ch) => heard.push(JSON.stringify([ch.added.map((s) => s.n), ch.removed.map((s) => s.n), ch.reset.map((s) => s.n)])));
+      expect(live.current().seats.map((s) => s.n)).toEqual([1, 2]);
+      expect(heard).toEqual([]); // nothing changed: nothing heard
+      updateClass("live", (s) => {
+        s.seats.push(newSeat("live", 3));
+      });
+      expect(live.current().seats.map((s) => s.n)).toEqual([1, 2, 3]);
+      updateClass("live", (s) => {
+        s.seats = s.seats.filter((x) => x.n !== 1);
+        s.seats[0]!.resetAt = "2026-01-01T10:00:00.000Z";
+      });
+      expect(authorizeSeat(live.current(), "01", c.seats[0]!.token)).toBeUndefined();
+      expect(authorizeSeat(live.current(), "02", c.seats[1]!.token)?.n).toBe(2); // a reset seat keeps its token
+      expect(heard).toEqual(["[[3],[],[]]", "[[],[1],[2]]"]);
+      deleteClass("live");
+      expect(live.current().seats.map((s) => s.n)).toEqual([2, 3]); // the file gone: the last seats read stay
+    });
+
     it("is written 0600 in a 0700 folder, read back whole, and deleted", () => {
       const c = newClass("unit", "recipe-3", {}, 2);
       saveClass(c);
@@ -77,6 +106,58 @@ describe("tokens and the class's state", () => {
       deleteClass("unit");
       expect(readClass("unit")).toBeUndefined();
     });
+  });
+});
+
+describe("seat numbers", () => {
+  it("SEAT is 1 to 99, written 7 or 07; the next free one fills gaps first", () => {
+    expect(["1", "07", "99"].map(parseSeatNumber)).toEqual([1, 7, 99]);
+    for (const bad of [undefined, "0", "00", "100", "x", "-1", "1.0", " 1"]) expect(parseSeatNumber(bad)).toBeUndefined();
+    const c = newClass("seat", "recipe-3", {}, 3);
+    expect(nextFreeSeat(c)).toBe(4);
+    c.seats.splice(1, 1);
+    expect(nextFreeSeat(c)).toBe(2);
+    expect(nextFreeSeat({ seats: Array.from({ length: 99 }, (_, i) => newSeat("seat", i + 1)) })).toBeUndefined();
+  });
+
+  it("a seat given back under the same number with a new token is a removal and an addition, not a reset", () => {
+    const a = newClass("seat", "recipe-3", {}, 2);
+    const b = { ...a, seats: [a.seats[0]!, newSeat("seat", 2)] };
+    const ch = seatChanges(a, b);
+    expect([ch.added.map((s) => s.n), ch.removed.map((s) => s.n), ch.reset]).toEqual([[2], [2], []]);
+  });
+});
+
+describe("the classroom's firewall", () => {
+  it("one table per class, of ours only: drops what comes in from the seats' bridges to the host, in one transaction", () => {
+    expect(firewallTable("t-cls-ab12")).toBe(`${FIREWALL_TABLE_PREFIX}t_cls_ab12`);
+    const script = firewallScript("wg3ways_classroom_seat", ["podman7", "podman3", "podman7"]);
+    expect(script).toBe(
+      [
+        "add table inet wg3ways_classroom_seat",
+        "delete table inet wg3ways_classroom_seat",
+        "table inet wg3ways_classroom_seat {",
+        "  chain input {",
+        "    type filter hook input priority filter - 10; policy accept;",
+        '    iifname { "podman3", "podman7" } counter drop comment "classroom seats may not reach the host"',
+        "  }",
+        "}",
+        "",
+      ].join("\n"),
+    );
+    // No bridge left: the table goes, and nothing else is said.
+    expect(firewallScript("wg3ways_classroom_seat", [])).toBe(
+      "add table inet wg3ways_classroom_seat\ndelete table inet wg3ways_classroom_seat\n",
+    );
+  });
+
+  it("a lab bridge is the host interface that holds its network's gateway", () => {
+    const ifs = {
+      eth0: [{ address: "192.0.2.10" }],
+      podman4: [{ address: "10.213.7.1" }, { address: "fe80::1" }],
+    } as unknown as ReturnType<typeof import("node:os").networkInterfaces>;
+    expect(interfaceWith("10.213.7.1", ifs)).toBe("podman4");
+    expect(interfaceWith("10.213.8.1", ifs)).toBeUndefined();
   });
 });
 
@@ -133,6 +214,18 @@ describe("the rate limit on checks", () => {
 });
 
 describe("the facilitator's progress", () => {
+  it("follows the class's seats: rows added and removed in order; a reset seat starts again from nothing", () => {
+    const p = new ClassProgress("c", "recipe-3", [{ id: "a", title: "A" }], [1, 2]);
+    p.record(2, [{ id: "a", state: "not yet" }]);
+    p.record(2, [{ id: "a", state: "pass" }]);
+    p.setSeats([2, 3, 1]);
+    p.setSeats([2, 3]);
+    expect(p.snapshot().seats.map((s) => s.seat)).toEqual([2, 3]);
+    expect(p.snapshot().seats[0]!.lastGreenAt).toBeDefined();
+    p.forget(2, new Date("2026-01-01T11:00:00Z"));
+    expect(p.snapshot().seats[0]).toEqual({ seat: 2, exercises: {}, resetAt: "2026-01-01T11:00:00.000Z" });
+  });
+
   it("the first check is the baseline; an exercise turning green later sets the stuck timer; listeners hear each change", () => {
     const p = new ClassProgress("c", "recipe-3", [{ id: "a", title: "A" }], [1, 2]);
     const heard: number[] = [];
@@ -184,6 +277,13 @@ class RecordingSeats implements SeatBackend {
   }
   async solve(seat: { n: number }, exercise: string) {
     this.calls.push(`solve ${seat.n} ${exercise}`);
+  }
+  async reset(seat: { n: number }) {
+    this.calls.push(`reset ${seat.n}`);
+  }
+  async topology(seat: { n: number }) {
+    this.calls.push(`topology ${seat.n}`);
+    return { nodes: [{ key: "headscale", state: "running" }], paths: [] };
   }
   async terminal(seat: { n: number }, node: string): Promise<TerminalSession> {
     this.calls.push(`terminal ${seat.n} ${node}`);
@@ -297,6 +397,45 @@ describe("the web server's routes", () => {
     const code = await new Promise<number>((resolve) => ws.on("close", (c: number) => resolve(c)));
     expect(code).toBe(1008);
     expect(seats.calls).toEqual([]);
+  });
+
+  it("the facilitator's reset and solve buttons: the facilitator's key only, a seat's token gets 403 and nothing runs", async () => {
+    const own = await buildServer({ state, backend: seats, progress, guideHtml: "", limiter: new SeatLimiter(10) });
+    const post = (url: string) => own.inject({ method: "POST", url });
+    for (const key of [s1.token, s2.token, "wrong"]) {
+      for (const url of [`/facilitator/seat/01/reset?key=${key}`, `/facilitator/seat/01/solve/curl?key=${key}`]) {
+        const r = await post(url);
+        expect([url, r.statusCode, r.body]).toEqual([url, 403, "Forbidden\n"]);
+      }
+    }
+    expect((await post("/facilitator/seat/01/reset")).statusCode).toBe(403);
+    expect(seats.calls).toEqual([]);
+    const k = state.facilitatorSecret;
+    expect((await post(`/facilitator/seat/09/reset?key=${k}`)).statusCode).toBe(404);
+    expect((await own.inject({ method: "GET", url: `/facilitator/seat/01/reset?key=${k}` })).statusCode).toBe(404);
+    expect(seats.calls).toEqual([]);
+    const reset = await post(`/facilitator/seat/02/reset?key=${k}`);
+    expect([reset.statusCode, reset.json()]).toEqual([200, { reset: "02" }]);
+    const solve = await post(`/facilitator/seat/01/solve/curl?key=${k}`);
+    expect([solve.statusCode, solve.json()]).toEqual([200, { solved: "curl" }]);
+    const survey = await post(`/facilitator/seat/02/survey?key=${k}`);
+    expect([survey.statusCode, survey.json()]).toEqual([200, { surveyed: "02" }]);
+    expect(await post(`/facilitator/seat/02/survey?key=${s2.token}`)).toMatchObject({ statusCode: 403 });
+    expect(seats.calls).toEqual(["reset 2", "solve 1 curl", "survey 1", "topology 1", "survey 2", "topology 2"]);
+    expect(progress.snapshot().seats[1]!.topology).toEqual({ nodes: [{ key: "headscale", state: "running" }], paths: [] });
+    await own.close();
+  });
+
+  it("the server asks its class source on every request: a seat taken away is refused at once, one added opens", async () => {
+    const s3 = newSeat("seat", 3);
+    let now = { ...state, seats: [s1, s3] };
+    const own = await buildServer({ state, live: { current: () => now }, backend: seats, progress, guideHtml: "" });
+    expect((await own.inject({ url: `/seat/02?token=${s2.token}` })).statusCode).toBe(403);
+    expect((await own.inject({ url: `/seat/03?token=${s3.token}` })).statusCode).toBe(200);
+    expect((await own.inject({ method: "POST", url: `/facilitator/seat/02/reset?key=${state.facilitatorSecret}` })).statusCode).toBe(404);
+    now = { ...state, seats: [s1, s2] }; // negative control: the same request once seat 2 is back
+    expect((await own.inject({ url: `/seat/02?token=${s2.token}` })).statusCode).toBe(200);
+    await own.close();
   });
 
   it("the facilitator's view and events need the facilitator's key; a seat token is not it", async () => {

@@ -1,8 +1,17 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { newClass } from "../../src/classroom/state.ts";
 import { parseArgs } from "../../src/cli/args.ts";
 import { inputsHash } from "../../src/images/build.ts";
 import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
+
+function writeClassFile(stateDir: string, json: string): void {
+  mkdirSync(join(stateDir, "classroom", "unit"), { recursive: true });
+  writeFileSync(join(stateDir, "classroom", "unit", "class.json"), json);
+}
 
 function run(args: string[]) {
   // No engine is needed for these: they fail (or answer) before touching one.
@@ -50,19 +59,39 @@ describe("start.ts", () => {
     async () => {
       const help = await run(["classroom", "--help"]);
       expect(help.code).toBe(0);
-      for (const c of ["classroom up", "classroom status", "classroom down"]) expect(help.stdout).toContain(c);
+      for (const c of ["classroom up", "classroom status", "classroom add", "classroom remove", "classroom reset", "classroom down"])
+        expect(help.stdout).toContain(c);
       expect((await run(["classroom", "up", "--help"])).stdout).toMatch(/Usage: \.\/start\.ts classroom up --seats N --recipe RECIPE/);
       const cases: [string[], RegExp][] = [
-        [["classroom"], /^`classroom` needs a command: one of up, status, down/],
-        [["classroom", "nope"], /^Unknown classroom command "nope": one of up, status, down/],
+        [["classroom"], /^`classroom` needs a command: one of up, status, add, remove, reset, down/],
+        [["classroom", "nope"], /^Unknown classroom command "nope": one of up, status, add, remove, reset, down/],
         [["classroom", "up", "--seats", "2"], /^classroom up needs --recipe: one of recipe-0/],
         [["classroom", "up", "--seats", "0", "--recipe", "recipe-3"], /^--seats needs a number of seats from 1 to 99, not "0"/],
         [["classroom", "up", "--seats", "2", "--recipe", "recipe-3", "--class", "Bad_Name"], /^Class name "Bad_Name" is not valid/],
         [["classroom", "up", "--seats", "2", "--recipe", "recipe-3", "--port", "99999"], /^--port needs a whole number from 1 to 65535/],
         [["classroom", "up", "--bogus"], /^Unknown option --bogus for `classroom up`/],
+        // A class of seats 01 and 02 on disk (below): add, remove and reset check their seat first.
+        [["classroom", "remove", "--class", "unit"], /^`classroom remove` needs the seat's number: \.\/start\.ts classroom remove 03\.\n$/],
+        [["classroom", "reset", "x1", "--class", "unit"], /^"x1" is not a seat number: seats are 1 to 99/],
+        [["classroom", "reset", "100", "--class", "unit"], /^"100" is not a seat number/],
+        [["classroom", "remove", "0", "--class", "unit"], /^"0" is not a seat number/],
+        [["classroom", "remove", "05", "--class", "unit"], /^Class unit has no seat 05; its seats: 01, 02\.\n$/],
+        [["classroom", "reset", "1", "2", "--class", "unit"], /^`classroom reset` takes one seat, not 2 \(1 2\)\.\n$/],
+        [
+          ["classroom", "add", "2", "--class", "unit"],
+          /^Class unit has a seat 02 already; \.\/start\.ts classroom add --class unit takes the next free number\.\n$/,
+        ],
       ];
+      const stateDir = mkdtempSync(join(tmpdir(), "wg3-cli-classroom-"));
+      const before = JSON.stringify(newClass("unit", "recipe-3", {}, 2));
+      writeClassFile(stateDir, before);
       // Side by side: each is a process start, slow on a machine busy with e2e labs.
-      const results = await Promise.all(cases.map(([args]) => run(args)));
+      const results = await Promise.all(
+        cases.map(([args]) => startTs(args, { env: { DOCKER_HOST: "unix:///nonexistent/wg3.sock", WG3_STATE_DIR: stateDir } })),
+      );
+      // Refused before anything changed: the class is as it was.
+      expect(readFileSync(join(stateDir, "classroom", "unit", "class.json"), "utf8")).toBe(before);
+      rmSync(stateDir, { recursive: true, force: true });
       cases.forEach(([args, sentence], i) => {
         const r = results[i]!;
         expect([args.join(" "), r.code], r.stderr).toEqual([args.join(" "), 2]);

@@ -1,3 +1,4 @@
+import { removeFirewall } from "../../classroom/firewall.ts";
 import { removeClass } from "../../classroom/seats.ts";
 import { readClass } from "../../classroom/state.ts";
 import { UserError } from "../../errors.ts";
@@ -29,6 +30,7 @@ export const classroomDownCommand: Command = {
     if (!state) {
       // No state (removed by hand?): still sweep whatever carries the class's label.
       const r = await engine.removeLabelled({ classroom: name });
+      await removeFirewall(name);
       if (!r.containers && !r.networks && !r.volumes) throw noClass(name);
       ctx.progress.info(`removed ${r.containers} containers, ${r.networks} networks and ${r.volumes} volumes of class ${name}.`);
       return 0;

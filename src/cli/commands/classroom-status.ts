@@ -1,9 +1,21 @@
-import { type ClassState, facilitatorUrl, joinUrl, listClasses, readClass, seatLabel } from "../../classroom/state.ts";
+import {
+  type ClassState,
+  facilitatorUrl,
+  joinUrl,
+  listClasses,
+  MAX_SEATS,
+  parseSeatNumber,
+  readClass,
+  type Seat,
+  seatLabel,
+  seatOf,
+} from "../../classroom/state.ts";
 import type { Engine } from "../../engine/engine.ts";
 import { LABEL } from "../../engine/labels.ts";
 import { UserError } from "../../errors.ts";
 import { loadRecipe } from "../../recipe/load.ts";
 import { effectiveNodes } from "../../recipe/nodes.ts";
+import type { Parsed } from "../args.ts";
 import { type Command, engineFor, out, table } from "../command.ts";
 import { CLASS_FLAG, classOf, seatCount, serverRunning } from "./classroom-up.ts";
 
@@ -34,6 +46,38 @@ export function noClass(name: string): UserError {
   return new UserError(
     `There is no class "${name}"${others.length ? ` (there is: ${others.join(", ")}; choose one with --class)` : ""}; start one with ./start.ts classroom up --seats N --recipe RECIPE.`,
   );
+}
+
+/** The class named by --class, which must exist. */
+export function existingClass(p: Parsed): ClassState {
+  const name = classOf(p);
+  const state = readClass(name);
+  if (!state) throw noClass(name);
+  return state;
+}
+
+/** The one SEAT argument of `classroom <cmd> SEAT` as a number, or one sentence (exit 2). */
+export function seatArgument(p: Parsed, cmd: string, required: boolean): number | undefined {
+  const [arg, ...more] = p.positionals;
+  if (more.length) throw new UserError(`\`classroom ${cmd}\` takes one seat, not ${p.positionals.length} (${p.positionals.join(" ")}).`, 2);
+  if (arg === undefined) {
+    if (required) throw new UserError(`\`classroom ${cmd}\` needs the seat's number: ./start.ts classroom ${cmd} 03.`, 2);
+    return undefined;
+  }
+  const n = parseSeatNumber(arg);
+  if (n === undefined) throw new UserError(`"${arg}" is not a seat number: seats are 1 to ${MAX_SEATS} (01 and 1 are the same seat).`, 2);
+  return n;
+}
+
+/** The seat `n` of the class, or one sentence naming the seats it has (exit 2). */
+export function existingSeat(state: ClassState, n: number): Seat {
+  const seat = seatOf(state, n);
+  if (!seat)
+    throw new UserError(
+      `Class ${state.name} has no seat ${seatLabel(n)}; its seats: ${state.seats.map((s) => seatLabel(s.n)).join(", ") || "none"}.`,
+      2,
+    );
+  return seat;
 }
 
 export const classroomStatusCommand: Command = {

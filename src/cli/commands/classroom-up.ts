@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { removeClass, removeSeats, startSeats } from "../../classroom/seats.ts";
+import { ensureNft } from "../../classroom/firewall.ts";
+import { guardHost, removeClass, removeSeats, startSeats } from "../../classroom/seats.ts";
 import { serveClass } from "../../classroom/serve.ts";
 import { type ClassState, DEFAULT_CLASS, newClass, parseSeatCount, readClass, saveClass, validClassName } from "../../classroom/state.ts";
 import { ensureEngine } from "../../engine/ensure.ts";
@@ -27,6 +28,11 @@ export function intFlag(p: Parsed, name: string, fallback: number, min: number, 
 
 export function classOf(p: Parsed): string {
   return validClassName((p.flags.class as string | undefined) ?? DEFAULT_CLASS);
+}
+
+/** ` --class NAME` for a class other than the default, for the commands we tell the user to type next. */
+export function classFlag(name: string): string {
+  return name === DEFAULT_CLASS ? "" : ` --class ${name}`;
 }
 
 export function seatCount(state: ClassState): string {
@@ -111,6 +117,8 @@ export const classroomUpCommand: Command = {
     );
     const { state, isNew } = classFor(p, name);
     const engine = await ensureEngine({ allowSetup: true, yes: Boolean(p.flags.yes), progress: ctx.progress });
+    // The firewall that keeps seats off this host needs nft (an engine elsewhere: not this host's business).
+    if (engine.dockerHost.startsWith("unix://")) await ensureNft({ yes: Boolean(p.flags.yes), progress: ctx.progress });
     saveClass(state); // before any seat: `classroom down` finds a class whose start was cut short
     await startAll(engine, state, isNew, parallel, ctx);
     return serve(engine, state, { listen, port, base, sweepS }, ctx);
@@ -122,12 +130,14 @@ async function startAll(engine: Awaited<ReturnType<typeof ensureEngine>>, state:
   if (ctx.signal.aborted) {
     // Seats cut short removed themselves (as any interrupted lab start does); the finished ones go too.
     if (isNew) await removeClass(engine, state);
-    else
+    else {
       await removeSeats(
         engine,
         state.recipe,
         outcomes.filter((o) => !o.already && !o.error).map((o) => o.seat),
       );
+      await guardHost(engine, state);
+    }
     throw new UserError("Interrupted: the seats this run started have been removed.", 130);
   }
   const failed = outcomes.filter((o) => o.error);

@@ -1,5 +1,6 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
+import { removeAllFirewalls } from "../../classroom/firewall.ts";
 import { stateDir } from "../../paths.ts";
 import { closeAllWorkspaces } from "../../workspace/mux.ts";
 import { type Command, engineFor, out } from "../command.ts";
@@ -13,10 +14,13 @@ export const cleanCommand: Command = {
     const engine = await engineFor(ctx);
     await closeAllWorkspaces();
     const r = await engine.removeLabelled();
+    const tables = await removeAllFirewalls();
     rmSync(join(stateDir(), "labs"), { recursive: true, force: true });
     let images = 0;
     if (p.flags.all) for (const img of await engine.listImages()) if (await engine.removeImage(img.id, true)) images++;
-    out(`removed ${r.containers} containers, ${r.networks} networks, ${r.volumes} volumes${p.flags.all ? `, ${images} images` : ""}.`);
+    out(
+      `removed ${r.containers} containers, ${r.networks} networks, ${r.volumes} volumes${tables ? `, ${tables} classroom firewall tables` : ""}${p.flags.all ? `, ${images} images` : ""}.`,
+    );
     return 0;
   },
 };
