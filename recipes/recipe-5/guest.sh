@@ -13,7 +13,10 @@ RUN=/run/guest
 SOCK=$RUN/tailscaled.sock
 LOG=/var/log/guest-tailscaled.log
 
-running() { [ -f $RUN/pid ] && kill -0 "$(cat $RUN/pid)" 2>/dev/null; }
+# A process that has exited is a zombie until reaped, and this container's PID 1 (tailscaled)
+# reaps none: exited means gone or state Z.
+alive() { [ -d /proc/$1 ] && ! grep -q '^State:[[:space:]]*Z' /proc/$1/status 2>/dev/null; }
+running() { [ -f $RUN/pid ] && alive "$(cat $RUN/pid)"; }
 
 start() {
   running && return 0
@@ -37,7 +40,7 @@ stop() {
   running || return 0
   pid=$(cat $RUN/pid)
   kill "$pid"
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  while alive "$pid"; do sleep 0.1; done
   rm -f $RUN/pid
 }
 
