@@ -222,9 +222,10 @@ async function listPreAuthKeys({ flags, call }: Invocation): Promise<string> {
   );
 }
 
-/** Headscale 0.29 names a key by `-i ID`; a key or its prefix as the argument also works, as before. */
+/** Headscale 0.29 names a key by `-i ID` (long form `--id`); a key or its prefix as the argument also works, as before. */
 function preAuthKeyRef(flags: Parsed["flags"], rest: string[], verb: string): string {
-  const ref = typeof flags.identifier === "string" ? flags.identifier : rest[0];
+  const id = flags.identifier ?? flags.id;
+  const ref = typeof id === "string" ? id : rest[0];
   if (!ref) throw new TailnetError(`usage: headscale preauthkeys ${verb} -i ID (see \`headscale preauthkeys list\`)`);
   return ref;
 }

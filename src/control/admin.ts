@@ -37,11 +37,42 @@ export interface AdminNode {
   available_routes: string[];
   subnet_routes: string[];
   tags: string[];
+  /** The key it registered with, as Headscale's Node.pre_auth_key (its fields in Headscale's order). */
+  pre_auth_key?: AdminNodeKey;
+}
+
+export interface AdminNodeKey {
+  user: { id: number; name: string };
+  id: number;
+  key: string;
+  reusable: boolean;
+  ephemeral: boolean;
+  used: boolean;
+  expiration: string;
+  created_at: string;
+  acl_tags: string[];
+}
+
+function adminNodeKey(t: Tailnet, id: number | undefined): AdminNodeKey | undefined {
+  const k = t.preAuthKeys().find((p) => p.id === id);
+  if (!k) return undefined;
+  return {
+    user: { id: k.userId, name: t.user(k.userId)?.name ?? "" },
+    id: k.id,
+    key: `${k.prefix}-***`,
+    reusable: k.reusable,
+    ephemeral: k.ephemeral,
+    used: k.used,
+    expiration: k.expiration,
+    created_at: k.createdAt,
+    acl_tags: k.tags ?? [],
+  };
 }
 
 export function adminNode(ctl: ControlServer, n: NodeRec): AdminNode {
   const t = ctl.tailnet;
   const u = t.user(n.userId);
+  const key = adminNodeKey(t, n.preAuthKeyId);
   return {
     id: n.id,
     machine_key: n.machineKey,
@@ -63,6 +94,7 @@ export function adminNode(ctl: ControlServer, n: NodeRec): AdminNode {
     // As Headscale's "Serving (Primary)": the prefixes it is primary for, and its approved exit routes.
     subnet_routes: t.offeredRoutes(n),
     tags: n.tags ?? [],
+    ...(key ? { pre_auth_key: key } : {}),
   };
 }
 

@@ -339,8 +339,9 @@ export class Tailnet {
     const h = Buffer.from(hashKey(key), "hex");
     const rec = this.state.preAuthKeys.find((p) => timingSafeEqual(Buffer.from(p.hash, "hex"), h));
     if (!rec) throw new TailnetError("invalid pre auth key");
-    if (new Date(rec.expiration) <= this.now()) throw new TailnetError("pre auth key expired");
-    if (rec.used && !rec.reusable) throw new TailnetError("pre auth key already used");
+    // Headscale's words, which the client shows (`tailscale up`, tailscaled's log).
+    if (new Date(rec.expiration) <= this.now()) throw new TailnetError("authkey expired");
+    if (rec.used && !rec.reusable) throw new TailnetError("authkey already used");
     return rec;
   }
 
@@ -391,7 +392,8 @@ export class Tailnet {
       throw new TailnetError(`requested tags [${a.hostinfo.RequestTags.join(" ")}] are invalid or not permitted`);
     const node = this.upsertNode({ ...a, userId: key.userId, ephemeral: key.ephemeral, method: "authkey", keyId: key.id });
     if (key.tags?.length) node.tags = key.tags;
-    key.used = true;
+    // As Headscale: "used" is what spends a one-off key; a reusable key stays unused in the list.
+    if (!key.reusable) key.used = true;
     this.changed([node.id], [], true, [`keys:${key.id}`]);
     return node;
   }

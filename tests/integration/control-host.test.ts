@@ -152,7 +152,7 @@ describe("builtin control server with real tailscaled on the host", () => {
     expect((await b.register({ nodeKey, hostname: "thief" })).Error).toMatch(/another machine/);
     expect((await b.mapStream({ nodeKey, hostname: "thief" }, () => {})).status).toBe(403);
     const reuse = await b.register({ nodeKey: formatKey("nodekey", newKeyPair().publicKey), authKey: single, hostname: "zeta" });
-    expect(reuse.Error).toBe("pre auth key already used");
+    expect(reuse.Error).toBe("authkey already used");
     a.close();
     b.close();
   });
@@ -246,7 +246,7 @@ describe("builtin control server with real tailscaled on the host", () => {
     const expiring = (await cli("preauthkeys", "create", "-u", "1", "-e", "1s")).trim();
     await cli("preauthkeys", "expire", expiring);
     expect((await c.register({ nodeKey: formatKey("nodekey", newKeyPair().publicKey), authKey: expiring, hostname: "x" })).Error).toBe(
-      "pre auth key expired",
+      "authkey expired",
     );
     c.close();
     // The server is still serving after all that.

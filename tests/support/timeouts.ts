@@ -22,6 +22,12 @@ export const TIMEOUT = {
   acme: 150_000,
   /** Recovery after a fault (restart drills). */
   recovery: 120_000,
+  /**
+   * An ephemeral node that went offline to be deleted: recipe-5's node.ephemeral.inactivity_timeout
+   * is 70 s (Headscale refuses 65 s or less), plus the builtin server's 10 s offline grace and a
+   * margin for a busy machine.
+   */
+  ephemeral: 120_000,
   /** A `timeout 10 tcpdump` capture to have finished and exited. */
   capture: 20_000,
   /** One ./start.ts command whose images are built (a lab start, stop, check), or a test's own lab setup in a hook. */

@@ -71,12 +71,10 @@ describe("tailnet model", () => {
     const short = t.createPreAuthKey("hope", { expiresInMs: 60_000 }).key;
     t.registerWithKey({ machineKey: mk(), nodeKey: nk(), authKey: single, hostinfo: {}, cap: 138 });
     expect(() => t.registerWithKey({ machineKey: mk(), nodeKey: nk(), authKey: single, hostinfo: {}, cap: 138 })).toThrow(
-      "pre auth key already used",
+      "authkey already used",
     );
     now = new Date("2026-01-01T00:02:00Z");
-    expect(() => t.registerWithKey({ machineKey: mk(), nodeKey: nk(), authKey: short, hostinfo: {}, cap: 138 })).toThrow(
-      "pre auth key expired",
-    );
+    expect(() => t.registerWithKey({ machineKey: mk(), nodeKey: nk(), authKey: short, hostinfo: {}, cap: 138 })).toThrow("authkey expired");
     expect(() => t.registerWithKey({ machineKey: mk(), nodeKey: nk(), authKey: "nope", hostinfo: {}, cap: 138 })).toThrow(
       "invalid pre auth key",
     );
