@@ -52,11 +52,11 @@ export interface ResetResult {
   dropped: string[];
 }
 
-/** Labels a lab's containers carry beyond the harness's own (a classroom's name on each seat). */
+/** The label a lab's containers carry beyond the harness's own: a classroom's name on each seat. */
 async function extraLabels(engine: Engine, plan: LabPlan): Promise<Record<string, string>> {
   const [c] = await engine.listContainers({ lab: plan.lab, recipe: plan.recipe });
-  const { [LABEL.node]: _node, [LABEL.options]: _options, ...rest } = c?.labels ?? {};
-  return rest;
+  const classroom = c?.labels[LABEL.classroom];
+  return classroom ? { [LABEL.classroom]: classroom } : {};
 }
 
 /**

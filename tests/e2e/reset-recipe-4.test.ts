@@ -1,8 +1,8 @@
 import { resetSuite } from "./reset.suite.ts";
 
-// Started behind a hard NAT at site B, so that its first stage (both NATs easy) is not done at the start.
+// Site A starts behind a hard NAT, a setting of no stage: every stage (each sets site A's NAT) is not done at the start.
 resetSuite({
   recipe: "recipe-4",
-  options: { "nat-b": "hard" },
+  options: { "nat-a": "hard" },
   staged: "each exercise's solve sets the NAT types of its own stage",
 });

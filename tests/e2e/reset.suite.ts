@@ -28,11 +28,12 @@ export interface ResetCase {
 
 /**
  * An exercise that changes the lab: its reference solution does something (a file, a command, a
- * `set`). The others only look (a ping, a capture of what is there): their solve, if any, only
- * waits, and their check passes as soon as the earlier exercises are done.
+ * `set`, or pings whose handshakes the check reads as evidence). The others only look: no
+ * solve, or a check that sends its own probe (`probes: true`) with a solve that only waits for
+ * it; their check passes as soon as the earlier exercises are done.
  */
 export function changesLab(ex: Exercise): boolean {
-  return ex.solve.some((a) => !a.wait);
+  return ex.solve.some((a) => !a.wait) || (ex.solve.length > 0 && !ex.probes);
 }
 
 /**
@@ -85,7 +86,7 @@ export function resetSuite(c: ResetCase): void {
         title,
         async () => {
           const before = lab.plan;
-          const r = await startTs(["reset", c.recipe, "--to", ex.id, "--lab", labName]);
+          const r = await startTs(["reset", c.recipe, "--to", ex.id, "--lab", labName], { timeoutMs: TIMEOUT.cli * 2 });
           expect(r.code, r.stderr).toBe(0);
           const secs = /is reset in ([\d.]+)s/.exec(r.stderr)?.[1];
           expect(secs, r.stderr).toBeDefined();
@@ -117,14 +118,19 @@ export function resetSuite(c: ResetCase): void {
     it(
       "without --to: a fresh lab again, where no exercise that changes the lab passes",
       async () => {
-        const r = await startTs(["reset", c.recipe, "--lab", labName]);
+        const before = lab.plan;
+        const r = await startTs(["reset", c.recipe, "--lab", labName], { timeoutMs: TIMEOUT.cli * 2 });
         expect(r.code, r.stderr).toBe(0);
         expect(r.stderr).toMatch(/is reset in [\d.]+s: fresh, no exercise done/);
         timings.push(`  (fresh)${" ".repeat(14)} ${/is reset in ([\d.]+)s/.exec(r.stderr)?.[1]}`);
         lab.reloadPlan();
-        await fail(recipe.exercises.filter(changesLab).map((e) => e.id));
+        // The lab's options stay, live ones as the last solve set them.
+        expect(lab.plan.options).toEqual(before.options);
+        const changing = recipe.exercises.filter(changesLab).map((e) => e.id);
+        // A staged recipe's fresh lab is in the last stage's setting, which is not the first's.
+        await fail(c.staged ? changing.slice(0, 1) : changing);
       },
-      TIMEOUT.cli,
+      TIMEOUT.cli * 2,
     );
   });
 }
