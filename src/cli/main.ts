@@ -18,6 +18,7 @@ import { hintCommand } from "./commands/hint.ts";
 import { matrixCommand } from "./commands/matrix.ts";
 import { pathsCommand } from "./commands/paths.ts";
 import { preflightCommand } from "./commands/preflight.ts";
+import { resetCommand } from "./commands/reset.ts";
 import { setCommand } from "./commands/set.ts";
 import { setupCommand } from "./commands/setup.ts";
 import { shellCommand } from "./commands/shell.ts";
@@ -38,6 +39,7 @@ const commands: Record<string, Command> = Object.fromEntries(
     checkCommand,
     hintCommand,
     solveCommand,
+    resetCommand,
     setCommand,
     pathsCommand,
     matrixCommand,

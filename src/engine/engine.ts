@@ -372,8 +372,7 @@ export class Engine {
 
   /** Remove everything carrying our labels (narrowed by `match`): containers, then networks, then volumes. */
   async removeLabelled(match: LabelMatch = {}): Promise<{ containers: number; networks: number; volumes: number }> {
-    const containers = await this.listContainers(match);
-    await Promise.all(containers.map((c) => this.#docker.getContainer(c.id).remove({ force: true, v: true }).catch(notFound)));
+    const containers = await this.removeContainers(match);
     const networks = await this.listNetworks(match);
     for (const n of networks) await this.#docker.getNetwork(n.id).remove().catch(notFound);
     const volumes = await this.listVolumes(match);
@@ -382,7 +381,14 @@ export class Engine {
         .getVolume(v.name)
         .remove({ force: true })
         .catch(() => {});
-    return { containers: containers.length, networks: networks.length, volumes: volumes.length };
+    return { containers, networks: networks.length, volumes: volumes.length };
+  }
+
+  /** Remove only the containers carrying our labels (narrowed by `match`), with their anonymous volumes; how many. */
+  async removeContainers(match: LabelMatch = {}): Promise<number> {
+    const containers = await this.listContainers(match);
+    await Promise.all(containers.map((c) => this.#docker.getContainer(c.id).remove({ force: true, v: true }).catch(notFound)));
+    return containers.length;
   }
 
   // --- Images -------------------------------------------------------------------------------

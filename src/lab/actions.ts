@@ -133,6 +133,14 @@ export async function runAction(ctx: ActionContext, a: Action): Promise<ExecResu
   return r;
 }
 
+/** One exercise's reference solution as a progress step; an exercise without one does nothing. */
+export async function solveExercise(ctx: ActionContext, ex: Recipe["exercises"][number]): Promise<void> {
+  if (!ex.solve.length) return;
+  await stepper(ctx.progress)(`solve ${ex.id}: ${ex.title}`, async () => {
+    for (const a of ex.solve) await runAction(ctx, a);
+  });
+}
+
 export interface CheckResult {
   exercise: string;
   title: string;

@@ -146,11 +146,7 @@ export async function up(recipeName: string, opts: UpOptions = {}): Promise<UpRe
       }
     }
     throwIfAborted(opts.signal);
-    await stepper(progress)("start containers", () => Promise.all(Object.values(plan.nodes).map((n) => engine.start(n.container))));
-    await waitUntilReady(ctx);
-    // Live options (a NAT type) take effect before setup, so clients start behind them.
-    for (const o of liveOptions(recipe)) await applyOption(ctx, o, progress);
-    await runSetup(ctx);
+    await bringUp(ctx);
     return { plan, engine, alreadyRunning: false, recipe };
   } catch (err) {
     if (created.any) {
@@ -220,26 +216,47 @@ async function createLab(ctx: ActionContext, extraLabels: Record<string, string>
       note(`network ${net.name} ${net.subnet}`);
       await engine.createNetwork({ ...net, labels: labLabels(id, { ...extraLabels, [LABEL.network]: net.key }) });
     }
-    await Promise.all(
-      Object.values(plan.nodes).map(async (node) => {
-        throwIfAborted(ctx.signal);
-        note(`container ${node.container}`);
-        await engine.createContainer({
-          name: node.container,
-          hostname: node.hostname,
-          image: imageRef(node.image as ImageRole),
-          command: node.command,
-          env: { ...node.env, ...gatewayEnv(plan, node) },
-          labels: labLabels(id, { ...extraLabels, [LABEL.node]: node.key, [LABEL.options]: JSON.stringify(plan.options) }),
-          caps: node.caps,
-          sysctls: node.sysctls,
-          devices: node.devices,
-          networks: Object.entries(node.ip).map(([net, ip]) => ({ name: plan.networks[net]!.name, ip })),
-        });
-        for (const f of node.files) await engine.putFile(node.container, f.path, renderFile(ctx, f), f.mode);
-      }),
-    );
+    await createNodes(ctx, extraLabels, note);
   });
+}
+
+/** The plan's containers on its existing networks, with their files in place (not started yet). */
+export async function createContainers(ctx: ActionContext, extraLabels: Record<string, string> = {}): Promise<void> {
+  await stepper(ctx.progress)(`create ${Object.keys(ctx.plan.nodes).length} containers`, (note) => createNodes(ctx, extraLabels, note));
+}
+
+async function createNodes(ctx: ActionContext, extraLabels: Record<string, string>, note: (s: string) => void): Promise<void> {
+  const { engine, recipe, plan } = ctx;
+  const id = { lab: plan.lab, recipe: recipe.name, run: plan.run };
+  await Promise.all(
+    Object.values(plan.nodes).map(async (node) => {
+      throwIfAborted(ctx.signal);
+      note(`container ${node.container}`);
+      await engine.createContainer({
+        name: node.container,
+        hostname: node.hostname,
+        image: imageRef(node.image as ImageRole),
+        command: node.command,
+        env: { ...node.env, ...gatewayEnv(plan, node) },
+        labels: labLabels(id, { ...extraLabels, [LABEL.node]: node.key, [LABEL.options]: JSON.stringify(plan.options) }),
+        caps: node.caps,
+        sysctls: node.sysctls,
+        devices: node.devices,
+        networks: Object.entries(node.ip).map(([net, ip]) => ({ name: plan.networks[net]!.name, ip })),
+      });
+      for (const f of node.files) await engine.putFile(node.container, f.path, renderFile(ctx, f), f.mode);
+    }),
+  );
+}
+
+/** Created containers to a lab where the first exercise begins: start, wait until ready, live options, setup. */
+export async function bringUp(ctx: ActionContext): Promise<void> {
+  const { engine, plan, recipe, progress } = ctx;
+  await stepper(progress)("start containers", () => Promise.all(Object.values(plan.nodes).map((n) => engine.start(n.container))));
+  await waitUntilReady(ctx);
+  // Live options (a NAT type) take effect before setup, so clients start behind them.
+  for (const o of liveOptions(recipe)) await applyOption(ctx, o, progress);
+  await runSetup(ctx);
 }
 
 /** Poll each node's `ready` condition; a node that stops instead says why, with its log. */

@@ -4,7 +4,18 @@ import { UserError } from "../errors.ts";
 import { status } from "../lab/lifecycle.ts";
 import { type LabPlan, labStateDir } from "../lab/plan.ts";
 import { hostBanner, labFlag, shellLine, workspacePanes } from "./panes.ts";
-import { attach, createSession, hasTmux, killSession, killSessionNamed, listSessions, sessionExists, sessionName } from "./tmux.ts";
+import {
+  attach,
+  createSession,
+  hasTmux,
+  holdPanes,
+  killSession,
+  killSessionNamed,
+  listSessions,
+  respawnNodePanes,
+  sessionExists,
+  sessionName,
+} from "./tmux.ts";
 import {
   hasZellij,
   killZellijSession,
@@ -125,6 +136,32 @@ export async function workspaceOpen(lab: string, recipe: string): Promise<boolea
   const [tmux, zellij] = await Promise.all([hasTmux(), hasZellij()]);
   const name = sessionName(lab, recipe);
   return (tmux && (await sessionExists(name))) || (zellij && (await zellijSessionExists(name)));
+}
+
+/**
+ * Before a lab's containers are recreated: the multiplexer holding its workspace, if any; tmux
+ * then keeps the node panes in place while their containers go.
+ */
+export async function holdWorkspace(lab: string, recipe: string): Promise<Mux | undefined> {
+  const [tmux, zellij] = await Promise.all([hasTmux(), hasZellij()]);
+  const name = sessionName(lab, recipe);
+  if (tmux && (await sessionExists(name))) {
+    await holdPanes(name);
+    return "tmux";
+  }
+  return zellij && (await zellijSessionExists(name)) ? "zellij" : undefined;
+}
+
+/** After the recreation: the node panes' shells in the new containers, or what to do for them. */
+export async function reopenNodePanes(engine: Engine, plan: LabPlan, mux: Mux | undefined): Promise<string | undefined> {
+  const name = sessionName(plan.lab, plan.recipe);
+  if (mux === "tmux") {
+    const panes = await respawnNodePanes(engine, plan);
+    return panes.length ? `Workspace ${name}: the shells of ${panes.length} node panes run in the new containers.` : undefined;
+  }
+  if (mux === "zellij")
+    return `Workspace ${name}: the node panes' shells ended with their containers; press Enter in each to open it again.`;
+  return undefined;
 }
 
 /** What to say when the workspace session is gone: was the lab stopped with it? */

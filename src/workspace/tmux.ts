@@ -82,6 +82,30 @@ export async function createSession(engine: Engine, plan: LabPlan): Promise<{ na
   return { name, existed: false, reopened: [] };
 }
 
+/** Keep the session's panes on screen when their process ends, e.g. a shell in a container being recreated. */
+export async function holdPanes(name: string): Promise<void> {
+  await execa("tmux", ["set-option", "-w", "-t", `=${name}:0`, "remain-on-exit", "on"], { reject: false });
+}
+
+/**
+ * After a lab's containers were recreated: each node pane runs its shell again in the same place
+ * (one closed earlier is added again); the host pane and the live views are left as they are.
+ * Returns the panes re-opened.
+ */
+export async function respawnNodePanes(engine: Engine, plan: LabPlan): Promise<string[]> {
+  const name = sessionName(plan.lab, plan.recipe);
+  const listed = await execa("tmux", ["list-panes", "-t", `=${name}:0`, "-F", "#{pane_id}\t#{pane_title}"], { reject: false });
+  const ids = new Map(listed.stdout.split("\n").map((l) => l.split("\t").reverse() as [string, string]));
+  const nodes = workspacePanes(engine.cliArgs(), plan).filter((p) => p.node);
+  for (const p of nodes) {
+    const id = ids.get(p.title);
+    if (!id) await addPane(name, p);
+    else await execa("tmux", ["respawn-pane", "-k", "-t", id, "-c", p.cwd, shellLine(p.argv!)]);
+  }
+  await execa("tmux", ["set-option", "-w", "-t", `=${name}:0`, "remain-on-exit", "off"], { reject: false });
+  return nodes.map((p) => p.title);
+}
+
 /**
  * Hand the terminal to tmux (blocks until the user detaches or the session ends). Inside tmux
  * already, switch this client to the session instead (returns at once).

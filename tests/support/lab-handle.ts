@@ -2,7 +2,7 @@ import type { Engine, ExecResult } from "../../src/engine/engine.ts";
 import { ensureEngine } from "../../src/engine/ensure.ts";
 import { type ActionContext, type CheckResult, checkExercise, runAction } from "../../src/lab/actions.ts";
 import { down, up } from "../../src/lab/lifecycle.ts";
-import type { LabPlan } from "../../src/lab/plan.ts";
+import { type LabPlan, readPlan } from "../../src/lab/plan.ts";
 import { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import { loadRecipe } from "../../src/recipe/load.ts";
 import { forOptions } from "../../src/recipe/nodes.ts";
@@ -18,7 +18,7 @@ export class LabHandle {
   private constructor(
     readonly engine: Engine,
     readonly recipe: Recipe,
-    readonly plan: LabPlan,
+    public plan: LabPlan,
   ) {}
 
   /**
@@ -34,6 +34,13 @@ export class LabHandle {
       throw new Error(`${recipe} already runs in lab "${opts.lab}", started by someone else: this handle neither reuses nor stops it.`);
     }
     return new LabHandle(engine, forOptions(loadRecipe(recipe), r.plan.options), r.plan);
+  }
+
+  /** Read the lab's plan again after a ./start.ts command changed it (a `set`, a `reset`). */
+  reloadPlan(): void {
+    const plan = readPlan(this.plan.lab, this.recipe.name);
+    if (!plan) throw new Error(`lab ${this.plan.lab} has no plan of ${this.recipe.name} any more`);
+    this.plan = plan;
   }
 
   async stop(): Promise<void> {

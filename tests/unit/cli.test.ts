@@ -5,6 +5,8 @@ import { describe, expect, it } from "vitest";
 import { newClass } from "../../src/classroom/state.ts";
 import { parseArgs } from "../../src/cli/args.ts";
 import { inputsHash } from "../../src/images/build.ts";
+import { makePlan } from "../../src/lab/plan.ts";
+import { loadRecipe } from "../../src/recipe/load.ts";
 import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
@@ -98,6 +100,55 @@ describe("start.ts", () => {
         expect(r.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
         expect(r.stderr).toMatch(sentence);
       });
+    },
+    TIMEOUT.cli,
+  );
+
+  it(
+    "reset: an unknown recipe, a lab that is not running, an unknown exercise: one sentence and exit 2, before any engine",
+    async () => {
+      // A saved plan is what `reset` knows a lab by before asking the engine: one in a state dir of this test's own.
+      const state = mkdtempSync(join(tmpdir(), "wg3-reset-"));
+      try {
+        const plan = makePlan(loadRecipe("going-live"), "t-reset", { layout: "headscale" }, "0000");
+        mkdirSync(join(state, "labs", "t-reset", "going-live"), { recursive: true });
+        writeFileSync(join(state, "labs", "t-reset", "going-live", "plan.json"), JSON.stringify(plan));
+        const cases: [string[], RegExp][] = [
+          [["reset"], /^`reset` needs a recipe: one of recipe-0, /],
+          [["reset", "recipe-9"], /^Unknown recipe "recipe-9"; the recipes are: recipe-0, .*going-live\.$/],
+          [
+            ["reset", "recipe-1", "--lab", "t-reset"],
+            /^recipe-1 is not running in lab "t-reset", so there is nothing to reset; start it with/,
+          ],
+          [
+            ["reset", "going-live", "--to", "nope", "--lab", "t-reset"],
+            /^going-live has no exercise "nope"; its exercises are: a-record, firewall, certificate, join, stun\.$/,
+          ],
+          // An exercise of the other layout is named as such.
+          [
+            ["reset", "going-live", "--to", "caddy", "--lab", "t-reset"],
+            /^going-live \(started with --layout headscale\) has no exercise "caddy"; its exercises are: a-record, firewall, certificate, join, stun\.$/,
+          ],
+          [["reset", "going-live", "--to"], /^--to needs a value/],
+        ];
+        const results = await Promise.all(
+          cases.map(([args]) => startTs(args, { env: { DOCKER_HOST: "unix:///nonexistent/wg3.sock", WG3_STATE_DIR: state } })),
+        );
+        cases.forEach(([args, sentence], i) => {
+          const r = results[i]!;
+          expect([args.join(" "), r.code], r.stderr).toEqual([args.join(" "), 2]);
+          expect(r.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
+          expect(r.stderr.trim()).toMatch(sentence);
+        });
+        // Negative control: a valid exercise gets past the input checks, to the engine (dead here).
+        const valid = await startTs(["reset", "going-live", "--to", "join", "--lab", "t-reset"], {
+          env: { DOCKER_HOST: "unix:///nonexistent/wg3.sock", WG3_STATE_DIR: state },
+        });
+        expect(valid.code, valid.stderr).toBe(1);
+        expect(valid.stderr).toMatch(/DOCKER_HOST=unix:\/\/\/nonexistent\/wg3\.sock/);
+      } finally {
+        rmSync(state, { recursive: true, force: true });
+      }
     },
     TIMEOUT.cli,
   );

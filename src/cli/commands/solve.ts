@@ -1,5 +1,5 @@
 import { UserError } from "../../errors.ts";
-import { type ActionContext, runAction } from "../../lab/actions.ts";
+import { type ActionContext, solveExercise } from "../../lab/actions.ts";
 import { runningPlan } from "../../lab/lifecycle.ts";
 import { loadRecipe } from "../../recipe/load.ts";
 import { forOptions } from "../../recipe/nodes.ts";
@@ -27,12 +27,7 @@ export const solveCommand: Command = {
       progress: ctx.progress,
       signal: ctx.signal,
     };
-    for (const ex of exercises) {
-      if (!ex.solve.length) continue;
-      await ctx.progress.step(`solve ${ex.id}: ${ex.title}`, async () => {
-        for (const a of ex.solve) await runAction(actx, a);
-      });
-    }
+    for (const ex of exercises) await solveExercise(actx, ex);
     return 0;
   },
 };

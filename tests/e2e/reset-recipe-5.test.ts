@@ -1,0 +1,3 @@
+import { resetSuite } from "./reset.suite.ts";
+
+resetSuite({ recipe: "recipe-5" });
