@@ -1,3 +1,0 @@
-import { resetSuite } from "./reset.suite.ts";
-
-resetSuite({ recipe: "recipe-5" });
