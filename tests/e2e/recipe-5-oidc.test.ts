@@ -15,6 +15,7 @@ import type { ControlNode } from "../support/control-server.ts";
 import { eventually } from "../support/eventually.ts";
 import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
+import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
 const controls = (process.env.WG3_CONTROLS ?? "headscale,builtin").split(",");
@@ -66,6 +67,13 @@ describe.each(controls)("recipe-5 with --control %s: OIDC login through the lab'
     return page;
   };
 
+  /** The state-aware hints (`mistakes`) `./start.ts check --json` shows for the exercise now. */
+  const mistakes = async (): Promise<string> => {
+    const r = await startTs(["check", "recipe-5", "--lab", labName, "--json"]);
+    const json = JSON.parse(r.stdout) as { exercises: { id: string; mistakes?: { hint: string }[] }[] };
+    return (json.exercises.find((x) => x.id === "oidc")?.mistakes ?? []).map((m) => m.hint).join(" | ");
+  };
+
   const bodyText = (page: Page) => page.evaluate(() => document.body.textContent ?? "");
 
   beforeAll(async () => {
@@ -87,6 +95,7 @@ describe.each(controls)("recipe-5 with --control %s: OIDC login through the lab'
   it("oidc: before any login the check fails and carol has no node (negative control)", async () => {
     expect((await lab.check("oidc")).ok).toBe(false);
     expect(await carolNode()).toBeUndefined();
+    expect(await mistakes()).toContain("carol is not logged in yet");
   });
 
   it("oidc: a wrong password is refused at the IdP's form, and nothing registers", async () => {
@@ -137,6 +146,7 @@ describe.each(controls)("recipe-5 with --control %s: OIDC login through the lab'
     // Negative control: logged in, and no policy yet (allow all): bob reaches 22 too, the check fails.
     expect(await ssh("ts-bob")).toBe(true);
     expect((await lab.check("oidc")).ok).toBe(false);
+    expect(await mistakes()).toContain("no policy in force names her");
     // Exercise 1's reference policy, which names no carol: she is a member (80), no admin (22).
     await lab.solve("policy");
     expect(await ssh("ts-carol")).toBe(false);
@@ -149,5 +159,6 @@ describe.each(controls)("recipe-5 with --control %s: OIDC login through the lab'
     expect(await ssh("ts-bob")).toBe(false);
     const result = await lab.check("oidc");
     expect(result.ok, JSON.stringify(result)).toBe(true);
+    expect(await mistakes()).toBe("");
   });
 });
