@@ -70,6 +70,7 @@ describe.each(controls)("recipe-5 with --control %s: OIDC login through the lab'
   /** The state-aware hints (`mistakes`) `./start.ts check --json` shows for the exercise now. */
   const mistakes = async (): Promise<string> => {
     const r = await startTs(["check", "recipe-5", "--lab", labName, "--json"]);
+    if (!r.stdout.trim()) throw new Error(`check --json printed nothing (exit ${r.code}, signal ${r.signal}, ${r.ms} ms): ${r.stderr}`);
     const json = JSON.parse(r.stdout) as { exercises: { id: string; mistakes?: { hint: string }[] }[] };
     return (json.exercises.find((x) => x.id === "oidc")?.mistakes ?? []).map((m) => m.hint).join(" | ");
   };
