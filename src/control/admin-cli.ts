@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { type AdminNode, adminCall } from "./admin.ts";
+import { type AdminNode, adminCall, adminUser } from "./admin.ts";
 import { DEFAULT_ADMIN_SOCKET, DEFAULT_CONFIG_PATH, loadConfig } from "./config.ts";
 import type { PreAuthKeyRec, UserRec } from "./store.ts";
 import { TailnetError } from "./tailnet.ts";
@@ -151,11 +151,10 @@ async function createUser({ flags, rest, call }: Invocation): Promise<string> {
 
 async function listUsers({ flags, call }: Invocation): Promise<string> {
   const us = await call<UserRec[]>("GET", "/users");
-  const j = us.map((u) => ({ id: u.id, name: u.name, created_at: u.createdAt }));
-  return output(flags, j, () =>
+  return output(flags, us.map(adminUser), () =>
     table(
       ["ID", "Name", "Username", "Email", "Created"],
-      us.map((u) => [u.id, "", u.name, "", when(u.createdAt)]),
+      us.map((u) => [u.id, u.displayName ?? "", u.name, u.email ?? "", when(u.createdAt)]),
     ),
   );
 }

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import { dirname } from "node:path";
-import type { NodeRec } from "./store.ts";
+import type { NodeRec, UserRec } from "./store.ts";
 import { type Tailnet, TailnetError } from "./tailnet.ts";
 
 /** What the admin API needs of the server (an interface, so admin.ts does not import server.ts). */
@@ -25,7 +25,7 @@ export interface AdminNode {
   ip_addresses: string[];
   name: string;
   given_name: string;
-  user: { id: number; name: string };
+  user: AdminUser;
   last_seen?: string;
   expiry?: string;
   created_at: string;
@@ -69,6 +69,31 @@ function adminNodeKey(t: Tailnet, id: number | undefined): AdminNodeKey | undefi
   };
 }
 
+/** A user as Headscale's CLI prints one (v1.User): provider fields only for OIDC users. */
+export interface AdminUser {
+  id: number;
+  name: string;
+  created_at?: string;
+  display_name?: string;
+  email?: string;
+  provider_id?: string;
+  provider?: string;
+}
+
+export function adminUser(u: UserRec): AdminUser {
+  return {
+    id: u.id,
+    name: u.name,
+    created_at: u.createdAt,
+    ...(u.displayName ? { display_name: u.displayName } : {}),
+    ...(u.email ? { email: u.email } : {}),
+    ...(u.providerId ? { provider_id: u.providerId } : {}),
+    ...(u.provider ? { provider: u.provider } : {}),
+  };
+}
+
+const REGISTER_METHODS = { authkey: "REGISTER_METHOD_AUTH_KEY", cli: "REGISTER_METHOD_CLI", oidc: "REGISTER_METHOD_OIDC" } as const;
+
 export function adminNode(ctl: ControlServer, n: NodeRec): AdminNode {
   const t = ctl.tailnet;
   const u = t.user(n.userId);
@@ -81,11 +106,11 @@ export function adminNode(ctl: ControlServer, n: NodeRec): AdminNode {
     ip_addresses: [n.ipv4, n.ipv6],
     name: String(n.hostinfo.Hostname ?? n.givenName),
     given_name: n.givenName,
-    user: { id: n.userId, name: u?.name ?? "" },
+    user: u ? adminUser(u) : { id: n.userId, name: "" },
     ...(n.lastSeen ? { last_seen: n.lastSeen } : {}),
     ...(n.expiry ? { expiry: n.expiry } : {}),
     created_at: n.createdAt,
-    register_method: n.registerMethod === "authkey" ? "REGISTER_METHOD_AUTH_KEY" : "REGISTER_METHOD_CLI",
+    register_method: REGISTER_METHODS[n.registerMethod],
     online: t.isOnline(n.id),
     expired: t.isExpired(n),
     ephemeral: n.ephemeral,

@@ -31,6 +31,24 @@ export interface ControlConfig {
    * (Headscale's node.ephemeral.inactivity_timeout, formerly ephemeral_node_inactivity_timeout; default 30m).
    */
   ephemeralInactivityTimeout: number;
+  /** Interactive logins through an OpenID Connect provider (Headscale's `oidc:`); none if no issuer. */
+  oidc?: OidcConfig;
+}
+
+/** Headscale's `oidc:` keys, as far as this server implements them. */
+export interface OidcConfig {
+  issuer: string;
+  clientId: string;
+  clientSecret: string;
+  scope: string[];
+  /** Only emails in these domains, these emails, members of these groups (each list: empty means anyone). */
+  allowedDomains: string[];
+  allowedUsers: string[];
+  allowedGroups: string[];
+  /** An unverified email is not stored, and fails allowed_domains/allowed_users (Headscale's default: required). */
+  emailVerifiedRequired: boolean;
+  /** PKCE (S256 only) on the authorization request. */
+  pkce: boolean;
 }
 
 /**
@@ -206,6 +224,7 @@ export function parseConfig(text: string, where = "config"): ControlConfig {
     ...(raw.metrics_listen_addr ? { metricsListen: hostPort(String(raw.metrics_listen_addr), `${where}: metrics_listen_addr`) } : {}),
     limits: parseLimits(obj(raw.limits), where),
     ephemeralInactivityTimeout: ephemeralInactivityTimeout(raw, where),
+    ...oidcConfig(raw.oidc, where),
     derp: {
       enabled: derpEnabled,
       verifyClients: derp.verify_clients !== false,
@@ -214,6 +233,65 @@ export function parseConfig(text: string, where = "config"): ControlConfig {
       ...(derpEnabled && derp.stun_listen_addr !== ""
         ? { stunListen: hostPort(String(derp.stun_listen_addr ?? "0.0.0.0:3478"), "stun_listen_addr") }
         : {}),
+    },
+  };
+}
+
+function strings(v: unknown, what: string, dflt: string[] = []): string[] {
+  if (v === undefined || v === null) return dflt;
+  if (!Array.isArray(v) || !v.every((x) => typeof x === "string"))
+    throw new ConfigError(`${what}: want a list of strings, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+const OIDC_KEYS = new Set([
+  "issuer",
+  "client_id",
+  "client_secret",
+  "client_secret_path",
+  "scope",
+  "allowed_domains",
+  "allowed_users",
+  "allowed_groups",
+  "email_verified_required",
+  "pkce",
+  "only_start_if_oidc_is_available",
+]);
+
+/** `oidc:` with an issuer turns interactive logins over to the provider, as in Headscale. */
+function oidcConfig(v: unknown, where: string): { oidc?: OidcConfig } {
+  const raw = obj(v);
+  if (!raw.issuer) return {};
+  const at = `${where}: oidc`;
+  for (const k of Object.keys(raw))
+    if (!OIDC_KEYS.has(k)) throw new ConfigError(`${at}.${k} is not a key this server knows (known: ${[...OIDC_KEYS].join(", ")})`);
+  const issuer = str(raw.issuer, `${at}.issuer`);
+  if (!/^https?:\/\/[^/]/.test(issuer)) throw new ConfigError(`${at}.issuer: want an http(s) URL, got ${JSON.stringify(issuer)}`);
+  if (raw.client_secret && raw.client_secret_path)
+    throw new ConfigError(`${at}: client_secret and client_secret_path are mutually exclusive`);
+  let clientSecret = raw.client_secret ? String(raw.client_secret) : "";
+  if (raw.client_secret_path) {
+    const path = String(raw.client_secret_path).replace(/\$\{?(\w+)\}?/g, (_, name: string) => process.env[name] ?? "");
+    try {
+      clientSecret = readFileSync(path, "utf8").trim();
+    } catch (e) {
+      throw new ConfigError(`${at}.client_secret_path: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+  const pkce = obj(raw.pkce);
+  if (pkce.enabled === true && pkce.method !== undefined && pkce.method !== "S256")
+    throw new ConfigError(`${at}.pkce.method: this server supports S256 only, got ${JSON.stringify(pkce.method)}`);
+  return {
+    oidc: {
+      issuer,
+      clientId: str(raw.client_id, `${at}.client_id`),
+      clientSecret: str(clientSecret, `${at}.client_secret`),
+      scope: strings(raw.scope, `${at}.scope`, ["openid", "profile", "email"]),
+      allowedDomains: strings(raw.allowed_domains, `${at}.allowed_domains`),
+      allowedUsers: strings(raw.allowed_users, `${at}.allowed_users`),
+      allowedGroups: strings(raw.allowed_groups, `${at}.allowed_groups`),
+      emailVerifiedRequired: raw.email_verified_required !== false,
+      pkce: pkce.enabled === true,
     },
   };
 }

@@ -1,7 +1,7 @@
 import type { TailcfgRegion } from "./derp-paths.ts";
 import { EXIT_ROUTES } from "./policy.ts";
 import type { NodeRec } from "./store.ts";
-import { isZeroTime, type Tailnet } from "./tailnet.ts";
+import { isZeroTime, loginName, type Tailnet } from "./tailnet.ts";
 
 /**
  * tailcfg JSON from the tailnet: the node objects peers see, the full first MapResponse, and
@@ -114,7 +114,7 @@ export function userProfiles(t: Tailnet, userIds: Iterable<number>): Record<stri
     .sort((a, b) => a - b)
     .flatMap((id) => {
       const u = t.user(id);
-      return u ? [{ ID: u.id, LoginName: u.name, DisplayName: u.name }] : [];
+      return u ? [{ ID: u.id, LoginName: loginName(u), DisplayName: u.displayName || loginName(u) }] : [];
     });
 }
 

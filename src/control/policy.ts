@@ -38,6 +38,8 @@ export interface PolicyNode {
   id: number;
   ips: string[];
   user: string;
+  /** The user's email, when a login through an identity provider gave one: policies may name users by it. */
+  email?: string;
   tags: string[];
   /** Approved and announced subnet routes (exit routes excluded), as Headscale's SubnetRoutes. */
   subnetRoutes?: string[];
@@ -375,6 +377,9 @@ const userMatches = (alias: string, user: string): boolean => {
   return user === bare || user === alias;
 };
 
+/** A node's user as an alias names it: by user name, or (as Headscale) by the email an OIDC login stored. */
+const ownedBy = (alias: string, n: PolicyNode): boolean => userMatches(alias, n.user) || (!!n.email && userMatches(alias, n.email));
+
 /** The IPs (or CIDRs) an alias stands for, "*" for any. */
 function resolve(p: Policy, a: Alias, nodes: PolicyNode[]): string[] {
   const ipsOf = (f: (n: PolicyNode) => boolean) => nodes.filter(f).flatMap((n) => n.ips);
@@ -383,10 +388,10 @@ function resolve(p: Policy, a: Alias, nodes: PolicyNode[]): string[] {
     case "any":
       return ["*"];
     case "user":
-      return ipsOf((n) => untagged(n) && userMatches(a.name, n.user));
+      return ipsOf((n) => untagged(n) && ownedBy(a.name, n));
     case "group": {
       const members = p.groups.get(a.name) ?? [];
-      return ipsOf((n) => untagged(n) && members.some((m) => userMatches(m, n.user)));
+      return ipsOf((n) => untagged(n) && members.some((m) => ownedBy(m, n)));
     }
     case "tag":
       return ipsOf((n) => n.tags.includes(a.name));

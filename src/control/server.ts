@@ -13,10 +13,11 @@ import { formatKey, type KeyPair, keyPairFrom, newKeyPair, parseKey, zeroKey } f
 import { derpMap, fullMapJson, type MapperConfig, nodeView, userProfiles, type ViewJson } from "./mapper.ts";
 import { boundPort, startMetrics } from "./metrics.ts";
 import { errorFrame, HandshakeError, NoiseConn, respond } from "./noise.ts";
+import { escapeHtml, OidcError, type OidcHost, OidcLogins } from "./oidc.ts";
 import { PendingLogins } from "./pending.ts";
 import { type NodeRec, StateStore, writeFileAtomic } from "./store.ts";
 import { startStun } from "./stun.ts";
-import { Tailnet, TailnetError } from "./tailnet.ts";
+import { loginName, Tailnet, TailnetError } from "./tailnet.ts";
 import { decodeMap, decodeRegister, type MapRequest, type RegisterRequest, RequestError } from "./validate.ts";
 import { mapFrameJson } from "./zstd.ts";
 
@@ -115,6 +116,8 @@ export class ControlServer {
   /** Ephemeral nodes gone offline, deleted when config.ephemeralInactivityTimeout is over unless they come back. */
   private readonly ephemeralDeletes = new Map<number, NodeJS.Timeout>();
   private readonly pending: PendingLogins;
+  /** Interactive logins through the identity provider, when the config has `oidc:`. */
+  private readonly oidc: OidcLogins | undefined;
   private readonly sockets = new Set<Duplex>();
   private listener: http.Server | undefined;
   private admin: http.Server | undefined;
@@ -142,6 +145,7 @@ export class ControlServer {
   ) {
     const store = new StateStore(config.stateDir, this.log);
     this.pending = new PendingLogins(config.limits.maxPendingLogins, config.limits.pendingLoginTtl);
+    if (config.oidc) this.oidc = new OidcLogins(config.oidc, this.oidcHost());
     this.noiseKey = persistentKey(config.stateDir, "noise.key");
     this.tailnet = new Tailnet(store, {
       v4Prefix: config.prefixes.v4,
@@ -257,6 +261,7 @@ export class ControlServer {
       if (req.method === "GET" && url.pathname === "/derpmap") {
         return json(res, 200, derpMap(this.mapper.derp, this.mapper.extraRegions));
       }
+      if (this.oidc && this.onOidc(this.oidc, url.pathname, req, res)) return;
       const reg = /^\/register\/([A-Za-z0-9_-]+)$/.exec(url.pathname);
       if (req.method === "GET" && reg && this.pending.get(reg[1]!)) {
         res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
@@ -272,6 +277,41 @@ export class ControlServer {
       if (!res.headersSent) json(res, status, { error: (e as Error).message });
       else res.destroy();
     }
+  }
+
+  private oidcHost(): OidcHost {
+    return {
+      serverUrl: this.config.serverUrl,
+      pendingHostname: (id) => {
+        const p = this.pending.get(id);
+        return p ? String(p.hostinfo.Hostname ?? "") : undefined;
+      },
+      userFor: (identity) => {
+        const u = this.tailnet.oidcUser(identity);
+        return { id: u.id, shown: u.displayName || loginName(u) };
+      },
+      approve: async (id, userId) => void (await this.approveLogin(id, userId, "oidc")),
+      log: (m) => this.log(m),
+    };
+  }
+
+  /** The OIDC login's three pages (oidc.ts); false for any other request. */
+  private onOidc(oidc: OidcLogins, path: string, req: IncomingMessage, res: ServerResponse): boolean {
+    const reg = /^\/register\/([A-Za-z0-9_-]+)$/.exec(path);
+    const confirm = /^\/register\/confirm\/([A-Za-z0-9_-]+)$/.exec(path);
+    let done: Promise<void>;
+    if (req.method === "GET" && reg && this.pending.get(reg[1]!)) done = oidc.start(reg[1]!, res);
+    else if (req.method === "GET" && path === "/oidc/callback") done = oidc.callback(req, res);
+    else if (req.method === "POST" && confirm) done = oidc.confirm(confirm[1]!, req, res);
+    else return false;
+    done.catch((e: Error) => {
+      const status = e instanceof OidcError ? e.status : 500;
+      if (!(e instanceof OidcError)) this.log(`oidc: ${e.message}`);
+      if (res.headersSent) return void res.destroy();
+      res.writeHead(status, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
+      res.end(`<!doctype html><title>Login failed</title><h2>Login failed</h2><p>${escapeHtml(e.message)}</p>\n`);
+    });
+    return true;
   }
 
   // ---- POST /ts2021: HTTP upgrade, Noise IK handshake, then HTTP/2 inside Noise ----
@@ -453,9 +493,11 @@ export class ControlServer {
 
   private registerResponse(userId: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
     const u = this.tailnet.user(userId);
+    const login = u ? loginName(u) : "";
+    const display = u?.displayName || login;
     return {
-      User: { ID: userId, DisplayName: u?.name ?? "" },
-      Login: { ID: userId, Provider: "", LoginName: u?.name ?? "", DisplayName: u?.name ?? "" },
+      User: { ID: userId, DisplayName: display },
+      Login: { ID: userId, Provider: u?.provider ?? "", LoginName: login, DisplayName: display },
       NodeKeyExpired: false,
       MachineAuthorized: true,
       AuthURL: "",
@@ -555,22 +597,19 @@ export class ControlServer {
     return { AuthURL: url, MachineAuthorized: false };
   }
 
-  /** `nodes register --user U --key ID`: approve a pending interactive login. */
-  async approveLogin(id: string, userRef: string): Promise<number> {
+  /** `nodes register --user U --key ID` (or an OIDC login, confirmed): approve a pending interactive login. */
+  async approveLogin(id: string, userRef: string | number, method: "cli" | "oidc" = "cli"): Promise<number> {
     const p = this.pending.get(id);
     if (!p) throw new TailnetError(`no pending login with key ${id}`);
     const user = this.tailnet.findUser(userRef);
-    const n = this.tailnet.registerByAdmin({
-      machineKey: p.machineKey,
-      nodeKey: p.nodeKey,
-      hostinfo: p.hostinfo,
-      cap: p.cap,
-      expiry: p.expiry,
-      userId: user.id,
-    });
+    const n = this.tailnet.registerByAdmin(
+      { machineKey: p.machineKey, nodeKey: p.nodeKey, hostinfo: p.hostinfo, cap: p.cap, expiry: p.expiry, userId: user.id },
+      method,
+    );
     await this.tailnet.committed();
     this.pending.drop(id, user.id);
-    this.log(`node ${n.id} ${n.givenName} (${n.ipv4}) registered by an admin for user ${user.name}`);
+    const by = method === "oidc" ? "through OIDC" : "by an admin";
+    this.log(`node ${n.id} ${n.givenName} (${n.ipv4}) registered ${by} for user ${loginName(user)}`);
     return n.id;
   }
 

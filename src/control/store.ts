@@ -34,6 +34,11 @@ export interface UserRec {
   id: number;
   name: string;
   createdAt: string;
+  /** Users made by an OIDC login: what the provider vouched for, and who it is there (issuer/subject). */
+  email?: string;
+  displayName?: string;
+  provider?: "oidc";
+  providerId?: string;
 }
 
 export interface PreAuthKeyRec {
@@ -72,7 +77,7 @@ export interface NodeRec {
   /** Key expiry; a past value means the node must log in again (logout, `nodes expire`). */
   expiry?: string;
   ephemeral: boolean;
-  registerMethod: "authkey" | "cli";
+  registerMethod: "authkey" | "cli" | "oidc";
   preAuthKeyId?: number;
   cap: number;
   /** ACL tags (from a tagged pre-auth key, or `--advertise-tags` approved by tagOwners): a tagged node is its tags', not its user's. */

@@ -35,6 +35,12 @@ export interface TailnetOptions {
 export type ChangeListener = (changed: Set<number>, removed: Set<number>) => void;
 
 const ZERO_TIME = "0001-01-01T00:00:00Z";
+const USER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,62}$/;
+
+/** The name clients show for a user: the email an OIDC login stored, else the user name (Headscale's Username()). */
+export function loginName(u: UserRec): string {
+  return u.email || u.name;
+}
 export const isZeroTime = (t: string | undefined): boolean => !t || t.startsWith("0001-01-01");
 
 /** A DNS label from a hostname, as MagicDNS shows it: lowercase a-z 0-9 and dashes, <= 63. */
@@ -144,6 +150,7 @@ export class Tailnet {
       id: n.id,
       ips: [n.ipv4, n.ipv6],
       user: this.user(n.userId)?.name ?? "",
+      ...(this.user(n.userId)?.email ? { email: this.user(n.userId)!.email } : {}),
       tags: n.tags ?? [],
       subnetRoutes: this.servableRoutes(n),
       exit: this.exitRoutes(n).length > 0,
@@ -270,9 +277,28 @@ export class Tailnet {
     return u;
   }
 
+  /**
+   * The user an OIDC login vouched for: found by issuer/subject, else made, named after
+   * preferred_username (or the email when that name is taken or invalid), as Headscale does;
+   * its email and display name follow the provider's claims at every login.
+   */
+  oidcUser(c: { providerId: string; username?: string; email?: string; displayName?: string }): UserRec {
+    let u = this.state.users.find((x) => x.providerId === c.providerId);
+    if (!u) {
+      const candidates = [c.username, c.email].filter((n): n is string => !!n && USER_NAME.test(n));
+      const name = candidates.find((n) => !this.state.users.some((x) => x.name === n)) ?? `oidc-${this.state.nextUserId}`;
+      u = { id: this.state.nextUserId++, name, createdAt: this.now().toISOString(), provider: "oidc", providerId: c.providerId };
+      this.state.users.push(u);
+    }
+    if (c.email) u.email = c.email;
+    else delete u.email;
+    if (c.displayName) u.displayName = c.displayName;
+    this.changed([], [], true, [`users:${u.id}`]);
+    return u;
+  }
+
   createUser(name: string): UserRec {
-    if (!/^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,62}$/.test(name))
-      throw new TailnetError(`invalid user name ${JSON.stringify(name)}: use letters, digits, . _ @ -`);
+    if (!USER_NAME.test(name)) throw new TailnetError(`invalid user name ${JSON.stringify(name)}: use letters, digits, . _ @ -`);
     if (this.state.users.some((u) => u.name === name)) throw new TailnetError(`user ${name} already exists`);
     const u = { id: this.state.nextUserId++, name, createdAt: this.now().toISOString() };
     this.state.users.push(u);
@@ -399,9 +425,13 @@ export class Tailnet {
   }
 
   /** Register after an admin approved an interactive login (`nodes register --user U --key K`). */
-  registerByAdmin(a: { machineKey: string; nodeKey: string; hostinfo: Hostinfo; cap: number; userId: number; expiry?: Date }): NodeRec {
+  /** An interactive login approved by an admin (`nodes register`) or by an OIDC login ("oidc"). */
+  registerByAdmin(
+    a: { machineKey: string; nodeKey: string; hostinfo: Hostinfo; cap: number; userId: number; expiry?: Date },
+    method: "cli" | "oidc" = "cli",
+  ): NodeRec {
     this.refuseTags(a.hostinfo.RequestTags, a.userId);
-    const node = this.upsertNode({ ...a, ephemeral: false, method: "cli" });
+    const node = this.upsertNode({ ...a, ephemeral: false, method });
     if (a.hostinfo.RequestTags?.length) node.tags = [...new Set(a.hostinfo.RequestTags)].sort();
     this.changed([node.id]);
     return node;

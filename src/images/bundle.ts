@@ -3,12 +3,14 @@ import { ROOT } from "../paths.ts";
 
 /**
  * Build-context files that are generated rather than kept in images/<role>/: the builtin
- * control server, bundled from src/control/ into one ES module for the `control` image.
+ * control server, bundled from src/control/ into one ES module for the `control` image, and
+ * the lab identity provider from src/idp/ for the `idp` image.
  * Bundling pins the exact code into the image (and its content hash), and the container needs
  * only Debian's nodejs, no node_modules.
  */
 const GENERATED: Record<string, () => { name: string; data: Buffer<ArrayBuffer>; mode: number }[]> = {
   control: () => [{ name: "control.mjs", data: bundle("src/control/main.ts"), mode: 0o644 }],
+  idp: () => [{ name: "idp.mjs", data: bundle("src/idp/main.ts"), mode: 0o644 }],
 };
 
 const cache = new Map<string, Buffer<ArrayBuffer>>();

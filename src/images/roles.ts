@@ -40,6 +40,7 @@ export const IMAGE_ROLES = {
   },
   headscale: { parent: "base", binaries: ["headscale"], about: "the Headscale control server", caps: NET_CAPS, devices: [], sysctls: {} },
   control: { parent: "base", binaries: [], about: "this repo's builtin control server", caps: NET_CAPS, devices: [], sysctls: {} },
+  idp: { parent: "base", binaries: [], about: "an OpenID Connect IdP (oidc-provider)", caps: NET_CAPS, devices: [], sysctls: {} },
   router: {
     parent: "base",
     binaries: [],

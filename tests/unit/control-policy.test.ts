@@ -235,3 +235,23 @@ describe("ipIn", () => {
     expect(ipIn(a, set)).toBe(ok);
   });
 });
+
+describe("users from an OIDC login", () => {
+  // carol logged in through the identity provider: user name carol, email carol@example.com.
+  const carol: PolicyNode = { ...N(5, "carol"), email: "carol@example.com" };
+  const all = [...nodes, carol];
+  const policy = (member: string) =>
+    parsePolicy(`{
+      "groups": { "group:admin": ["alice@", "${member}"] },
+      "tagOwners": { "tag:server": ["group:admin"] },
+      "acls": [ { "action": "accept", "src": ["group:admin"], "dst": ["tag:server:22"] } ],
+    }`);
+
+  it("are named by the email the IdP gave (as Headscale), or by user name; a user without that email is not", () => {
+    for (const member of ["carol@example.com", "carol@"])
+      expect(filterAllows(nodeFilter(policy(member), server, all), ip(carol), ip(server), 22), member).toBe(true);
+    // Negative control: bob has no email, so bob@example.com names nobody.
+    expect(filterAllows(nodeFilter(policy("bob@example.com"), server, all), ip(bob), ip(server), 22)).toBe(false);
+    expect(filterAllows(nodeFilter(policy("dave@example.com"), server, all), ip(carol), ip(server), 22)).toBe(false);
+  });
+});
