@@ -20,6 +20,7 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
   let vpsIp: string;
   const tmp = mkdtempSync(join(tmpdir(), "wg3-going-live-"));
   const pebbleRoot = join(tmp, "pebble-root.pem");
+  const healthy = { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", server_url: "ok", derp: "ok", stun: "ok" };
   /** `./start.ts preflight` from this host, asking the registrar and trusting this run's pebble root: check name -> status. */
   const preflight = async (trust = ["--ca", pebbleRoot]) => {
     const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), ...trust, "--json"]);
@@ -154,7 +155,6 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
   });
 
   it("preflight: every check passes on the healthy server; untrusted, only tls fails; server_url elsewhere, only server_url; 3478/udp dropped, only stun", async () => {
-    const healthy = { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", server_url: "ok", derp: "ok", stun: "ok" };
     expect(await preflight()).toEqual({ code: 0, status: healthy });
     // This host's own roots do not include the run's pebble root: the certificate is untrusted.
     expect(await preflight([])).toEqual({
@@ -178,5 +178,96 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
     await lab.sh("vps", "nft insert rule inet cloud_firewall inbound udp dport 3478 drop");
 
     expect(await preflight()).toEqual({ code: 1, status: { ...healthy, stun: "fail" } });
+  });
+
+  it("server-url: a typo'd server_url lets clients join but hands them a DERP relay at the typo, which they cannot connect to; only preflight's server_url fails", async () => {
+    // The previous test's dropped 3478/udp goes, so that server_url is the only thing wrong.
+    await lab.sh(
+      "vps",
+      "nft -a list chain inet cloud_firewall inbound | awk '/udp dport 3478 drop/ { print $NF }' | xargs -r -n1 nft delete rule inet cloud_firewall inbound handle",
+    );
+    const typo = name.replace("example", "exmaple");
+    const server = await lab.sh(
+      "vps",
+      `sed -i 's|^server_url: .*|server_url: https://${typo}:443|' /etc/headscale/config.yaml && headscale-service restart`,
+    );
+    expect(server.exitCode).toBe(0);
+
+    // The client's own view: the DERP map it was given names the typo, and the relay there refuses it.
+    const derp = await eventually(
+      "roaming's DERP map to name the typo",
+      async () => {
+        const r = await roaming.sh("tailscale debug derp headscale 2>&1");
+        if (!r.stdout.includes(typo)) throw new Error(r.stdout.slice(0, 400));
+        return r.stdout;
+      },
+      { timeout: TIMEOUT.converge },
+    );
+    expect(derp).toContain(`Error upgrading connection to node \\"${typo}\\"`);
+    expect(derp).toContain("to TLS over IPv4");
+    console.log(`going-live: tailscale debug derp with server_url ${typo}: ${derp.replace(/\s+/g, " ").slice(0, 600)}`);
+    expect((await lab.check("server-url")).ok).toBe(false);
+    // The clients still work: they talk to the URL they were given, and reach each other directly.
+    // (The restart drops their control connections for a moment: wait for both back online.)
+    await eventually(
+      "join's check to pass again after the restart",
+      async () => {
+        const r = await lab.check("join");
+        if (!r.ok) throw new Error(r.detail ?? "join not passing");
+        return r;
+      },
+      { timeout: TIMEOUT.converge },
+    );
+    const pf = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), "--ca", pebbleRoot]);
+    expect(pf.stdout).toMatch(new RegExp(`^fail server_url +the server calls itself https://${typo.replace(/\./g, "\\.")} `, "m"));
+    expect(await preflight()).toEqual({ code: 1, status: { ...healthy, server_url: "fail" } });
+
+    await lab.solve("server-url");
+
+    expect((await roaming.sh("tailscale debug derp headscale 2>&1")).stdout).not.toContain("over IPv4");
+    expect((await lab.check("server-url")).ok).toBe(true);
+    expect(await preflight()).toEqual({ code: 0, status: healthy });
+  });
+
+  it("wrong A record: the name answers an address with no server; clients and the CA go there, a-record's check and its hint say so, preflight names dns and skips the rest", async () => {
+    const wrongIp = vpsIp.replace(/\.\d+$/, ".21");
+    await lab.sh("registrar", `echo '${wrongIp} ${name}' > /etc/dns/records.d/headscale`);
+    await eventually("the registrar to answer the wrong address", async () => {
+      const a = (await roaming.sh(`dig +short +time=1 +tries=1 ${name}`)).stdout.trim();
+      if (a !== wrongIp) throw new Error(`answers ${a}`);
+      return a;
+    });
+
+    expect((await roaming.sh(`nslookup ${name}`)).stdout).toContain(`Address: ${wrongIp}`);
+    const curl = await roaming.sh(`curl -sS --max-time 10 https://${name}/health`);
+    expect(curl.exitCode).not.toBe(0);
+    expect(curl.stderr).toMatch(/Failed to connect|timed out/);
+    // The CA resolves through the same registrar: its HTTP-01 request would go to the wrong address.
+    const ca = await lab.sh("pebble", `curl -sSv --max-time 10 http://${name}/.well-known/acme-challenge/probe`);
+    expect(ca.exitCode).not.toBe(0);
+    expect(ca.stderr).toContain(`Trying ${wrongIp}:80`);
+    console.log(`going-live: wrong A record: roaming's curl: ${curl.stderr.trim()}; the CA's: ${ca.stderr.trim().split("\n").at(-1)}`);
+
+    expect((await lab.check("a-record")).ok).toBe(false);
+    const check = await startTs(["check", "going-live", "--lab", lab.plan.lab]);
+    expect(`${check.stdout}${check.stderr}`).toContain(`${name} answers ${wrongIp}, not the VPS's ${vpsIp}`);
+    const pf = await preflight();
+    expect(pf).toEqual({
+      code: 1,
+      status: {
+        dns: "fail",
+        ...Object.fromEntries(
+          Object.keys(healthy)
+            .filter((c) => c !== "dns")
+            .map((c) => [c, "skip"]),
+        ),
+      },
+    });
+
+    await lab.solve("a-record");
+
+    expect((await roaming.sh(`curl -sS --max-time 10 https://${name}/health`)).stdout).toContain("pass");
+    expect((await lab.check("a-record")).ok).toBe(true);
+    expect(await preflight()).toEqual({ code: 0, status: healthy });
   });
 });

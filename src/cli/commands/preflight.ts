@@ -25,6 +25,8 @@ interface Result {
   detail: string;
   /** One sentence: what to change when the check does not pass. */
   fix?: string;
+  /** For a skip: the failing check it rests on, which is the one to fix first. */
+  because?: string;
 }
 export interface Target {
   url: URL;
@@ -42,6 +44,8 @@ const STUN_MAGIC = 0x2112a442;
 const FIX = {
   dns: (n: string) =>
     `Add an A record for ${n} pointing at the server's public IPv4 address at your registrar (check: nslookup ${n} 1.1.1.1).`,
+  dnsWrong: (n: string) =>
+    `Point the A record for ${n} at the server's current public IPv4 address at your registrar (an old VPS's, or a typo, answers nothing), then check: nslookup ${n} 1.1.1.1.`,
   https: () => "Open 443/tcp in the cloud firewall and make Headscale (listen_addr 0.0.0.0:443) or your proxy listen on it.",
   http: () => "Open 80/tcp if the certificate comes by HTTP-01 through a proxy; Headscale's own ACME can use TLS-ALPN-01 on 443 instead.",
   tls: (n: string) =>
@@ -114,27 +118,40 @@ function printResult(r: Result): void {
 
 /** The checks behind TLS, in the order they print. */
 const BEHIND_TLS = ["key", "ts2021", "server_url", "derp"];
+/** Every check after dns, in the order they print. */
+const AFTER_DNS = ["https", "http", "tls", ...BEHIND_TLS, "stun"];
 
+/** A check not tried because `root` failed: fixing `root` is what to do first. */
 const skip =
-  (why: string) =>
-  (check: string): Result => ({ check, status: "skip", detail: why });
+  (root: string, why: string) =>
+  (check: string): Result => ({ check, status: "skip", detail: `not tried: ${root} fails (${why})`, because: root });
 
 export async function preflight(t: Target): Promise<Result[]> {
   const { result: dns, address } = await checkDns(t);
-  const results = [dns];
-  if (!address) return [...results, ...["https", "http", "tls", ...BEHIND_TLS, "stun"].map(skip("no address to try"))];
-  const https = await checkTcp("https", address, t.port, FIX.https(), "fail");
-  results.push(https, await checkTcp("http", address, 80, FIX.http(), "warn"));
-  if (https.status !== "ok") results.push(...["tls", ...BEHIND_TLS].map(skip(`${address}:${t.port} is not reachable`)));
+  if (!address) return [dns, ...AFTER_DNS.map(skip("dns", "no address to try"))];
+  const [https, http] = [
+    await checkTcp("https", address, t.port, FIX.https(), "fail"),
+    await checkTcp("http", address, 80, FIX.http(), "warn"),
+  ];
+  // No host at the address at all is the record's fault, not the firewall's (which drops, so times out).
+  if (https.unreachable && http.unreachable)
+    return [noHostAt(t, dns, address, https.result.detail), ...AFTER_DNS.map(skip("dns", `no host at ${address}`))];
+  const results = [dns, https.result, http.result];
+  if (https.result.status !== "ok") results.push(...["tls", ...BEHIND_TLS].map(skip("https", `${address}:${t.port} is not reachable`)));
   else {
     const certificate = await checkTls(t, address);
     results.push(certificate);
     // Without a certificate the client trusts, nothing behind TLS can be judged.
-    if (certificate.status === "fail") results.push(...BEHIND_TLS.map(skip("the certificate is not trusted for the name")));
+    if (certificate.status === "fail") results.push(...BEHIND_TLS.map(skip("tls", "the certificate is not trusted for the name")));
     else results.push(await checkKey(t, address), ...(await checkControl(t, address)), await checkDerp(t, address));
   }
   results.push(await checkStun(address));
   return results;
+}
+
+/** dns resolved, but to an address where no host answers (an old VPS's, a typo): dns is what fails. */
+export function noHostAt(t: Target, dns: Result, address: string, why: string): Result {
+  return { ...dns, status: "fail", detail: `${dns.detail}, but no host answers at ${address} (${why})`, fix: FIX.dnsWrong(t.name) };
 }
 
 async function checkDns(t: Target): Promise<{ result: Result; address?: string }> {
@@ -152,19 +169,32 @@ async function checkDns(t: Target): Promise<{ result: Result; address?: string }
   return { result: { check: "dns", status: "ok", detail: `${t.name} -> ${[...v4, ...v6].join(", ")}${via}` }, address: v4[0] };
 }
 
-function checkTcp(check: string, address: string, port: number, fix: string, failAs: Status): Promise<Result> {
+/** Host (or network) unreachable: no machine at the address, as a router or ARP tells. */
+const NO_HOST = new Set(["EHOSTUNREACH", "ENETUNREACH"]);
+
+function checkTcp(
+  check: string,
+  address: string,
+  port: number,
+  fix: string,
+  failAs: Status,
+): Promise<{ result: Result; unreachable: boolean }> {
   return new Promise((resolve) => {
     const s = net.connect({ host: address, port });
-    const done = (status: Status, detail: string) => {
+    const done = (status: Status, detail: string, unreachable = false) => {
       s.destroy();
-      resolve({ check, status, detail, fix });
+      resolve({ result: { check, status, detail, fix }, unreachable });
     };
     s.setTimeout(CONNECT_TIMEOUT_MS, () =>
       done(failAs, `${address}:${port}/tcp: no answer in ${CONNECT_TIMEOUT_MS / 1000} s (dropped by a firewall?)`),
     );
     s.once("connect", () => done("ok", `${address}:${port}/tcp accepts connections`));
     s.once("error", (e: NodeJS.ErrnoException) =>
-      done(failAs, `${address}:${port}/tcp: ${e.code === "ECONNREFUSED" ? "refused (nothing listens)" : e.message}`),
+      done(
+        failAs,
+        `${address}:${port}/tcp: ${e.code === "ECONNREFUSED" ? "refused (nothing listens)" : e.message}`,
+        NO_HOST.has(e.code ?? ""),
+      ),
     );
   });
 }
@@ -218,7 +248,7 @@ export async function checkControl(t: Target, address: string): Promise<[Result,
   } catch (e) {
     return [
       { check: "ts2021", status: "fail", detail: errorMessage(e), fix: FIX.ts2021() },
-      skip("the ts2021 upgrade does not go through")("server_url"),
+      skip("ts2021", "the ts2021 upgrade does not go through")("server_url"),
     ];
   }
   try {
