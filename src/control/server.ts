@@ -6,7 +6,7 @@ import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
-import { AcmeCertificates } from "./acme.ts";
+import type { AcmeCertificates } from "./acme.ts";
 import { startAdmin } from "./admin.ts";
 import type { ControlConfig } from "./config.ts";
 import { DerpServer } from "./derp.ts";
@@ -191,6 +191,8 @@ export class ControlServer {
     if (this.config.acme) {
       // Go programs such as Headscale take the roots for the CA's API from SSL_CERT_FILE: so does this one.
       const roots = process.env.SSL_CERT_FILE;
+      // Loaded only here: the bundle keeps acme-client in its own chunk, off the CLI's path.
+      const { AcmeCertificates } = await import("./acme.ts");
       this.acme = new AcmeCertificates(this.config.acme, this.log, roots && existsSync(roots) ? readFileSync(roots) : undefined);
     }
     const server = this.acme
