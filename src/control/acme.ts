@@ -73,6 +73,8 @@ export class AcmeCertificates {
     private readonly log: Log,
     /** The roots the CA's API is checked against (SSL_CERT_FILE's, as Go programs read it); default: Node's. */
     apiRoots?: Buffer,
+    /** The time certificates are judged at (tests move it towards expiry). */
+    private readonly now: () => number = Date.now,
   ) {
     // acme-client talks to the CA through its own axios instance.
     if (apiRoots) acme.axios.defaults.httpsAgent = new https.Agent({ ca: apiRoots });
@@ -91,7 +93,7 @@ export class AcmeCertificates {
       this.challengeServer!.listen(port, host || undefined, () => resolve());
     });
     this.loadStored();
-    if (this.held && renewalTime(this.held.notBefore, this.held.notAfter).getTime() > Date.now()) {
+    if (this.held && renewalTime(this.held.notBefore, this.held.notAfter).getTime() > this.now()) {
       this.log(`acme: using the stored certificate for ${this.config.hostname} (expires ${this.held.notAfter.toISOString()})`);
       this.scheduleRenewal();
     } else {
@@ -145,7 +147,7 @@ export class AcmeCertificates {
     const info = acme.crypto.readCertificateInfo(certPem);
     const names = [info.domains.commonName, ...info.domains.altNames].map((n) => n?.toLowerCase());
     if (!names.includes(this.config.hostname)) throw new Error(`it is for ${names.filter(Boolean).join(", ")}`);
-    if (info.notAfter.getTime() <= Date.now()) throw new Error(`it expired ${info.notAfter.toISOString()}`);
+    if (info.notAfter.getTime() <= this.now()) throw new Error(`it expired ${info.notAfter.toISOString()}`);
     this.held = { context: tls.createSecureContext({ cert: certPem, key: keyPem }), notBefore: info.notBefore, notAfter: info.notAfter };
   }
 
@@ -201,7 +203,7 @@ export class AcmeCertificates {
 
   private scheduleRenewal(): void {
     if (!this.held) return;
-    this.arm(renewalTime(this.held.notBefore, this.held.notAfter).getTime() - Date.now(), "renewal due");
+    this.arm(renewalTime(this.held.notBefore, this.held.notAfter).getTime() - this.now(), "renewal due");
   }
 
   /** Orders after `ms`, re-arming in steps past setTimeout's limit. */

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
 import { afterAll, describe, expect, it } from "vitest";
-import { renewalTime, retryDelay } from "../../src/control/acme.ts";
+import { AcmeCertificates, renewalTime, retryDelay } from "../../src/control/acme.ts";
 import { ConfigError, LETS_ENCRYPT_DIRECTORY, parseConfig } from "../../src/control/config.ts";
 import { ControlServer } from "../../src/control/server.ts";
 import { makeLabTls } from "../../src/lab/tls.ts";
@@ -198,6 +198,43 @@ describe("ACME server behaviour without a CA", () => {
       expect(logs.filter((m) => m.startsWith("acme: ordering"))).toEqual([]);
     } finally {
       await ctl.close();
+    }
+  });
+
+  it("a stored certificate due for renewal is served while the renewal order fails", async () => {
+    const cacheDir = join(root, `cache${++n}`);
+    mkdirSync(cacheDir, { recursive: true });
+    const lab = await makeLabTls("headscale.test", [], ["headscale.test"]);
+    writeFileSync(join(cacheDir, "headscale.test.crt"), lab.cert);
+    writeFileSync(join(cacheDir, "headscale.test.key"), lab.key, { mode: 0o600 });
+    const logs: string[] = [];
+    // 25 days on, a 30-day certificate is 5 days from expiry: past its renewal time (10 days before).
+    const later = () => Date.now() + 25 * 86_400_000;
+    const certs = new AcmeCertificates(
+      {
+        hostname: "headscale.test",
+        email: "",
+        directoryUrl: "https://127.0.0.1:1/dir",
+        httpListen: { host: "127.0.0.1", port: 0 },
+        cacheDir,
+      },
+      (m) => logs.push(m),
+      undefined,
+      later,
+    );
+    await certs.start();
+    try {
+      const failed = await eventually("the failed renewal in the log", async () => {
+        const l = logs.find((m) => m.startsWith("acme: no certificate for headscale.test"));
+        if (!l) throw new Error(logs.join("\n"));
+        return l;
+      });
+      expect(logs[0]).toBe("acme: ordering a certificate for headscale.test from https://127.0.0.1:1/dir (renewal due)");
+      expect(failed).toMatch(/; trying again in 10 s \(serving the current one meanwhile\)$/);
+      const served = await new Promise<tls.SecureContext | undefined>((r) => certs.sniCallback("headscale.test", (_e, ctx) => r(ctx)));
+      expect(served).toBeDefined();
+    } finally {
+      await certs.close();
     }
   });
 });
