@@ -269,6 +269,13 @@ export class ControlServer {
       if (req.method === "GET" && url.pathname === "/derpmap") {
         return json(res, 200, derpMap(this.mapper.derp, this.mapper.extraRegions));
       }
+      // An upgrade request that arrives as a plain one lost its headers on the way, usually in a proxy.
+      if (req.method === "POST" && url.pathname === "/ts2021") {
+        throw new HttpError(
+          426,
+          "ts2021 needs Upgrade: tailscale-control-protocol and Connection: upgrade; a proxy in between may drop them",
+        );
+      }
       const reg = /^\/register\/([A-Za-z0-9_-]+)$/.exec(url.pathname);
       if (req.method === "GET" && reg && this.pending.get(reg[1]!)) {
         res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
