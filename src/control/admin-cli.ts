@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { type AdminNode, adminCall, adminUser } from "./admin.ts";
-import { DEFAULT_ADMIN_SOCKET, DEFAULT_CONFIG_PATH, loadConfig } from "./config.ts";
+import { DEFAULT_ADMIN_SOCKET, defaultConfigPath, loadConfig } from "./config.ts";
 import type { PreAuthKeyRec, UserRec } from "./store.ts";
 import { TailnetError } from "./tailnet.ts";
 
@@ -118,7 +118,7 @@ function output(flags: Parsed["flags"], value: unknown, human: () => string): st
 
 function socketPath(flags: Parsed["flags"]): string {
   if (process.env.WG3_CONTROL_SOCKET) return process.env.WG3_CONTROL_SOCKET;
-  const cfg = typeof flags.config === "string" ? flags.config : process.env.WG3_CONTROL_CONFIG || DEFAULT_CONFIG_PATH;
+  const cfg = typeof flags.config === "string" ? flags.config : defaultConfigPath();
   try {
     return loadConfig(cfg).adminSocket;
   } catch {

@@ -1,5 +1,7 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parse } from "yaml";
+import type { AcmeConfig } from "./acme.ts";
 import { loadDerpPaths, type TailcfgRegion } from "./derp-paths.ts";
 import type { DerpRegion } from "./mapper.ts";
 
@@ -11,6 +13,8 @@ import type { DerpRegion } from "./mapper.ts";
 export interface ControlConfig {
   serverUrl: string;
   listen: { host: string; port: number; tls?: { cert: string; key: string } };
+  /** A certificate from an ACME CA for the listener instead of tls_cert_path (Headscale's tls_letsencrypt_* and acme_* keys). */
+  acme?: AcmeConfig;
   stateDir: string;
   adminSocket: string;
   prefixes: { v4: string; v6: string };
@@ -151,6 +155,14 @@ function parseLimits(raw: Raw, where: string): Limits {
 export class ConfigError extends Error {}
 
 export const DEFAULT_CONFIG_PATH = "/etc/wg3-control/config.yaml";
+/** Where Headscale reads its config: used when ours is absent, so a Headscale VPS's file and commands work as they are. */
+export const HEADSCALE_CONFIG_PATH = "/etc/headscale/config.yaml";
+
+/** The config to read when none is given: WG3_CONTROL_CONFIG, ours, else Headscale's if it exists. */
+export function defaultConfigPath(): string {
+  if (process.env.WG3_CONTROL_CONFIG) return process.env.WG3_CONTROL_CONFIG;
+  return !existsSync(DEFAULT_CONFIG_PATH) && existsSync(HEADSCALE_CONFIG_PATH) ? HEADSCALE_CONFIG_PATH : DEFAULT_CONFIG_PATH;
+}
 export const DEFAULT_ADMIN_SOCKET = "/var/run/wg3-control/admin.sock";
 
 function hostPort(s: string, what: string): { host: string; port: number } {
@@ -187,6 +199,10 @@ export function parseConfig(text: string, where = "config"): ControlConfig {
   const cert = raw.tls_cert_path ? String(raw.tls_cert_path) : undefined;
   const key = raw.tls_key_path ? String(raw.tls_key_path) : undefined;
   if (Boolean(cert) !== Boolean(key)) throw new ConfigError(`${where}: give both tls_cert_path and tls_key_path, or neither`);
+  const stateDir = str(raw.state_dir, "", "/var/lib/wg3-control");
+  const acme = acmeConfig(raw, where, stateDir);
+  if (acme && cert)
+    throw new ConfigError(`${where}: give tls_cert_path and tls_key_path, or tls_letsencrypt_hostname for a certificate by ACME, not both`);
   const prefixes = obj(raw.prefixes);
   const dns = obj(raw.dns);
   const derp = obj(obj(raw.derp).server);
@@ -217,7 +233,8 @@ export function parseConfig(text: string, where = "config"): ControlConfig {
   return {
     serverUrl,
     listen: { ...listen, ...(cert && key ? { tls: { cert, key } } : {}) },
-    stateDir: str(raw.state_dir, "", "/var/lib/wg3-control"),
+    ...(acme ? { acme } : {}),
+    stateDir,
     adminSocket: str(raw.unix_socket, "", DEFAULT_ADMIN_SOCKET),
     prefixes: { v4: str(prefixes.v4, "", "100.64.0.0/10"), v6: str(prefixes.v6, "", "fd7a:115c:a1e0::/48") },
     dns: { baseDomain, nameservers: Array.isArray(obj(dns.nameservers).global) ? (obj(dns.nameservers).global as string[]) : [] },
@@ -294,6 +311,56 @@ function oidcConfig(v: unknown, where: string): { oidc?: OidcConfig } {
       pkce: pkce.enabled === true,
     },
   };
+}
+
+/** Headscale's acme_url default. */
+export const LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory";
+
+/** Headscale's keys: tls_letsencrypt_hostname turns ACME on; the others have Headscale's defaults. */
+function acmeConfig(raw: Raw, where: string, stateDir: string): AcmeConfig | undefined {
+  const hostname = raw.tls_letsencrypt_hostname;
+  if (hostname === undefined || hostname === null || hostname === "") return undefined;
+  if (typeof hostname !== "string" || !isDnsName(hostname))
+    throw new ConfigError(
+      `${where}: tls_letsencrypt_hostname: want a DNS name like headscale.example.com, got ${JSON.stringify(hostname)}`,
+    );
+  const directoryUrl = str(raw.acme_url, "", LETS_ENCRYPT_DIRECTORY);
+  if (!/^https:\/\/[^/\s]+/.test(directoryUrl) || !parsesAsUrl(directoryUrl))
+    throw new ConfigError(
+      `${where}: acme_url: want the https URL of an ACME directory like ${LETS_ENCRYPT_DIRECTORY}, got ${JSON.stringify(raw.acme_url)}`,
+    );
+  const email = raw.acme_email === undefined || raw.acme_email === null ? "" : String(raw.acme_email);
+  if (email && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email))
+    throw new ConfigError(`${where}: acme_email: want an address like you@example.com (or nothing), got ${JSON.stringify(email)}`);
+  const challenge = str(raw.tls_letsencrypt_challenge_type, "", "HTTP-01");
+  if (challenge === "TLS-ALPN-01")
+    throw new ConfigError(
+      `${where}: tls_letsencrypt_challenge_type: TLS-ALPN-01 is not supported by this server (Node 18 cannot choose a certificate by ALPN); use HTTP-01`,
+    );
+  if (challenge !== "HTTP-01")
+    throw new ConfigError(`${where}: tls_letsencrypt_challenge_type: want HTTP-01, got ${JSON.stringify(challenge)}`);
+  const listen = str(raw.tls_letsencrypt_listen, "", ":http");
+  const m = /^\[?([^\]]*)\]?:(http|\d{1,5})$/.exec(listen);
+  const port = m && (m[2] === "http" ? 80 : Number(m[2]));
+  if (!m || !port || port > 65535)
+    throw new ConfigError(
+      `${where}: tls_letsencrypt_listen: want [HOST]:PORT for the CA's HTTP-01 requests, like ":http" or "0.0.0.0:80", got ${JSON.stringify(listen)}`,
+    );
+  const cacheDir = str(raw.tls_letsencrypt_cache_dir, "", join(stateDir, "acme"));
+  return { hostname: hostname.toLowerCase(), email, directoryUrl, httpListen: { host: m[1]!, port }, cacheDir };
+}
+
+function parsesAsUrl(s: string): boolean {
+  try {
+    return Boolean(new URL(s));
+  } catch {
+    return false;
+  }
+}
+
+function isDnsName(s: string): boolean {
+  if (/^[\d.]+$/.test(s) || s.length > 253) return false;
+  return s.split(".").length >= 2 && s.split(".").every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l));
 }
 
 const DEFAULT_EPHEMERAL_INACTIVITY_TIMEOUT = 30 * 60_000;

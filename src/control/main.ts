@@ -1,5 +1,5 @@
 import { runCli } from "./admin-cli.ts";
-import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from "./config.ts";
+import { ConfigError, defaultConfigPath, loadConfig } from "./config.ts";
 import { ControlServer } from "./server.ts";
 import { TailnetError } from "./tailnet.ts";
 
@@ -11,7 +11,7 @@ import { TailnetError } from "./tailnet.ts";
 
 async function serve(argv: string[]): Promise<void> {
   const i = argv.findIndex((a) => a === "--config" || a === "-c");
-  const configPath = i >= 0 ? argv[i + 1]! : process.env.WG3_CONTROL_CONFIG || DEFAULT_CONFIG_PATH;
+  const configPath = i >= 0 ? argv[i + 1]! : defaultConfigPath();
   const config = loadConfig(configPath);
   const log = (m: string) => process.stdout.write(`${new Date().toISOString()} ${m}\n`);
   const server = new ControlServer(config, log);

@@ -6,6 +6,7 @@ import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
+import type { AcmeCertificates } from "./acme.ts";
 import { startAdmin } from "./admin.ts";
 import type { ControlConfig } from "./config.ts";
 import { DerpServer } from "./derp.ts";
@@ -123,6 +124,7 @@ export class ControlServer {
   private admin: http.Server | undefined;
   private metrics: http.Server | undefined;
   private stun: { port: number; close(): Promise<void> } | undefined;
+  private acme: AcmeCertificates | undefined;
   /** Each node's serialised view, shared by every map that carries it; dropped when it changes. */
   private readonly viewCache = new Map<number, string>();
   private changedBatch = new Set<number>();
@@ -184,17 +186,24 @@ export class ControlServer {
     });
   }
 
-  async start(): Promise<{ port: number; stunPort?: number; metricsPort?: number }> {
+  async start(): Promise<{ port: number; stunPort?: number; metricsPort?: number; acmeHttpPort?: number }> {
     const { host, port, tls } = this.config.listen;
     const handler = (req: IncomingMessage, res: ServerResponse) => this.onHttp(req, res);
     // Node checks headersTimeout only this often (30 s by default).
     const opts = { connectionsCheckingInterval: Math.min(1_000, this.config.limits.handshakeTimeout) };
-    const server = tls
-      ? https.createServer(
-          { ...opts, handshakeTimeout: this.config.limits.handshakeTimeout, cert: readFileSync(tls.cert), key: readFileSync(tls.key) },
-          handler,
-        )
-      : http.createServer(opts, handler);
+    const tlsOpts = { ...opts, handshakeTimeout: this.config.limits.handshakeTimeout };
+    if (this.config.acme) {
+      // Go programs such as Headscale take the roots for the CA's API from SSL_CERT_FILE: so does this one.
+      const roots = process.env.SSL_CERT_FILE;
+      // Loaded only here: the bundle keeps acme-client in its own chunk, off the CLI's path.
+      const { AcmeCertificates } = await import("./acme.ts");
+      this.acme = new AcmeCertificates(this.config.acme, this.log, roots && existsSync(roots) ? readFileSync(roots) : undefined);
+    }
+    const server = this.acme
+      ? https.createServer({ ...tlsOpts, SNICallback: this.acme.sniCallback }, handler)
+      : tls
+        ? https.createServer({ ...tlsOpts, cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, handler)
+        : http.createServer(opts, handler);
     // Upgraded connections (ts2021, DERP) leave the HTTP server: these bound only the time to a
     // complete request head, and how many connections may be open at all.
     server.requestTimeout = 0;
@@ -212,19 +221,21 @@ export class ControlServer {
     });
     this.listener = server;
     const bound = (server.address() as AddressInfo).port;
+    const acmeHttpPort = this.acme ? (await this.acme.start()).httpPort : undefined;
     if (this.config.derp.enabled && this.config.derp.stunListen) {
       this.stun = await startStun(this.config.derp.stunListen);
     }
     this.admin = await startAdmin(this, this.config.adminSocket);
     if (this.config.metricsListen) this.metrics = await startMetrics(this, this.config.metricsListen);
     this.log(
-      `listening on ${tls ? "https" : "http"}://${host}:${bound} (server URL ${this.config.serverUrl}); ` +
+      `listening on ${tls || this.acme ? "https" : "http"}://${host}:${bound} (server URL ${this.config.serverUrl}); ` +
         `noise key ${formatKey("mkey", this.noiseKey.publicKey).slice(0, 17)}…; ` +
         `${this.tailnet.nodes().length} node(s), ${this.tailnet.users().length} user(s) in ${this.config.stateDir}; ` +
         `admin socket ${this.config.adminSocket}` +
-        (this.metrics ? `; metrics on http://${this.config.metricsListen!.host}:${boundPort(this.metrics)}/metrics` : ""),
+        (this.metrics ? `; metrics on http://${this.config.metricsListen!.host}:${boundPort(this.metrics)}/metrics` : "") +
+        (this.acme ? `; ACME HTTP-01 on port ${acmeHttpPort} for ${this.config.acme!.hostname}` : ""),
     );
-    return { port: bound, stunPort: this.stun?.port, metricsPort: this.metrics && boundPort(this.metrics) };
+    return { port: bound, stunPort: this.stun?.port, metricsPort: this.metrics && boundPort(this.metrics), acmeHttpPort };
   }
 
   async close(): Promise<void> {
@@ -239,6 +250,7 @@ export class ControlServer {
     this.ephemeralDeletes.clear();
     this.derp?.close();
     await this.stun?.close();
+    await this.acme?.close();
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((r) => (this.listener ? this.listener.close(() => r()) : r()));
     await this.tailnet.flush();
@@ -262,6 +274,13 @@ export class ControlServer {
         return json(res, 200, derpMap(this.mapper.derp, this.mapper.extraRegions));
       }
       if (this.oidc && this.onOidc(this.oidc, url.pathname, req, res)) return;
+      // An upgrade request that arrives as a plain one lost its headers on the way, usually in a proxy.
+      if (req.method === "POST" && url.pathname === "/ts2021") {
+        throw new HttpError(
+          426,
+          "ts2021 needs Upgrade: tailscale-control-protocol and Connection: upgrade; a proxy in between may drop them",
+        );
+      }
       const reg = /^\/register\/([A-Za-z0-9_-]+)$/.exec(url.pathname);
       if (req.method === "GET" && reg && this.pending.get(reg[1]!)) {
         res.writeHead(200, { "content-type": "text/html; charset=utf-8" });

@@ -1,25 +1,32 @@
 import { buildSync } from "esbuild";
 import { ROOT } from "../paths.ts";
 
+type Generated = { name: string; data: Buffer<ArrayBuffer>; mode: number };
+
 /**
  * Build-context files that are generated rather than kept in images/<role>/: the builtin
- * control server, bundled from src/control/ into one ES module for the `control` image, and
- * the lab identity provider from src/idp/ for the `idp` image.
- * Bundling pins the exact code into the image (and its content hash), and the container needs
- * only Debian's nodejs, no node_modules.
+ * control server, bundled from src/control/ into control.mjs for the `control` image, plus a
+ * chunk per dynamic import (the ACME client, loaded only by a server that uses it, so the
+ * `headscale` CLI does not parse it on every call), and the lab identity provider from src/idp/
+ * into idp.mjs for the `idp` image. Bundling pins the exact code into the image (and its
+ * content hash), and the container needs only Debian's nodejs, no node_modules.
  */
-const GENERATED: Record<string, () => { name: string; data: Buffer<ArrayBuffer>; mode: number }[]> = {
-  control: () => [{ name: "control.mjs", data: bundle("src/control/main.ts"), mode: 0o644 }],
-  idp: () => [{ name: "idp.mjs", data: bundle("src/idp/main.ts"), mode: 0o644 }],
+const GENERATED: Record<string, () => Generated[]> = {
+  control: () => bundle("src/control/main.ts", "control"),
+  idp: () => bundle("src/idp/main.ts", "idp"),
 };
 
-const cache = new Map<string, Buffer<ArrayBuffer>>();
+const cache = new Map<string, Generated[]>();
 
-function bundle(entry: string): Buffer<ArrayBuffer> {
+function bundle(entry: string, name: string): Generated[] {
   const hit = cache.get(entry);
   if (hit) return hit;
   const r = buildSync({
-    entryPoints: [entry],
+    entryPoints: { [name]: entry },
+    outdir: "/bundle", // not written: names the files only
+    outExtension: { ".js": ".mjs" },
+    splitting: true,
+    chunkNames: "[name]-[hash]",
     absWorkingDir: ROOT, // paths in the output are relative to the repo: the same bytes in any clone
     bundle: true,
     platform: "node",
@@ -31,11 +38,11 @@ function bundle(entry: string): Buffer<ArrayBuffer> {
     banner: { js: "import { createRequire as __wg3Require } from 'node:module'; const require = __wg3Require(import.meta.url);" },
     logLevel: "silent",
   });
-  const out = Buffer.from(r.outputFiles[0]!.contents);
+  const out = r.outputFiles.map((f) => ({ name: f.path.replace(/^\/bundle\//, ""), data: Buffer.from(f.contents), mode: 0o644 }));
   cache.set(entry, out);
   return out;
 }
 
-export function generatedFiles(role: string): { name: string; data: Buffer<ArrayBuffer>; mode: number }[] {
+export function generatedFiles(role: string): Generated[] {
   return GENERATED[role]?.() ?? [];
 }

@@ -74,6 +74,14 @@ export const IMAGE_ROLES = {
     devices: [],
     sysctls: {},
   },
+  "vps-control": {
+    parent: "control",
+    binaries: [],
+    about: "the builtin control server plus Debian's Caddy, to put in front of it",
+    caps: NET_CAPS,
+    devices: [],
+    sysctls: {},
+  },
 } as const satisfies Record<string, RoleSpec>;
 
 export type ImageRole = keyof typeof IMAGE_ROLES;

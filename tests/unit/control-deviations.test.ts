@@ -125,6 +125,18 @@ describe("the smaller deviations from Headscale", () => {
     await s.ctl.close();
   });
 
+  it("a POST /ts2021 without its upgrade headers (a proxy dropped them) is answered 426 naming them; with them it upgrades", async () => {
+    const s = await server();
+    const plain = await fetch(`${s.url}/ts2021`, { method: "POST" });
+    expect(plain.status).toBe(426);
+    expect(((await plain.json()) as { error: string }).error).toBe(
+      "ts2021 needs Upgrade: tailscale-control-protocol and Connection: upgrade; a proxy in between may drop them",
+    );
+    const c = await ControlClient.connect({ url: s.url });
+    c.close();
+    await s.ctl.close();
+  });
+
   it("DERP verify_clients (default on): only this tailnet's node keys may use the relay", async () => {
     const s = await server();
     const url = `${s.url}/derp`;

@@ -44,7 +44,7 @@ describe("shape errors", () => {
 
   it("name the image roles for an unknown image, at load time", () => {
     expect(problems(minimal.replace("image: wg-peer", "image: nope"))).toEqual([
-      '7: nodes.a.image: expected one of base, wg-peer, webserver, tailscale, headscale, control, idp, router, stun, acme, dns, vps-caddy, got "nope"',
+      '7: nodes.a.image: expected one of base, wg-peer, webserver, tailscale, headscale, control, idp, router, stun, acme, dns, vps-caddy, vps-control, got "nope"',
     ]);
   });
 

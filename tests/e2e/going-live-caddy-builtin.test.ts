@@ -1,0 +1,125 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
+import { eventually } from "../support/eventually.ts";
+import { LabHandle } from "../support/lab-handle.ts";
+import { testLabName } from "../support/labs.ts";
+import { startTs } from "../support/start-ts.ts";
+import { TIMEOUT } from "../support/timeouts.ts";
+
+// going-live --layout caddy --control builtin: the builtin server on loopback (TLS with the
+// internal certificate, as Headscale there) behind seed 002's Caddy, which gets the pebble
+// certificate. Every exercise of the layout, each check failing first; going-live-caddy.test.ts
+// does the same with Headscale.
+const controls = (process.env.WG3_CONTROLS ?? "headscale,builtin").split(",");
+
+describe.skipIf(!controls.includes("builtin"))("going-live --layout caddy --control builtin: the builtin server behind Caddy", () => {
+  let lab: LabHandle;
+  let roaming: TailscaleInContainer;
+  let name: string;
+  let vpsIp: string;
+  const tmp = mkdtempSync(join(tmpdir(), "wg3-going-live-caddy-builtin-"));
+  const pebbleRoot = join(tmp, "pebble-root.pem");
+  const healthy = { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", server_url: "ok", derp: "ok", stun: "ok" };
+  /** `./start.ts preflight` from this host, asking the registrar and trusting this run's pebble root. */
+  const preflight = async () => {
+    const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), "--ca", pebbleRoot, "--json"]);
+    const checks = JSON.parse(r.stdout) as { check: string; status: string; detail: string }[];
+    return { code: r.code, status: Object.fromEntries(checks.map((c) => [c.check, c.status])), checks };
+  };
+  /** What roaming's nc -zv says about a TCP port of the VPS: a connection, a refusal, or silence. */
+  const probe = async (port: number) => {
+    const out = (await roaming.sh(`nc -zv -w 3 ${vpsIp} ${port} 2>&1`)).stdout;
+    return /succeeded/.test(out) ? "open" : /refused/.test(out) ? "refused" : "filtered";
+  };
+
+  beforeAll(async () => {
+    lab = await LabHandle.start("going-live", {
+      lab: testLabName("live-caddy-builtin"),
+      options: { layout: "caddy", control: "builtin" },
+    });
+    roaming = lab.tailscale("ts-client-roaming");
+    name = String(lab.recipe.vars.serverName);
+    vpsIp = lab.ip("vps", "internet");
+    writeFileSync(pebbleRoot, (await roaming.sh("cat /usr/local/share/ca-certificates/pebble-root.crt")).stdout);
+  });
+  afterAll(async () => {
+    await lab?.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("the VPS runs the builtin server on loopback with Headscale's behind-Caddy config, and Caddy installed", async () => {
+    expect(lab.recipe.exercises.map((e) => e.id)).toEqual(["a-record", "firewall", "caddy", "proxy-upgrade", "join", "stun"]);
+    expect((await lab.sh("vps", "node /opt/wg3-control/control.mjs cli version && caddy version")).exitCode).toBe(0);
+    const health = await lab.sh("vps", "curl -sk https://127.0.0.1:8080/health");
+    expect(health.stdout).toContain('"status":"pass"');
+  });
+
+  it("a-record and firewall: as with Headscale; opened, 443 is refused while Caddy is not started", async () => {
+    expect((await lab.check("a-record")).ok).toBe(false);
+    await lab.solve("a-record");
+    expect((await lab.check("a-record")).ok).toBe(true);
+
+    expect(await probe(443)).toBe("filtered");
+    expect((await lab.check("firewall")).ok).toBe(false);
+    await lab.solve("firewall");
+    expect(await probe(443)).toBe("refused");
+    expect((await lab.check("firewall")).ok).toBe(true);
+  });
+
+  it("caddy: nothing answers on 443 until Caddy starts; then a pebble certificate, and /health from the builtin server", async () => {
+    expect((await lab.check("caddy")).ok).toBe(false);
+
+    await lab.solve("caddy");
+
+    const health = await roaming.sh(`curl -sS -i --max-time 10 https://${name}/health`);
+    expect(health.stdout).toMatch(/^server: Caddy/im);
+    expect(health.stdout).toContain('"status":"pass"');
+    const chain = await roaming.sh(
+      `openssl s_client -connect ${name}:443 -servername ${name} -CAfile /usr/local/share/ca-certificates/pebble-root.crt -no-CApath -no-CAstore </dev/null 2>/dev/null`,
+    );
+    expect(chain.stdout).toMatch(/issuer=.*Pebble Intermediate CA/);
+    expect((await lab.check("caddy")).ok).toBe(true);
+  });
+
+  it("proxy-upgrade, before: without Upgrade and Connection no client gets in, and preflight names ts2021 and derp", async () => {
+    expect((await lab.check("proxy-upgrade")).ok).toBe(false);
+    const before = await preflight();
+    expect(before.code).toBe(1);
+    expect(before.status).toEqual({ ...healthy, ts2021: "fail", server_url: "skip", derp: "fail", stun: "fail" });
+    console.log(`going-live-caddy-builtin: preflight ts2021: ${before.checks.find((c) => c.check === "ts2021")?.detail}`);
+    const ts2021 = await roaming.sh(`tailscale debug ts2021 --host ${name} 2>&1`);
+    // The client's own ts2021 dialer: the builtin server answers the upgrade that lost its headers with 426.
+    expect(ts2021.stdout).toContain("unexpected HTTP response: 426 Upgrade Required");
+    expect(ts2021.stdout).not.toContain("did noise handshake");
+    console.log(`going-live-caddy-builtin: tailscale debug ts2021: ${ts2021.stdout.trim().split("\n").slice(-2).join(" | ")}`);
+  });
+
+  it("proxy-upgrade: without the two header_up lines the upgrade reaches the builtin server", async () => {
+    await lab.solve("proxy-upgrade");
+
+    expect((await lab.check("proxy-upgrade")).ok).toBe(true);
+    expect(await preflight()).toMatchObject({ code: 1, status: { ...healthy, stun: "fail" } });
+  });
+
+  it("join: both clients join through Caddy; roaming reaches home and the home webserver", async () => {
+    expect((await lab.check("join")).ok).toBe(false);
+
+    await lab.solve("join");
+
+    expect(await eventually("roaming's ping home over the tailnet", () => roaming.ping("home"), { timeout: TIMEOUT.converge })).toBe(true);
+    expect((await lab.check("join")).ok).toBe(true);
+  });
+
+  it("stun: closed, netcheck finds no UDP; opened, preflight passes whole on the builtin server", async () => {
+    expect((await roaming.sh("tailscale netcheck 2>&1")).stdout).toContain("UDP: false");
+    expect((await lab.check("stun")).ok).toBe(false);
+
+    await lab.solve("stun");
+
+    expect((await lab.check("stun")).ok).toBe(true);
+    expect(await preflight()).toMatchObject({ code: 0, status: healthy });
+  });
+});
