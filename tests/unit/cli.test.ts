@@ -110,7 +110,7 @@ describe("start.ts", () => {
       // A saved plan is what `reset` knows a lab by before asking the engine: one in a state dir of this test's own.
       const state = mkdtempSync(join(tmpdir(), "wg3-reset-"));
       try {
-        const plan = makePlan(loadRecipe("going-live"), "t-reset", { layout: "headscale" }, "0000");
+        const plan = makePlan(loadRecipe("going-live"), "t-reset", { layout: "headscale", control: "headscale" }, "0000");
         mkdirSync(join(state, "labs", "t-reset", "going-live"), { recursive: true });
         writeFileSync(join(state, "labs", "t-reset", "going-live", "plan.json"), JSON.stringify(plan));
         const cases: [string[], RegExp][] = [
@@ -122,12 +122,12 @@ describe("start.ts", () => {
           ],
           [
             ["reset", "going-live", "--to", "nope", "--lab", "t-reset"],
-            /^going-live has no exercise "nope"; its exercises are: a-record, firewall, certificate, join, stun\.$/,
+            /^going-live has no exercise "nope"; its exercises are: a-record, firewall, certificate, join, stun, server-url\.$/,
           ],
           // An exercise of the other layout is named as such.
           [
             ["reset", "going-live", "--to", "caddy", "--lab", "t-reset"],
-            /^going-live \(started with --layout headscale\) has no exercise "caddy"; its exercises are: a-record, firewall, certificate, join, stun\.$/,
+            /^going-live \(started with --layout headscale\) has no exercise "caddy"; its exercises are: a-record, firewall, certificate, join, stun, server-url\.$/,
           ],
           [["reset", "going-live", "--to"], /^--to needs a value/],
         ];
