@@ -109,8 +109,8 @@ function checkNeeds(setup: Action[], at: At): void {
       const text = JSON.stringify([a.run, a.wait, a.file, a.title]);
       for (const m of text.matchAll(/vars\.([A-Za-z_][A-Za-z0-9_]*)/g)) {
         const v = m[1]!;
-        const capturedBy = setup.findIndex((b, j) => j < i && b.capture?.as === v);
-        if (capturedBy >= 0 && !before.has(v)) at(["setup", i, "needs"], `uses vars.${v}, so it needs the step that captures it ("${v}")`);
+        const captured = setup.some((b, j) => j < i && b.capture?.as === v);
+        if (captured && !before.has(v)) at(["setup", i, "needs"], `uses vars.${v}, so it needs the step that captures it ("${v}")`);
       }
     }
     const name = stepName(a);
