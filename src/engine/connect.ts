@@ -1,5 +1,7 @@
 import { existsSync } from "node:fs";
-import Docker from "dockerode";
+import { request as httpRequest } from "node:http";
+import { createRequire } from "node:module";
+import type Docker from "dockerode";
 import { errorMessage } from "../errors.ts";
 import { OWN_PODMAN_SOCKET } from "../paths.ts";
 
@@ -36,7 +38,16 @@ export function candidateSockets(): EngineEndpoint[] {
     .map((path) => ({ dockerHost: `unix://${path}`, source: "WG3_CANDIDATE_SOCKETS" }));
 }
 
+// Loaded on first use: dockerode (with ssh2 and gRPC) is a fifth of the CLI's start-up, and
+// many commands (help, check of a stopped lab, preflight) never talk to an engine.
+let DockerClass: typeof Docker | undefined;
+const loadDocker = (): typeof Docker => {
+  DockerClass ??= createRequire(import.meta.url)("dockerode") as typeof Docker;
+  return DockerClass;
+};
+
 export function dockerodeFor(dockerHost: string): Docker {
+  const Docker = loadDocker();
   if (dockerHost.startsWith("unix://")) return new Docker({ socketPath: dockerHost.slice("unix://".length) });
   const url = new URL(dockerHost.replace(/^tcp:/, "http:"));
   return new Docker({ host: url.hostname, port: Number(url.port || 2375), protocol: "http" });
@@ -50,31 +61,44 @@ export interface Probe {
   version?: string;
 }
 
-/** Ask an endpoint for its version within `timeoutMs`; tells absent, dead and alive apart. */
+/**
+ * Ask an endpoint who it is within `timeoutMs`; tells absent, dead and alive apart. `/_ping`
+ * answers in milliseconds and names the engine in its Server header (`Libpod/4.3.1 (linux)`,
+ * `Docker/27.3.1 (linux)`); podman's `/version` runs conmon and runc to list their versions and
+ * takes half a second, on every command.
+ */
 export async function probe(endpoint: EngineEndpoint, timeoutMs = 3000): Promise<Probe> {
   const path = endpoint.dockerHost.startsWith("unix://") ? endpoint.dockerHost.slice(7) : undefined;
   if (path && !existsSync(path)) return { endpoint, state: "absent" };
-  const docker = dockerodeFor(endpoint.dockerHost);
-  // Abort the request on timeout: a hung engine must not keep its connection (and this process) open.
-  const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), timeoutMs);
   try {
-    const version = docker.version.bind(docker) as unknown as (opts: { abortSignal: AbortSignal }) => Promise<unknown>;
-    const v = (await version({ abortSignal: abort.signal }).catch((err: unknown) => {
-      throw abort.signal.aborted ? new Error(`no answer in ${timeoutMs} ms`) : err;
-    })) as Docker.DockerVersion & { Components?: { Name: string; Version: string }[] };
-    const podman = v.Components?.find((c) => /podman/i.test(c.Name));
-    return {
-      endpoint,
-      state: "alive",
-      kind: podman ? "podman" : "docker",
-      version: podman?.Version ?? v.Version,
-    };
+    const server = await pingServerHeader(endpoint.dockerHost, timeoutMs);
+    const m = /^(Libpod|Docker)\/(\S+)/i.exec(server ?? "");
+    const kind: EngineKind = m?.[1]?.toLowerCase() === "libpod" ? "podman" : "docker";
+    return { endpoint, state: "alive", kind, version: m?.[2] ?? "?" };
   } catch (err) {
     return { endpoint, state: "dead", reason: errorMessage(err) };
-  } finally {
-    clearTimeout(timer);
   }
+}
+
+/** GET /_ping; its Server header, or an error (no answer in time, not 200). */
+function pingServerHeader(dockerHost: string, timeoutMs: number): Promise<string | undefined> {
+  const target = dockerHost.startsWith("unix://")
+    ? { socketPath: dockerHost.slice("unix://".length) }
+    : (() => {
+        const url = new URL(dockerHost.replace(/^tcp:/, "http:"));
+        return { host: url.hostname, port: Number(url.port || 2375) };
+      })();
+  return new Promise((resolve, reject) => {
+    // Destroyed on timeout: a hung engine must not keep its connection (and this process) open.
+    const req = httpRequest({ ...target, path: "/_ping", method: "GET", timeout: timeoutMs }, (res) => {
+      res.resume();
+      if (res.statusCode !== 200) reject(new Error(`/_ping answered HTTP ${res.statusCode}`));
+      else resolve(typeof res.headers.server === "string" ? res.headers.server : undefined);
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    req.on("error", reject);
+    req.end();
+  });
 }
 
 /** Find a live engine: DOCKER_HOST when set (and then only it), else the candidate sockets. */

@@ -76,12 +76,12 @@ describe("a running engine service that is slow to answer", () => {
     for (const srv of servers.splice(0)) srv.close();
   });
 
-  /** A socket that answers /version like podman, once `answering` is true. */
+  /** A socket that answers /_ping like podman, once `answering` is true. */
   function slowEngine(sock: string, state: { answering: boolean }): Promise<void> {
     const srv = createServer((_req, res) => {
       if (!state.answering) return; // hold the request, as a busy service does
-      res.setHeader("content-type", "application/json");
-      res.end(JSON.stringify({ Version: "4.3.1", ApiVersion: "1.41", Components: [{ Name: "Podman Engine", Version: "4.3.1" }] }));
+      res.setHeader("server", "Libpod/4.3.1 (linux)");
+      res.end("OK");
     });
     servers.push(srv);
     return new Promise((r) => srv.listen(sock, () => r()));

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdtempSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -23,9 +23,9 @@ describe("the CLI launcher", () => {
 
   it("builds the bundle on the first run and reuses it while src/ is unchanged", () => {
     expect(run()).toContain("Usage");
-    const built = statSync(bundle()).mtimeMs;
+    const built = statSync(bundle()).ino;
     run();
-    expect(statSync(bundle()).mtimeMs).toBe(built);
+    expect(statSync(bundle()).ino).toBe(built);
   });
 
   it("rebuilds after a source file changes", () => {
@@ -34,6 +34,22 @@ describe("the CLI launcher", () => {
     utimesSync(join(checkout, "src", "cli", "main.ts"), later, later);
     run();
     expect(statSync(bundle()).mtimeMs).toBeGreaterThan(before);
+  });
+
+  it("reuses the bundle after a rebuild for a source whose mtime has a sub-millisecond part", () => {
+    const odd = Math.floor(statSync(bundle()).mtimeMs / 1000) + 7.0004567; // seconds, as utimes takes them
+    utimesSync(join(checkout, "src", "cli", "main.ts"), odd, odd);
+    run();
+    const rebuilt = statSync(bundle()).ino; // a rebuild renames a new file into place
+    run();
+    expect(statSync(bundle()).ino).toBe(rebuilt);
+  });
+
+  it("reads a recipe anew once its file changes (the bundle keeps validated recipes)", () => {
+    const file = join(checkout, "recipes", "recipe-0", "recipe.yaml");
+    expect(run()).not.toContain("A renamed mesh");
+    writeFileSync(file, readFileSync(file, "utf8").replace(/^title: .*$/m, "title: A renamed mesh"));
+    expect(run()).toContain("A renamed mesh");
   });
 
   it("runs the sources through tsx when the bundle cannot be written", () => {

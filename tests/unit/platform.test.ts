@@ -3,7 +3,7 @@
  * sentence saying what is wrong and what to do, and a non-zero exit. Only what is beside the
  * point is faked: where discovery looks for sockets (WG3_CANDIDATE_SOCKETS), a PATH without
  * podman or go, the path checked for /dev/net/tun (WG3_TUN_DEVICE), and, for the Go case, an
- * engine that only answers /version. "Not root" is a real other user (nobody), "no internet"
+ * engine that only answers /_ping. "Not root" is a real other user (nobody), "no internet"
  * is a real empty network namespace (unshare -n), and dead sockets are real socket files
  * nobody listens on. No container engine is touched.
  */
@@ -209,16 +209,16 @@ describe("/dev/net/tun missing", () => {
 
 describe("Go absent and no internet", () => {
   it.skipIf(!canUnshareNet())("setup says the binaries can be neither built nor downloaded, in one sentence, exit 1", async () => {
-    // The engine is beside the point here: a socket answering /version is enough for setup to
+    // The engine is beside the point here: a socket answering /_ping is enough for setup to
     // go on to the binaries. The network namespace has no interfaces but lo: no internet.
-    const sock = join(tmp, "version-only.sock");
+    const sock = join(tmp, "ping-only.sock");
     const engine = createHttpServer((req, res) => {
-      if (req.url?.endsWith("/version")) {
-        res.setHeader("content-type", "application/json");
-        res.end(JSON.stringify({ Version: "4.3.1", ApiVersion: "1.41", Components: [{ Name: "Podman Engine", Version: "4.3.1" }] }));
+      if (req.url?.endsWith("/_ping")) {
+        res.setHeader("server", "Libpod/4.3.1 (linux)");
+        res.end("OK");
       } else {
         res.statusCode = 500;
-        res.end(JSON.stringify({ message: `this test engine only answers /version, not ${req.url}` }));
+        res.end(JSON.stringify({ message: `this test engine only answers /_ping, not ${req.url}` }));
       }
     });
     servers.push(engine as unknown as Server);
