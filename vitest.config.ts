@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import LongestFirst from "./tests/support/sequencer.ts";
 import { VITEST } from "./tests/support/timeouts.ts";
 
 /** e2e files that use the default lab (the workshop's names), so never two at once. */
@@ -10,6 +11,8 @@ const E2E_PARALLEL = Number(process.env.WG3_E2E_PARALLEL ?? 3);
 // `e2e` drives a real engine, real WireGuard, real tailscaled and Headscale.
 export default defineConfig({
   test: {
+    // The slowest files first (by a full run's seconds), so that no long file starts last.
+    sequence: { sequencer: LongestFirst },
     projects: [
       {
         test: {
