@@ -34,7 +34,8 @@ export async function serve(dir: string, crashAt = 0, extra: string[] = []): Pro
   const proc = spawn(process.execPath, ["--import", "tsx", "src/control/main.ts", "serve", "--config", config], { env, stdio: "ignore" });
   const exited = new Promise<NodeJS.Signals | null>((r) => proc.once("exit", (_c, sig) => r(sig)));
   const url = `http://127.0.0.1:${port}`;
-  await eventually("the control server answers /health", async () => (await fetch(`${url}/health`)).ok, { timeout: TIMEOUT.short });
+  // A new Node process transpiling the server through tsx: seconds on a quiet machine, more on a busy one.
+  await eventually("the control server answers /health", async () => (await fetch(`${url}/health`)).ok, { timeout: TIMEOUT.poll });
   return { proc, url, socket, exited };
 }
 
