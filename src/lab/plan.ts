@@ -1,5 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { UserError } from "../errors.ts";
 import { stateDir } from "../paths.ts";
 import { intToIp, ipToInt } from "../recipe/net.ts";
@@ -176,4 +176,7 @@ export function labStateDir(lab: string, recipe: string): string {
 
 export function deletePlan(lab: string, recipe: string): void {
   rmSync(labStateDir(lab, recipe), { recursive: true, force: true });
+  // The lab's own folder too once no recipe of it is left, so that stopped labs leave nothing.
+  const labDir = dirname(labStateDir(lab, recipe));
+  if (existsSync(labDir) && readdirSync(labDir).length === 0) rmSync(labDir, { recursive: true, force: true });
 }

@@ -36,7 +36,7 @@ describe("no leftovers: start/stop cycles and Ctrl-C during starts, through the 
       const running = await ours(e, MINE);
       expect(running.containers).toHaveLength(4);
       expect(running.networks).toHaveLength(2);
-      expect(running.planDirs).toHaveLength(1);
+      expect(running.planDirs).toHaveLength(2);
       if (await hasTmux()) expect(running.sessions).toEqual([`wg3-${LAB}-${RECIPE}`]);
       const down = await startTs(["stop", RECIPE, "--lab", LAB]);
       expect(down.code, down.stderr).toBe(0);

@@ -39,10 +39,9 @@ export async function ours(e: Engine, match: { lab?: string; recipe?: string } =
     .filter((s) => s.startsWith("wg3-"))
     .filter((s) => !match.recipe || s === sessionOf(match.lab ?? "default", match.recipe))
     .sort();
-  const planDirs =
-    match.recipe && existsSync(join(stateDir(), "labs", match.lab ?? "default", match.recipe))
-      ? [join(stateDir(), "labs", match.lab ?? "default", match.recipe)]
-      : [];
+  // The recipe's plan folder and the lab's folder above it (gone once the lab's last recipe stops).
+  const labDir = join(stateDir(), "labs", match.lab ?? "default");
+  const planDirs = match.recipe ? [join(labDir, match.recipe), labDir].filter((d) => existsSync(d)) : [];
   return { containers, networks, volumes, sessions, planDirs };
 }
 

@@ -7,7 +7,7 @@ import { noClass } from "./classroom-status.ts";
 import { CLASS_FLAG, classOf, seatCount, serverRunning } from "./classroom-up.ts";
 
 /** Stop the class's server (its `classroom up`, by its pid) and wait, bounded, until it is gone. */
-async function stopServer(pid: number, className: string): Promise<void> {
+export async function stopServer(pid: number, className: string): Promise<void> {
   if (pid === process.pid || !serverRunning(pid, className)) return;
   process.kill(pid, "SIGTERM");
   const deadline = Date.now() + 20_000;
