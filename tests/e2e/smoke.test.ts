@@ -18,6 +18,7 @@ import { cidrsOverlap } from "../../src/recipe/load.ts";
 import { versions } from "../../src/versions.ts";
 import { genKeyPair } from "../../src/wireguard/keys.ts";
 import { eventually } from "../support/eventually.ts";
+import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
 const RUN = randomBytes(4).toString("hex");
@@ -285,5 +286,17 @@ describe("smoke: isolated networks, a router, a wireguard-go tunnel, the Tailsca
     const r = await runOnce("headscale-version", imageRef("headscale"), undefined, ["headscale", "version"]);
     expect(r.exitCode, r.output).toBe(0);
     expect(r.output).toContain(versions.headscale.replace(/^v/, ""));
+  });
+
+  it("./start.ts stop removes a lab whose recipe is not (or no longer) in recipes/, by its labels", async () => {
+    // Negative control: a recipe nothing runs of is still refused in one sentence.
+    const none = await startTs(["stop", "smoke", "--lab", `${ID.lab}-none`]);
+    expect(none.code).toBe(1);
+    expect(none.stderr.trim()).toMatch(/^Unknown recipe "smoke"; the recipes are: recipe-0, /);
+    expect((await eng().listContainers({ lab: ID.lab })).length).toBeGreaterThan(0);
+    const r = await startTs(["stop", "smoke", "--lab", ID.lab]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/removed 3 containers and 2 networks/);
+    expect(await eng().listContainers({ lab: ID.lab })).toEqual([]);
   });
 });
