@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { PassThrough } from "node:stream";
 import type Docker from "dockerode";
@@ -348,7 +349,7 @@ export class Engine {
         CheckDuplicate: true,
         Internal: hostBlind,
         IPAM: { Driver: "default", Config: [{ Subnet: net.subnet, Gateway: net.gateway }] },
-        Options: hostBlind ? { isolate: "true" } : {},
+        Options: { [BRIDGE_NAME_OPTION]: bridgeName(net), ...(hostBlind ? { isolate: "true" } : {}) },
         Labels: net.labels,
       } as Docker.NetworkCreateOptions);
     } catch (e) {
@@ -511,6 +512,29 @@ export class Engine {
     }
   }
 
+  /**
+   * Copy image `ref` from this engine to `to` (another engine, e.g. a second machine of a
+   * class): streamed as the engine's image archive, as `podman save | podman load` would, so
+   * that the other engine need not build it again.
+   */
+  async copyImageTo(to: Engine, ref: string): Promise<void> {
+    const archive = await this.#docker.getImage(ref).get();
+    const answer = await to.#docker.loadImage(archive);
+    // The load's answer is a stream of JSON progress; its end is the load's end.
+    await new Promise<void>((resolve, reject) => {
+      const out: Buffer[] = [];
+      answer.on("data", (d: Buffer) => out.push(d));
+      answer.on("error", reject);
+      answer.on("end", () => {
+        const text = Buffer.concat(out).toString();
+        const failed = /"error"\s*:\s*"([^"]+)"/.exec(text)?.[1];
+        if (failed) reject(new Error(`loading ${ref} into ${to.dockerHost} failed: ${failed}`));
+        else resolve();
+      });
+    });
+    if (!(await to.imageExists(ref))) throw new Error(`${ref} was loaded into ${to.dockerHost} but is not there under that name`);
+  }
+
   async containerState(name: string): Promise<"running" | "exited" | "absent" | string> {
     try {
       const info = await this.#docker.getContainer(name).inspect();
@@ -520,6 +544,19 @@ export class Engine {
       throw e;
     }
   }
+}
+
+const BRIDGE_NAME_OPTION = "com.docker.network.bridge.name";
+
+/**
+ * The host-side bridge of a lab network, named by the network rather than left to the engine:
+ * podman names bridges podman0, podman1, ... by its own networks and the host's interfaces,
+ * but creates a bridge only when a container first uses it, so a second engine on this machine
+ * (a class on two engines) could pick the same name for another network in between, and the
+ * two networks would share one bridge. 15 characters: Linux's limit.
+ */
+export function bridgeName(net: Pick<NetworkSpec, "name" | "subnet">): string {
+  return `wg3-${createHash("sha256").update(`${net.name} ${net.subnet}`).digest("hex").slice(0, 11)}`;
 }
 
 /** A build the engine reported as failed (its own message). */

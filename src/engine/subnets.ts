@@ -25,7 +25,7 @@ export async function usedSubnets(engine: Engine): Promise<UsedSubnet[]> {
   for (const line of r.stdout?.split("\n") ?? []) {
     const m = /^(\d+\.\d+\.\d+\.\d+\/\d+)\s.*dev (\S+)/.exec(line);
     if (!m || engineSubnets.has(m[1]!) || /^veth/.test(m[2]!)) continue;
-    const other = /^(podman|docker|br-|cni-)/.test(m[2]!);
+    const other = /^(podman|docker|br-|cni-|wg3-)/.test(m[2]!);
     used.push({ subnet: m[1]!, by: other ? `another container engine's bridge ${m[2]}` : `a host route on ${m[2]}`, ours: false });
   }
   return used;

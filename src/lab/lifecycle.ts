@@ -21,6 +21,7 @@ import {
   deletePlan,
   type LabPlan,
   makePlan,
+  plannedSubnets,
   readPlan,
   refuseLiveOnlyAtStart,
   resolveOptions,
@@ -68,7 +69,7 @@ async function chooseSubnets(engine: Engine, recipe: Recipe, lab: string): Promi
   }
   // A random free /24 rather than the lowest: labs started at the same moment by other
   // processes (parallel tests, a classroom) then rarely pick the same one, and up() retries.
-  const taken = used.map((u) => u.subnet);
+  const taken = [...used.map((u) => u.subnet), ...plannedSubnets({ lab, recipe: recipe.name })];
   const free = Array.from({ length: 256 }, (_, i) => `10.213.${i}.0/24`).filter((c) => !taken.some((t) => cidrsOverlap(t, c)));
   const keys = Object.keys(recipe.networks);
   if (free.length < keys.length) throw new UserError("No free /24 is left in 10.213.0.0/16 for another lab; stop a lab first.");

@@ -170,6 +170,27 @@ export function readPlan(lab: string, recipe: string): LabPlan | undefined {
   return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as LabPlan) : undefined;
 }
 
+/**
+ * The subnets every other lab's plan holds. A plan is written before its networks exist, and an
+ * engine's bridge (and so its host route) only once a container uses it: another engine on this
+ * machine (a class's second one) would not see the subnet taken in between.
+ */
+export function plannedSubnets(except: { lab: string; recipe: string }): string[] {
+  const root = join(stateDir(), "labs");
+  if (!existsSync(root)) return [];
+  const out: string[] = [];
+  for (const lab of readdirSync(root))
+    for (const recipe of existsSync(join(root, lab)) ? readdirSync(join(root, lab)) : []) {
+      if (lab === except.lab && recipe === except.recipe) continue;
+      try {
+        for (const n of Object.values(readPlan(lab, recipe)?.networks ?? {})) out.push(n.subnet);
+      } catch {
+        // A plan being written right now: its lab retries if it collides.
+      }
+    }
+  return out;
+}
+
 export function labStateDir(lab: string, recipe: string): string {
   return join(stateDir(), "labs", lab, recipe);
 }
