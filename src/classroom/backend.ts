@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { Engine, TerminalSession } from "../engine/engine.ts";
+import type { TerminalSession } from "../engine/engine.ts";
 import { LABEL } from "../engine/labels.ts";
 import { UserError } from "../errors.ts";
 import { type ActionContext, checkExercise, runAction } from "../lab/actions.ts";
@@ -10,6 +10,7 @@ import { readPlan } from "../lab/plan.ts";
 import { loadRecipe } from "../recipe/load.ts";
 import { effectiveNodes } from "../recipe/nodes.ts";
 import type { Recipe } from "../recipe/types.ts";
+import type { ClassEngines } from "./engines.ts";
 import { resetSeat } from "./seats.ts";
 import type { ClassState, Seat } from "./state.ts";
 
@@ -77,7 +78,7 @@ export class LabSeats implements SeatBackend {
   readonly recipe: Recipe;
 
   constructor(
-    private readonly engine: Engine,
+    private readonly engines: ClassEngines,
     recipeName: string,
     private readonly options: Record<string, string>,
     /** The class as it is now (its seats, for the firewall after a reset). */
@@ -97,8 +98,9 @@ export class LabSeats implements SeatBackend {
   }
 
   private async ctx(seat: Seat): Promise<ActionContext> {
-    const plan = await runningPlan(this.engine, this.recipe.name, seat.lab);
-    return { engine: this.engine, recipe: this.recipe, plan, captured: {} };
+    const engine = this.engines.of(seat);
+    const plan = await runningPlan(engine, this.recipe.name, seat.lab);
+    return { engine, recipe: this.recipe, plan, captured: {} };
   }
 
   async check(seat: Seat): Promise<ExerciseView[]> {
@@ -121,19 +123,20 @@ export class LabSeats implements SeatBackend {
   }
 
   async topology(seat: Seat): Promise<SeatTopology> {
-    const containers = await this.engine.listContainers({ lab: seat.lab, recipe: this.recipe.name });
+    const engine = this.engines.of(seat);
+    const containers = await engine.listContainers({ lab: seat.lab, recipe: this.recipe.name });
     const stateOf = (key: string) => containers.find((c) => c.labels[LABEL.node] === key)?.state ?? "absent";
     const nodes = this.nodes().map((n) => ({ key: n.key, state: stateOf(n.key) }));
     const plan = readPlan(seat.lab, this.recipe.name);
     const clients = plan ? tailscaleNodes(plan) : [];
     // Paths only where every client runs: a stopped one would only time its pings out.
     if (!plan || clients.length < 2 || clients.some((c) => stateOf(c) !== "running")) return { nodes, paths: [] };
-    const report = await observePaths(this.engine, plan, { netcheck: false });
+    const report = await observePaths(engine, plan, { netcheck: false });
     return { nodes, paths: report.paths.map((p) => ({ from: p.from, to: p.to, path: p.path, via: p.via })) };
   }
 
   async reset(seat: Seat): Promise<void> {
-    await resetSeat(this.engine, this.classState(), seat);
+    await resetSeat(this.engines, this.classState(), seat);
   }
 
   async terminal(seat: Seat, node: string, size: { cols: number; rows: number }): Promise<TerminalSession> {
@@ -141,12 +144,13 @@ export class LabSeats implements SeatBackend {
     const n = plan.nodes[node];
     if (!n) throw new UserError(`${this.recipe.name} has no node "${node}".`, 2);
     const pidFile = `/tmp/.wg3-terminal-${randomBytes(6).toString("hex")}.pid`;
-    const session = await this.engine.terminal(n.container, shellCommand(pidFile), size);
+    const engine = this.engines.of(seat);
+    const session = await engine.terminal(n.container, shellCommand(pidFile), size);
     return {
       ...session,
       close: () => {
         session.close();
-        void this.engine.sh(n.container, hangUp(pidFile), { timeoutMs: 15_000 }).catch(() => {});
+        void engine.sh(n.container, hangUp(pidFile), { timeoutMs: 15_000 }).catch(() => {});
       },
     };
   }

@@ -45,6 +45,7 @@ td[data-state=pass] { background: #d1f4dc; }
 td[data-state=not-yet] { background: #fff1c9; }
 td.stuck { color: #b42318; font-weight: 600; }
 td.topology { text-align: left; font-size: 12px; }
+.engine[data-ok="false"] { color: #b00; font-weight: bold; }
 td.actions { text-align: left; white-space: nowrap; font-size: 12px; }
 .node { display: inline-block; padding: 0 4px; margin: 1px; border-radius: 3px; background: #ffd8d3; }
 .node[data-state=running] { background: #d1f4dc; }
@@ -160,6 +161,7 @@ for (const b of document.querySelectorAll("button.solve")) {
  */
 export function facilitatorPage(state: ClassState): string {
   const body = `<header>Classroom ${escapeHtml(state.name)} · ${escapeHtml(state.recipe)} · <span id="count">${state.seats.length}</span> seats</header>
+<p style="margin:16px" id="engines"></p>
 <table class="grid" id="grid"><thead></thead><tbody></tbody></table>
 <p style="margin:16px" id="conn">connecting...</p>
 <script>${FACILITATOR_JS}</script>`;
@@ -194,9 +196,14 @@ function topology(s) {
 function checked(s) {
   return s.error ? esc(s.error) : s.checkedAt ? ago(s.checkedAt) + " ago" : "not yet";
 }
+/** Where the seats run: one line per engine, red when it does not answer. */
+function engines() {
+  return (snap.engines || []).map((e) => '<span class="engine" data-host="' + esc(e.host) + '" data-ok="' + e.ok + '">' + esc(e.host) + " (" + esc(e.detail) + "): seats " + (e.seats.map(pad).join(", ") || "none") + "</span>").join(" · ");
+}
 function render() {
   if (!snap) return;
   document.getElementById("count").textContent = snap.seats.length;
+  document.getElementById("engines").innerHTML = engines();
   document.querySelector("#grid thead").innerHTML = "<tr><th>seat</th>" + snap.exercises.map((e) => '<th title="' + esc(e.title) + '">' + esc(e.id) + "</th>").join("") + "<th>since last green</th><th>checked</th><th>lab now</th><th></th></tr>";
   document.querySelector("#grid tbody").innerHTML = snap.seats.map((s) => {
     const cells = snap.exercises.map((e) => {

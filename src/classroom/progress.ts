@@ -1,5 +1,6 @@
 import { errorMessage } from "../errors.ts";
 import type { SeatBackend, SeatTopology } from "./backend.ts";
+import type { EngineHealth } from "./engines.ts";
 import type { Seat } from "./state.ts";
 
 /** What the facilitator sees of one seat: each exercise's state and when one last turned green. */
@@ -25,6 +26,8 @@ export interface ClassSnapshot {
   startedAt: string;
   exercises: ExerciseColumn[];
   seats: SeatProgress[];
+  /** Where the seats run: each engine, whether it answers, its seats (at the last sweep). */
+  engines: EngineHealth[];
 }
 
 /** A column of the facilitator's view; `solvable`: it has a reference solution (a solve button). */
@@ -43,6 +46,7 @@ type Listener = (snapshot: ClassSnapshot) => void;
  */
 export class ClassProgress {
   #seats = new Map<number, SeatProgress>();
+  #engines: EngineHealth[] = [];
   readonly #listeners = new Set<Listener>();
 
   constructor(
@@ -91,6 +95,11 @@ export class ClassProgress {
     this.#emit();
   }
 
+  recordEngines(engines: EngineHealth[]): void {
+    this.#engines = engines;
+    this.#emit();
+  }
+
   recordError(seat: number, error: string, at = new Date()): void {
     const p = this.#seats.get(seat);
     if (!p) return;
@@ -106,6 +115,7 @@ export class ClassProgress {
       startedAt: this.startedAt,
       exercises: this.exercises,
       seats: [...this.#seats.values()].map((s) => ({ ...s, exercises: { ...s.exercises } })),
+      engines: this.#engines.map((e) => ({ ...e, seats: [...e.seats] })),
     };
   }
 

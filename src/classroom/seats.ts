@@ -1,11 +1,11 @@
-import type { Engine } from "../engine/engine.ts";
 import { LABEL } from "../engine/labels.ts";
 import { errorMessage, UserError } from "../errors.ts";
-import { ensureImages, type ImageRole } from "../images/build.ts";
+import type { ImageRole } from "../images/build.ts";
 import { down, up } from "../lab/lifecycle.ts";
 import { loadRecipe } from "../recipe/load.ts";
 import { effectiveNodes } from "../recipe/nodes.ts";
 import type { Progress } from "../ui/progress.ts";
+import type { ClassEngines } from "./engines.ts";
 import { removeFirewall, syncFirewall } from "./firewall.ts";
 import { type ClassState, deleteClass, newSeat, readClass, type Seat, seatLabel, seatOf, updateClass } from "./state.ts";
 
@@ -38,10 +38,8 @@ export interface StartSeatsOptions {
  * that seats starting together never build the same image twice. A seat that fails is
  * reported and the others go on.
  */
-export async function startSeats(engine: Engine, state: ClassState, o: StartSeatsOptions): Promise<SeatOutcome[]> {
-  const recipe = loadRecipe(state.recipe);
-  const roles = [...new Set(Object.values(effectiveNodes(recipe, state.options)).map((n) => n.image as ImageRole))];
-  await ensureImages(engine, roles, o.progress, o.signal);
+export async function startSeats(engines: ClassEngines, state: ClassState, o: StartSeatsOptions): Promise<SeatOutcome[]> {
+  await engines.ensureImages(imageRoles(state), o.progress, o.signal);
   const outcomes: SeatOutcome[] = [];
   const starting = new Set<string>();
   const n = state.seats.length;
@@ -54,9 +52,9 @@ export async function startSeats(engine: Engine, state: ClassState, o: StartSeat
       async (seat) => {
         starting.add(seat.lab);
         say();
-        const outcome = await startSeat(engine, state, seat, o.signal);
+        const outcome = await startSeat(engines, state, seat, o.signal);
         // Each seat off the host as soon as its bridges exist (they do once its containers run).
-        if (!outcome.error) await guardHost(engine, state);
+        if (!outcome.error) await guardHost(engines, state);
         starting.delete(seat.lab);
         outcomes.push(outcome);
         o.progress.info(describeOutcome(outcome, outcomes.length, state.seats.length));
@@ -68,18 +66,25 @@ export async function startSeats(engine: Engine, state: ClassState, o: StartSeat
   return outcomes;
 }
 
+function imageRoles(state: ClassState): ImageRole[] {
+  const recipe = loadRecipe(state.recipe);
+  return [...new Set(Object.values(effectiveNodes(recipe, state.options)).map((n) => n.image as ImageRole))];
+}
+
 /**
- * Keep the class's seats off the host (firewall.ts): only for an engine on this machine, whose
- * bridges are this machine's interfaces; a remote engine's host is not ours to change.
+ * Keep the class's seats off the host (firewall.ts): the bridges of seats on an engine on this
+ * machine are this machine's interfaces (found by their gateway addresses); a remote engine's
+ * host is not ours to change.
  */
-export async function guardHost(engine: Engine, state: ClassState): Promise<string[]> {
-  if (!engine.dockerHost.startsWith("unix://")) return [];
+export async function guardHost(engines: ClassEngines, state: ClassState): Promise<string[]> {
+  if (!engines.all().some((e) => e.dockerHost.startsWith("unix://"))) return [];
   return syncFirewall(state);
 }
 
-export async function startSeat(engine: Engine, state: ClassState, seat: Seat, signal?: AbortSignal): Promise<SeatOutcome> {
+export async function startSeat(engines: ClassEngines, state: ClassState, seat: Seat, signal?: AbortSignal): Promise<SeatOutcome> {
   const t0 = Date.now();
   try {
+    const engine = engines.of(seat);
     const r = await up(state.recipe, { lab: seat.lab, options: state.options, engine, signal, labels: { [LABEL.classroom]: state.name } });
     return { seat, already: r.alreadyRunning, ms: Date.now() - t0 };
   } catch (e) {
@@ -99,10 +104,10 @@ export interface Removed {
 }
 
 /** Remove the given seats' labs (containers, networks, volumes, each lab's state), a few at a time. */
-export async function removeSeats(engine: Engine, recipe: string, seats: Seat[]): Promise<Removed> {
+export async function removeSeats(engines: ClassEngines, recipe: string, seats: Seat[]): Promise<Removed> {
   const total: Removed = { containers: 0, networks: 0, volumes: 0 };
   await forEachBounded(seats, 4, async (seat) => {
-    const r = await down(engine, recipe, seat.lab);
+    const r = await down(engines.of(seat), recipe, seat.lab);
     total.containers += r.removed.containers;
     total.networks += r.removed.networks;
     total.volumes += r.removed.volumes;
@@ -114,16 +119,17 @@ export async function removeSeats(engine: Engine, recipe: string, seats: Seat[])
  * Remove the whole class: every seat's lab, then anything else that carries the class's label
  * (a seat whose start was interrupted half-way), then the class's state with its secrets.
  */
-export async function removeClass(engine: Engine, state: ClassState): Promise<Removed> {
-  const seats = await removeSeats(engine, state.recipe, state.seats);
-  const rest = await engine.removeLabelled({ classroom: state.name });
+export async function removeClass(engines: ClassEngines, state: ClassState): Promise<Removed> {
+  const total = await removeSeats(engines, state.recipe, state.seats);
+  for (const engine of engines.all()) {
+    const rest = await engine.removeLabelled({ classroom: state.name });
+    total.containers += rest.containers;
+    total.networks += rest.networks;
+    total.volumes += rest.volumes;
+  }
   await removeFirewall(state.name);
   deleteClass(state.name);
-  return {
-    containers: seats.containers + rest.containers,
-    networks: seats.networks + rest.networks,
-    volumes: seats.volumes + rest.volumes,
-  };
+  return total;
 }
 
 /**
@@ -131,24 +137,32 @@ export async function removeClass(engine: Engine, state: ClassState): Promise<Re
  * (with its new token) written to the class's state, where a running server finds it. A start
  * that fails removes what it made, as any lab start does.
  */
-export async function addSeat(engine: Engine, state: ClassState, n: number, signal?: AbortSignal): Promise<Seat> {
+export async function addSeat(
+  engines: ClassEngines,
+  state: ClassState,
+  n: number,
+  signal?: AbortSignal,
+  progress?: Progress,
+): Promise<Seat> {
   const seat = newSeat(state.name, n);
-  const outcome = await startSeat(engine, state, seat, signal);
+  engines.place([seat], state.seats);
+  await engines.ensureImages(imageRoles(state), progress, signal);
+  const outcome = await startSeat(engines, state, seat, signal);
   if (outcome.error) throw new UserError(`Seat ${seatLabel(n)} did not start: ${outcome.error}`);
   const saved = updateClass(state.name, (s) => {
     s.seats = [...s.seats.filter((x) => x.n !== n), seat].sort((a, b) => a.n - b.n);
   });
-  await guardHost(engine, saved ?? state);
+  await guardHost(engines, saved ?? state);
   return seat;
 }
 
 /** Take a seat away: its token first (its page then answers 403), then its lab, then its bridges from the firewall. */
-export async function removeSeat(engine: Engine, state: ClassState, seat: Seat): Promise<Removed> {
+export async function removeSeat(engines: ClassEngines, state: ClassState, seat: Seat): Promise<Removed> {
   const saved = updateClass(state.name, (s) => {
     s.seats = s.seats.filter((x) => x.n !== seat.n);
   });
-  const r = await removeSeats(engine, state.recipe, [seat]);
-  await guardHost(engine, saved ?? state);
+  const r = await removeSeats(engines, state.recipe, [seat]);
+  await guardHost(engines, saved ?? state);
   return r;
 }
 
@@ -157,13 +171,13 @@ export async function removeSeat(engine: Engine, state: ClassState, seat: Seat):
  * new subnets), with the same token, so the attendee's URL keeps working. Its `resetAt` tells a
  * running server to forget the seat's progress and survey it anew.
  */
-export async function resetSeat(engine: Engine, state: ClassState, seat: Seat, signal?: AbortSignal): Promise<void> {
-  await down(engine, state.recipe, seat.lab);
-  const outcome = await startSeat(engine, state, seat, signal);
+export async function resetSeat(engines: ClassEngines, state: ClassState, seat: Seat, signal?: AbortSignal): Promise<void> {
+  await down(engines.of(seat), state.recipe, seat.lab);
+  const outcome = await startSeat(engines, state, seat, signal);
   const saved = updateClass(state.name, (s) => {
     const now = seatOf(s, seat.n);
     if (now) now.resetAt = new Date().toISOString();
   });
-  await guardHost(engine, saved ?? readClass(state.name) ?? state);
+  await guardHost(engines, saved ?? readClass(state.name) ?? state);
   if (outcome.error) throw new UserError(`Seat ${seatLabel(seat.n)} was removed but did not start again: ${outcome.error}`);
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
-import type { Engine } from "../engine/engine.ts";
 import { UserError } from "../errors.ts";
 import { LabSeats, type SeatBackend } from "./backend.ts";
+import type { ClassEngines } from "./engines.ts";
 import { LiveClass } from "./live.ts";
 import { renderGuide } from "./pages.ts";
 import { ClassProgress, surveySeat } from "./progress.ts";
@@ -33,9 +33,9 @@ export async function surveySeats(backend: SeatBackend, progress: ClassProgress,
 }
 
 /** Serve the class: the web server on `listen:port`, and a survey of every seat now and every `sweepS` seconds. */
-export async function serveClass(engine: Engine, state: ClassState, o: ServeOptions): Promise<Serving> {
+export async function serveClass(engines: ClassEngines, state: ClassState, o: ServeOptions): Promise<Serving> {
   const live = new LiveClass(state);
-  const backend = new LabSeats(engine, state.recipe, state.options, () => live.current());
+  const backend = new LabSeats(engines, state.recipe, state.options, () => live.current());
   const progress = new ClassProgress(
     state.name,
     state.recipe,
@@ -66,6 +66,7 @@ export async function serveClass(engine: Engine, state: ClassState, o: ServeOpti
   }
   const sweeps = (async () => {
     while (!stop.signal.aborted) {
+      progress.recordEngines(await engines.health(live.current().seats));
       await surveySeats(backend, progress, live.current().seats, stop.signal);
       if (!o.sweepS) return;
       await new Promise<void>((resolve) => {

@@ -16,6 +16,8 @@ export interface Seat {
   lab: string;
   /** Opens this seat's attendee view, and nothing else. */
   token: string;
+  /** The engine its lab runs on (a DOCKER_HOST of the class's engines); none: the first. */
+  engine?: string;
   /** When its lab was last brought back fresh (`classroom reset`): a running server then surveys it anew. */
   resetAt?: string;
 }
@@ -29,6 +31,8 @@ export interface ClassState {
   /** Opens the facilitator view. */
   facilitatorSecret: string;
   seats: Seat[];
+  /** More engines for the seats, besides the one found as for any lab (`classroom up --engines`). */
+  engines?: string[];
   /** The web server while it runs (`classroom up`). */
   server?: { pid: number; url: string };
 }

@@ -2,9 +2,9 @@ import { ensureNft } from "../../classroom/firewall.ts";
 import { addSeat } from "../../classroom/seats.ts";
 import { MAX_SEATS, nextFreeSeat, seatLabel, seatOf } from "../../classroom/state.ts";
 import { UserError } from "../../errors.ts";
-import { type Command, engineFor } from "../command.ts";
+import type { Command } from "../command.ts";
 import { existingClass, seatArgument } from "./classroom-status.ts";
-import { CLASS_FLAG, classFlag } from "./classroom-up.ts";
+import { CLASS_FLAG, classEngines, classFlag } from "./classroom-up.ts";
 
 export const classroomAddCommand: Command = {
   name: "classroom add",
@@ -23,11 +23,11 @@ export const classroomAddCommand: Command = {
         `Class ${state.name} has a seat ${seatLabel(n)} already; ./start.ts classroom add${classFlag(state.name)} takes the next free number.`,
         2,
       );
-    const engine = await engineFor(ctx);
-    if (engine.dockerHost.startsWith("unix://")) await ensureNft({ progress: ctx.progress });
+    const engines = await classEngines(ctx, state);
+    if (engines.all().some((e) => e.dockerHost.startsWith("unix://"))) await ensureNft({ progress: ctx.progress });
     const seat = await ctx.progress.step(`add seat ${seatLabel(n)} (lab ${state.name}-${seatLabel(n)}) of ${state.recipe}`, async () => {
       try {
-        return await addSeat(engine, state, n, ctx.signal);
+        return await addSeat(engines, state, n, ctx.signal, ctx.progress);
       } catch (e) {
         if (ctx.signal.aborted)
           throw new UserError(`Interrupted: seat ${seatLabel(n)} was not added, and what its start made is removed.`, 130);

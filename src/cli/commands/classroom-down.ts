@@ -4,7 +4,7 @@ import { readClass } from "../../classroom/state.ts";
 import { UserError } from "../../errors.ts";
 import { type Command, engineFor } from "../command.ts";
 import { noClass } from "./classroom-status.ts";
-import { CLASS_FLAG, classOf, seatCount, serverRunning } from "./classroom-up.ts";
+import { CLASS_FLAG, classEngines, classOf, seatCount, serverRunning } from "./classroom-up.ts";
 
 /** Stop the class's server (its `classroom up`, by its pid) and wait, bounded, until it is gone. */
 export async function stopServer(pid: number, className: string): Promise<void> {
@@ -36,7 +36,8 @@ export const classroomDownCommand: Command = {
       return 0;
     }
     if (state.server) await stopServer(state.server.pid, name);
-    const r = await ctx.progress.step(`remove class ${name} (${seatCount(state)} of ${state.recipe})`, () => removeClass(engine, state));
+    const engines = await classEngines(ctx, state, engine);
+    const r = await ctx.progress.step(`remove class ${name} (${seatCount(state)} of ${state.recipe})`, () => removeClass(engines, state));
     ctx.progress.info(`removed ${r.containers} containers, ${r.networks} networks and ${r.volumes} volumes; class ${name} is gone.`);
     return 0;
   },

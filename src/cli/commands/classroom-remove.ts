@@ -1,8 +1,8 @@
 import { removeSeat } from "../../classroom/seats.ts";
 import { seatLabel } from "../../classroom/state.ts";
-import { type Command, engineFor } from "../command.ts";
+import type { Command } from "../command.ts";
 import { existingClass, existingSeat, seatArgument } from "./classroom-status.ts";
-import { CLASS_FLAG } from "./classroom-up.ts";
+import { CLASS_FLAG, classEngines } from "./classroom-up.ts";
 
 export const classroomRemoveCommand: Command = {
   name: "classroom remove",
@@ -12,8 +12,8 @@ export const classroomRemoveCommand: Command = {
   async run(p, ctx) {
     const state = existingClass(p);
     const seat = existingSeat(state, seatArgument(p, "remove", true)!);
-    const engine = await engineFor(ctx);
-    const r = await ctx.progress.step(`remove seat ${seatLabel(seat.n)} (lab ${seat.lab})`, () => removeSeat(engine, state, seat));
+    const engines = await classEngines(ctx, state);
+    const r = await ctx.progress.step(`remove seat ${seatLabel(seat.n)} (lab ${seat.lab})`, () => removeSeat(engines, state, seat));
     ctx.progress.info(
       `Seat ${seatLabel(seat.n)} is gone (${r.containers} containers, ${r.networks} networks removed); its URL no longer opens anything.`,
     );

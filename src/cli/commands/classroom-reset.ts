@@ -2,9 +2,9 @@ import { ensureNft } from "../../classroom/firewall.ts";
 import { resetSeat } from "../../classroom/seats.ts";
 import { seatLabel } from "../../classroom/state.ts";
 import { UserError } from "../../errors.ts";
-import { type Command, engineFor } from "../command.ts";
+import type { Command } from "../command.ts";
 import { existingClass, existingSeat, seatArgument } from "./classroom-status.ts";
-import { CLASS_FLAG, classFlag } from "./classroom-up.ts";
+import { CLASS_FLAG, classEngines, classFlag } from "./classroom-up.ts";
 
 export const classroomResetCommand: Command = {
   name: "classroom reset",
@@ -15,11 +15,11 @@ export const classroomResetCommand: Command = {
   async run(p, ctx) {
     const state = existingClass(p);
     const seat = existingSeat(state, seatArgument(p, "reset", true)!);
-    const engine = await engineFor(ctx);
-    if (engine.dockerHost.startsWith("unix://")) await ensureNft({ progress: ctx.progress });
+    const engines = await classEngines(ctx, state);
+    if (engines.all().some((e) => e.dockerHost.startsWith("unix://"))) await ensureNft({ progress: ctx.progress });
     await ctx.progress.step(`reset seat ${seatLabel(seat.n)} (lab ${seat.lab}) of ${state.recipe}`, async () => {
       try {
-        await resetSeat(engine, state, seat, ctx.signal);
+        await resetSeat(engines, state, seat, ctx.signal);
       } catch (e) {
         if (ctx.signal.aborted)
           throw new UserError(

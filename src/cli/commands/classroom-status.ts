@@ -1,3 +1,4 @@
+import type { ClassEngines } from "../../classroom/engines.ts";
 import {
   type ClassState,
   facilitatorUrl,
@@ -10,26 +11,27 @@ import {
   seatLabel,
   seatOf,
 } from "../../classroom/state.ts";
-import type { Engine } from "../../engine/engine.ts";
 import { LABEL } from "../../engine/labels.ts";
 import { UserError } from "../../errors.ts";
 import { loadRecipe } from "../../recipe/load.ts";
 import { effectiveNodes } from "../../recipe/nodes.ts";
 import type { Parsed } from "../args.ts";
-import { type Command, engineFor, out, table } from "../command.ts";
-import { CLASS_FLAG, classOf, seatCount, serverRunning } from "./classroom-up.ts";
+import { type Command, out, table } from "../command.ts";
+import { CLASS_FLAG, classEngines, classOf, seatCount, serverRunning } from "./classroom-up.ts";
 
 export interface SeatStatus {
   seat: number;
   lab: string;
   running: number;
   nodes: number;
+  /** The DOCKER_HOST its lab runs on. */
+  engine: string;
   joinUrl?: string;
 }
 
 /** Each seat's containers running out of the recipe's nodes, found by the class's label. */
-async function seatStatus(engine: Engine, state: ClassState, withUrls: boolean): Promise<SeatStatus[]> {
-  const containers = await engine.listContainers({ classroom: state.name });
+async function seatStatus(engines: ClassEngines, state: ClassState, withUrls: boolean): Promise<SeatStatus[]> {
+  const containers = (await Promise.all(engines.all().map((e) => e.listContainers({ classroom: state.name })))).flat();
   const nodes = Object.keys(effectiveNodes(loadRecipe(state.recipe), state.options)).length;
   const base = state.server?.url;
   return state.seats.map((s) => ({
@@ -37,6 +39,7 @@ async function seatStatus(engine: Engine, state: ClassState, withUrls: boolean):
     lab: s.lab,
     running: containers.filter((c) => c.labels[LABEL.lab] === s.lab && c.state === "running").length,
     nodes,
+    engine: engines.of(s).dockerHost,
     ...(withUrls && base ? { joinUrl: joinUrl(base, s) } : {}),
   }));
 }
@@ -93,9 +96,10 @@ export const classroomStatusCommand: Command = {
     const name = classOf(p);
     const state = readClass(name);
     if (!state) throw noClass(name);
-    const engine = await engineFor(ctx);
+    const engines = await classEngines(ctx, state);
     const urls = Boolean(p.flags.urls);
-    const seats = await seatStatus(engine, state, urls);
+    const seats = await seatStatus(engines, state, urls);
+    const several = engines.all().length > 1;
     const serving = state.server && serverRunning(state.server.pid, name) ? state.server : undefined;
     if (urls && !state.server)
       ctx.progress.info("The class is not being served, so there are no URLs yet: ./start.ts classroom up serves it.");
@@ -114,8 +118,15 @@ export const classroomStatusCommand: Command = {
       `Class ${state.name}: ${seatCount(state)} of ${state.recipe}, created ${state.createdAt}; ${serving ? `served at ${serving.url} (pid ${serving.pid})` : "not being served"}.`,
     );
     if (urls && serving) out(`facilitator: ${facilitatorUrl(serving.url, state)}`);
-    const rows = [["seat", "lab", "containers", ...(urls ? ["join URL"] : [])]];
-    for (const s of seats) rows.push([seatLabel(s.seat), s.lab, `${s.running}/${s.nodes} running`, ...(urls ? [s.joinUrl ?? "-"] : [])]);
+    const rows = [["seat", "lab", "containers", ...(several ? ["engine"] : []), ...(urls ? ["join URL"] : [])]];
+    for (const s of seats)
+      rows.push([
+        seatLabel(s.seat),
+        s.lab,
+        `${s.running}/${s.nodes} running`,
+        ...(several ? [s.engine] : []),
+        ...(urls ? [s.joinUrl ?? "-"] : []),
+      ]);
     out(table(rows));
     return 0;
   },

@@ -1,15 +1,17 @@
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { ClassEngines, parseEngines } from "../../classroom/engines.ts";
 import { ensureNft } from "../../classroom/firewall.ts";
 import { guardHost, removeClass, removeSeats, startSeats } from "../../classroom/seats.ts";
 import { serveClass } from "../../classroom/serve.ts";
 import { type ClassState, DEFAULT_CLASS, newClass, parseSeatCount, readClass, saveClass, validClassName } from "../../classroom/state.ts";
+import type { Engine } from "../../engine/engine.ts";
 import { ensureEngine } from "../../engine/ensure.ts";
 import { UserError } from "../../errors.ts";
 import { resolveOptions } from "../../lab/plan.ts";
 import { listRecipes, loadRecipe } from "../../recipe/load.ts";
 import type { Parsed } from "../args.ts";
-import type { Command, Ctx } from "../command.ts";
+import { type Command, type Ctx, engineFor } from "../command.ts";
 
 export const CLASS_FLAG = {
   name: "class",
@@ -24,6 +26,14 @@ export function intFlag(p: Parsed, name: string, fallback: number, min: number, 
   if (typeof v !== "string" || !/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
     throw new UserError(`--${name} needs a whole number from ${min} to ${max}, not "${v}".`, 2);
   return Number(v);
+}
+
+/**
+ * The engines of a class: the one found as for any lab, then the class's own (`--engines`).
+ * One that does not answer stops the command in one sentence: its seats would be unreachable.
+ */
+export async function classEngines(ctx: Ctx, state: ClassState, first?: Engine): Promise<ClassEngines> {
+  return ClassEngines.open(state, first ?? (await engineFor(ctx)));
 }
 
 export function classOf(p: Parsed): string {
@@ -64,6 +74,11 @@ function classFor(p: Parsed, name: string): { state: ClassState; isNew: boolean 
   const recipe = p.flags.recipe as string | undefined;
   if (existing) {
     const seats = p.flags.seats === undefined ? existing.seats.length : parseSeatCount(p.flags.seats);
+    const engines = p.flags.engines === undefined ? (existing.engines ?? []) : parseEngines(p.flags.engines);
+    if (engines.join(",") !== (existing.engines ?? []).join(","))
+      throw new UserError(
+        `Class ${name} has its seats on ${existing.engines?.length ? existing.engines.join(", ") : "one engine"}; its engines cannot change: ./start.ts classroom down${name === DEFAULT_CLASS ? "" : ` --class ${name}`} first, or choose another --class.`,
+      );
     if ((recipe && recipe !== existing.recipe) || seats !== existing.seats.length)
       throw new UserError(
         `Class ${name} already has ${existing.seats.length} seats of ${existing.recipe}; ./start.ts classroom down${name === DEFAULT_CLASS ? "" : ` --class ${name}`} first, or choose another --class.`,
@@ -75,12 +90,15 @@ function classFor(p: Parsed, name: string): { state: ClassState; isNew: boolean 
   if (!recipe) throw new UserError(`classroom up needs --recipe: one of ${listRecipes().join(", ")}.`, 2);
   const seats = parseSeatCount(p.flags.seats);
   const r = loadRecipe(recipe);
-  return { state: newClass(name, recipe, resolveOptions(r, {}), seats), isNew: true };
+  const state = newClass(name, recipe, resolveOptions(r, {}), seats);
+  const engines = parseEngines(p.flags.engines);
+  if (engines.length) state.engines = engines;
+  return { state, isNew: true };
 }
 
 export const classroomUpCommand: Command = {
   name: "classroom up",
-  usage: "classroom up --seats N --recipe RECIPE [--class NAME]",
+  usage: "classroom up --seats N --recipe RECIPE [--class NAME] [--engines HOSTS]",
   summary: "host a class: one lab per seat, a web page per attendee, a live view for the facilitator",
   details:
     "Starts one lab of RECIPE per seat (labs NAME-01 ... NAME-NN, each with its own names and subnets,\n" +
@@ -103,6 +121,11 @@ export const classroomUpCommand: Command = {
       value: "S",
       help: "seconds between two checks of every seat for the facilitator's view; 0: only on attendees' checks (default: 60)",
     },
+    {
+      name: "engines",
+      value: "HOSTS",
+      help: "more engines for the seats, comma-separated DOCKER_HOSTs (unix:///path.sock, tcp://HOST:PORT; another machine's socket forwarded with ssh -L); seats are spread evenly",
+    },
     { name: "yes", help: "install the engine without asking if none is found" },
   ],
   async run(p, ctx) {
@@ -117,26 +140,29 @@ export const classroomUpCommand: Command = {
     );
     const { state, isNew } = classFor(p, name);
     const engine = await ensureEngine({ allowSetup: true, yes: Boolean(p.flags.yes), progress: ctx.progress });
+    const engines = await ClassEngines.open(state, engine);
+    if (isNew) engines.place(state.seats);
     // The firewall that keeps seats off this host needs nft (an engine elsewhere: not this host's business).
-    if (engine.dockerHost.startsWith("unix://")) await ensureNft({ yes: Boolean(p.flags.yes), progress: ctx.progress });
+    if (engines.all().some((e) => e.dockerHost.startsWith("unix://")))
+      await ensureNft({ yes: Boolean(p.flags.yes), progress: ctx.progress });
     saveClass(state); // before any seat: `classroom down` finds a class whose start was cut short
-    await startAll(engine, state, isNew, parallel, ctx);
-    return serve(engine, state, { listen, port, base, sweepS }, ctx);
+    await startAll(engines, state, isNew, parallel, ctx);
+    return serve(engines, state, { listen, port, base, sweepS }, ctx);
   },
 };
 
-async function startAll(engine: Awaited<ReturnType<typeof ensureEngine>>, state: ClassState, isNew: boolean, parallel: number, ctx: Ctx) {
-  const outcomes = await startSeats(engine, state, { parallel, progress: ctx.progress, signal: ctx.signal });
+async function startAll(engines: ClassEngines, state: ClassState, isNew: boolean, parallel: number, ctx: Ctx) {
+  const outcomes = await startSeats(engines, state, { parallel, progress: ctx.progress, signal: ctx.signal });
   if (ctx.signal.aborted) {
     // Seats cut short removed themselves (as any interrupted lab start does); the finished ones go too.
-    if (isNew) await removeClass(engine, state);
+    if (isNew) await removeClass(engines, state);
     else {
       await removeSeats(
-        engine,
+        engines,
         state.recipe,
         outcomes.filter((o) => !o.already && !o.error).map((o) => o.seat),
       );
-      await guardHost(engine, state);
+      await guardHost(engines, state);
     }
     throw new UserError("Interrupted: the seats this run started have been removed.", 130);
   }
@@ -149,12 +175,12 @@ async function startAll(engine: Awaited<ReturnType<typeof ensureEngine>>, state:
 }
 
 async function serve(
-  engine: Awaited<ReturnType<typeof ensureEngine>>,
+  engines: ClassEngines,
   state: ClassState,
   o: { listen: string; port: number; base: string; sweepS: number },
   ctx: Ctx,
 ): Promise<number> {
-  const serving = await serveClass(engine, state, { ...o, log: (l) => ctx.progress.info(l) });
+  const serving = await serveClass(engines, state, { ...o, log: (l) => ctx.progress.info(l) });
   state.server = { pid: process.pid, url: o.base };
   saveClass(state);
   const flag = state.name === "seat" ? "" : ` --class ${state.name}`;
