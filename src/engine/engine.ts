@@ -3,6 +3,7 @@ import { createReadStream } from "node:fs";
 import { PassThrough } from "node:stream";
 import type Docker from "dockerode";
 import { pack } from "tar-stream";
+import { OWN_PODMAN_SOCKET } from "../paths.ts";
 import { dockerodeFor, type EngineKind, type Probe } from "./connect.ts";
 import { LABEL, labelFilter, PROJECT } from "./labels.ts";
 import type {
@@ -58,7 +59,10 @@ export class Engine {
 
   /** The CLI a person would type on this host for the same engine (podman, or docker -H HOST). */
   cliArgs(): string[] {
-    return this.kind === "podman" ? ["podman"] : ["docker", "-H", this.dockerHost];
+    if (this.kind !== "podman") return ["docker", "-H", this.dockerHost];
+    // podman's own sockets serve the default storage, which plain `podman` (the book's command)
+    // uses too; any other (a class's second engine) has its own storage behind it.
+    return DEFAULT_STORAGE_SOCKETS.includes(this.dockerHost) ? ["podman"] : ["podman", "--remote", "--url", this.dockerHost];
   }
 
   /** The last lines a container logged (stdout and stderr), or "" when there are none. */
@@ -547,6 +551,7 @@ export class Engine {
 }
 
 const BRIDGE_NAME_OPTION = "com.docker.network.bridge.name";
+const DEFAULT_STORAGE_SOCKETS = [`unix://${OWN_PODMAN_SOCKET}`, "unix:///run/podman/podman.sock"];
 
 /**
  * The host-side bridge of a lab network, named by the network rather than left to the engine:
