@@ -139,7 +139,7 @@ describe("a guide is a test", () => {
     expect(() => parseGuide("text\n\n```sh {on=host colour=red}\nls\n```\n", "g.md")).toThrow(/^g\.md:3: unknown mark "colour"/);
   });
 
-  it.each(["recipe-0", "recipe-1", "recipe-2", "recipe-3"])("every shell block of labs/%s.md is marked", (r) => {
+  it.each(["recipe-0", "recipe-1", "recipe-2", "recipe-3", "recipe-4"])("every shell block of labs/%s.md is marked", (r) => {
     const md = readFileSync(join(ROOT, "labs", `${r}.md`), "utf8");
     expect(unmarkedShellBlocks(md)).toEqual([]);
     expect(parseGuide(md, `labs/${r}.md`).steps.length).toBeGreaterThan(3);
