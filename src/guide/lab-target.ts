@@ -62,6 +62,44 @@ function hostRun(script: string): Promise<Ran> {
   });
 }
 
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A held command in the host pane: a process group of its own, so Ctrl-C (SIGINT to the group) reaches all of it. */
+export function hostHold(script: string, typed?: string): Held {
+  const child = spawn("bash", ["-c", `exec 2>&1\n${script}`], {
+    cwd: ROOT,
+    detached: true,
+    stdio: [typed === undefined ? "ignore" : "pipe", "pipe", "ignore"],
+  });
+  // Like a pane: the typed line, and stdin left open.
+  if (typed !== undefined) child.stdin?.write(`${typed}\n`);
+  let output = "";
+  child.stdout?.on("data", (b: Buffer) => {
+    output += b.toString("utf8");
+  });
+  const closed = new Promise<void>((r) => child.on("close", () => r()));
+  const endsWithin = (ms: number) => Promise.race([closed.then(() => true), delay(ms).then(() => false)]);
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, sig);
+    } catch {
+      // already ended
+    }
+  };
+  return {
+    output: async () => output,
+    interrupt: async () => {
+      signal("SIGINT");
+      if (!(await endsWithin(10_000))) {
+        signal("SIGKILL");
+        await closed;
+      }
+      return output;
+    },
+    ended: async (ms) => ((await endsWithin(ms)) ? output : undefined),
+  };
+}
+
 // A held command runs in a session of its own, so Ctrl-C (SIGINT to the group) reaches all of it.
 const HOLD = `out=/tmp/wg3-guide-$$.out
 if [ -n "\${GUIDE_TYPED+x}" ]; then
@@ -71,8 +109,11 @@ else
 fi
 echo "$! $out"`;
 
+// Still running, and not a zombie: a container's init (headscale, tailscaled) does not reap, so kill -0 alone would say yes.
+const ALIVE = (pid: string) => `[ "$(cut -d' ' -f3 /proc/${pid}/stat 2>/dev/null || echo Z)" != Z ]`;
+
 const INTERRUPT = (pid: string) =>
-  `kill -INT -- -${pid} 2>/dev/null; for i in $(seq 100); do kill -0 ${pid} 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL -- -${pid}`;
+  `kill -INT -- -${pid} 2>/dev/null; for i in $(seq 100); do ${ALIVE(pid)} || exit 0; sleep 0.1; done; kill -KILL -- -${pid}`;
 
 /** A running lab of the guide's recipe: nodes through the engine, the host pane in the repository root. */
 export class LabTarget implements GuideTarget {
@@ -104,6 +145,7 @@ export class LabTarget implements GuideTarget {
   }
 
   async hold(on: string, script: string, typed?: string): Promise<Held> {
+    if (on === "host") return hostHold(script, typed);
     const c = this.#container(on);
     const env: Record<string, string> = { GUIDE_SCRIPT: script, ...(typed === undefined ? {} : { GUIDE_TYPED: typed }) };
     const [pid, out] = (await this.engine.output(c, ["bash", "-c", HOLD], { env })).trim().split(" ");
@@ -112,6 +154,14 @@ export class LabTarget implements GuideTarget {
       output: read,
       interrupt: async () => {
         await this.engine.exec(c, ["bash", "-c", INTERRUPT(pid!)]);
+        return read();
+      },
+      ended: async (ms) => {
+        const deadline = Date.now() + ms;
+        while ((await this.engine.exec(c, ["bash", "-c", ALIVE(pid!)])).exitCode === 0) {
+          if (Date.now() >= deadline) return undefined;
+          await delay(200);
+        }
         return read();
       },
     };

@@ -7,6 +7,8 @@ export const PLACEHOLDERS: Record<string, string> = {
   "<key>": "[A-Za-z0-9+/]{43}=",
   "<n>": "\\d+(?:\\.\\d+)?",
   "<ip>": "\\d{1,3}(?:\\.\\d{1,3}){3}",
+  // A tailnet address: Tailscale's CGNAT range 100.64.0.0/10, handed out by the coordination server.
+  "<100.64.x.y>": "100\\.(?:6[4-9]|[7-9]\\d|1[01]\\d|12[0-7])\\.\\d{1,3}\\.\\d{1,3}",
   "<time>": "[^\\n]+?",
   "<any>": "[^\\n]*?",
 };

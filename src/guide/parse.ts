@@ -20,6 +20,8 @@ export interface GuideStep {
   exit: number | "nonzero";
   /** The block holds its pane until the next step in that pane (the reader's Ctrl-C). */
   waits: boolean;
+  /** A waiting step that ends by itself (a `timeout`) within this many seconds: the next step in its pane waits for the end instead of pressing Ctrl-C. */
+  ends?: number;
   /** A waiting step is ready once its output contains this text. */
   ready?: string;
   /** A line the reader types into a waiting step. */
@@ -38,7 +40,7 @@ export interface Guide {
 }
 
 const FENCE = /^(`{3,}|~{3,})\s*([\w-]*)\s*(\{.*\})?\s*$/;
-const KNOWN = new Set(["on", "output", "fails", "exit", "waits", "ready", "type", "solve", "skip", "within"]);
+const KNOWN = new Set(["on", "output", "fails", "exit", "waits", "ends", "ready", "type", "solve", "skip", "within"]);
 
 /** `{on=peer-1 ready="listening on" waits}` as a map; a bare word is `true`. */
 export function parseAttrs(raw: string, where: string): Record<string, string | true> {
@@ -68,12 +70,15 @@ function stepOf(attrs: Record<string, string | true>, text: string, line: number
   if (!on) throw new UserError(`${where}: a marked block needs on=host or on=<node>[,<node>...].`);
   const exit = attrs.fails ? "nonzero" : attrs.exit ? Number(str(attrs.exit, "exit", where)) : 0;
   if (Number.isNaN(exit)) throw new UserError(`${where}: exit= needs a number.`);
+  const ends = attrs.ends === undefined ? undefined : Number(str(attrs.ends, "ends", where));
+  if (Number.isNaN(ends)) throw new UserError(`${where}: ends= needs a number of seconds.`);
   return {
     line,
     on: on.split(","),
     text,
     exit,
-    waits: attrs.waits === true,
+    waits: attrs.waits === true || ends !== undefined,
+    ends,
     ready: str(attrs.ready, "ready", where),
     type: str(attrs.type, "type", where),
     solve: str(attrs.solve, "solve", where),

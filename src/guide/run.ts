@@ -12,6 +12,8 @@ export interface Held {
   output(): Promise<string>;
   /** Ctrl-C: signal it, wait until it ends, and give what it printed. */
   interrupt(): Promise<string>;
+  /** What it printed once it has ended by itself, or undefined if it still runs after `timeoutMs`. */
+  ended(timeoutMs: number): Promise<string | undefined>;
 }
 
 /** Where a guide's steps run: a lab of the guide's recipe, with its own names. */
@@ -36,6 +38,11 @@ export interface RunOptions {
 function firstLine(step: GuideStep): string {
   const l = step.text.split("\n")[0] ?? "";
   return step.text.includes("\n") ? `${l} …` : l;
+}
+
+function heldNote(step: GuideStep): string {
+  if (step.ends !== undefined) return ` (holds its pane until it ends, within ${step.ends} s)`;
+  return step.waits ? " (held until Ctrl-C)" : "";
 }
 
 function failure(guide: Guide, step: GuideStep, on: string, what: string, got?: string): GuideFailure {
@@ -102,7 +109,11 @@ export async function runGuide(guide: Guide, target: GuideTarget, opts: RunOptio
     const h = held.get(on);
     if (!h) return;
     held.delete(on);
-    checkOutput(guide, h.step, on, await h.held.interrupt(), target);
+    if (h.step.ends === undefined) return checkOutput(guide, h.step, on, await h.held.interrupt(), target);
+    // The reader waits for the prompt to come back, as the guide says, rather than pressing Ctrl-C.
+    const out = await h.held.ended(h.step.ends * 1000);
+    if (out === undefined) throw failure(guide, h.step, on, `did not end by itself within ${h.step.ends} s`, await h.held.interrupt());
+    checkOutput(guide, h.step, on, out, target);
   };
   try {
     for (const step of guide.steps) {
@@ -120,7 +131,7 @@ export async function runGuide(guide: Guide, target: GuideTarget, opts: RunOptio
       for (const on of step.on) {
         await release(on);
         const script = target.translate(step.text, on);
-        log(`${guide.file}:${step.line} [${on}] ${firstLine(step)}${step.waits ? " (held until Ctrl-C)" : ""}`);
+        log(`${guide.file}:${step.line} [${on}] ${firstLine(step)}${heldNote(step)}`);
         if (step.waits) {
           const h = await target.hold(on, script, step.type);
           held.set(on, { step, held: h });

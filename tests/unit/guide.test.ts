@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { translator, withLab } from "../../src/guide/lab-target.ts";
+import { hostHold, translator, withLab } from "../../src/guide/lab-target.ts";
 import { outputMatches } from "../../src/guide/match.ts";
 import { parseGuide, unmarkedShellBlocks } from "../../src/guide/parse.ts";
 import { type GuideTarget, type Ran, runGuide } from "../../src/guide/run.ts";
@@ -19,7 +19,11 @@ function fakeLab(answers: (on: string, script: string) => Ran): GuideTarget & { 
     },
     async hold(on, script) {
       ran.push(`${on} (held): ${script}`);
-      return { output: async () => "listening on", interrupt: async () => "listening on\nhello" };
+      return {
+        output: async () => "listening on",
+        interrupt: async () => "listening on\nhello",
+        ended: async () => (script.includes("timeout") ? "listening on\n3 packets captured" : undefined),
+      };
     },
     async solve(ex) {
       ran.push(`solve ${ex}`);
@@ -75,10 +79,39 @@ describe("a guide is a test", () => {
     expect(lab.ran).toEqual(["solve configure", "a (held): nc -nvlp 8000", "b: echo hi"]);
   });
 
+  it("a block that ends by itself is waited for, not interrupted; one that does not end fails", async () => {
+    const md = (cmd: string) =>
+      [
+        `\`\`\`sh {on=a ends=20 ready="listening on"}\n${cmd}\n\`\`\``,
+        "```text {output}\nlistening on\n<n> packets captured\n```",
+        "```sh {on=a}\nls\n```",
+      ].join("\n\n");
+    const lab = fakeLab(() => ({ exitCode: 0, output: "" }));
+    await runGuide(parseGuide(md("timeout 20 tcpdump"), "g.md"), lab);
+    expect(lab.ran).toEqual(["a (held): timeout 20 tcpdump", "a: ls"]);
+    await expect(
+      runGuide(
+        parseGuide(md("tcpdump"), "g.md"),
+        fakeLab(() => ({ exitCode: 0, output: "" })),
+      ),
+    ).rejects.toThrow(/^g\.md:1: the block on a `tcpdump` did not end by itself within 20 s/);
+  });
+
+  it("a held host block gets Ctrl-C, or is waited for when it ends by itself", async () => {
+    const trap = hostHold("trap 'echo stopped; exit 0' INT; echo listening; while :; do read -r -t 1 || :; done");
+    await expect.poll(() => trap.output(), { timeout: 5000 }).toContain("listening");
+    expect(await trap.ended(300)).toBeUndefined();
+    expect(await trap.interrupt()).toBe("listening\nstopped\n");
+    const echo = hostHold('read -r line; echo "got $line"', "hello");
+    expect(await echo.ended(5000)).toBe("got hello\n");
+  });
+
   it("placeholders stand for what varies; other <...> is literal", () => {
     expect(outputMatches("public key: <key>", "public key: Lk7OLpxltVlL0xMhN6q65+EVmXBfjeGcufWNoO9mXlU=")).toBe(true);
     expect(outputMatches("public key: <key>", "public key: nope")).toBe(false);
     expect(outputMatches("<h1>Hello</h1>", "<h1>Hello</h1>\n")).toBe(true);
+    expect(outputMatches("1 | home | <100.64.x.y>", "1  | home    | 100.64.0.1")).toBe(true);
+    expect(outputMatches("1 | home | <100.64.x.y>", "1  | home    | 10.1.99.12")).toBe(false);
     expect(outputMatches("a\n...\nz", "a\nb\nc\nz")).toBe(true);
     expect(outputMatches("a\n...\nz", "a\nz")).toBe(true);
     expect(outputMatches("a\nz", "a\nb\nz")).toBe(false);
@@ -106,7 +139,7 @@ describe("a guide is a test", () => {
     expect(() => parseGuide("text\n\n```sh {on=host colour=red}\nls\n```\n", "g.md")).toThrow(/^g\.md:3: unknown mark "colour"/);
   });
 
-  it.each(["recipe-0", "recipe-1", "recipe-2"])("every shell block of labs/%s.md is marked", (r) => {
+  it.each(["recipe-0", "recipe-1", "recipe-2", "recipe-3", "recipe-4"])("every shell block of labs/%s.md is marked", (r) => {
     const md = readFileSync(join(ROOT, "labs", `${r}.md`), "utf8");
     expect(unmarkedShellBlocks(md)).toEqual([]);
     expect(parseGuide(md, `labs/${r}.md`).steps.length).toBeGreaterThan(3);
