@@ -42,20 +42,10 @@ describe(`a class of ${RECIPE} on two engines (class ${CLASS})`, () => {
 
   const seatsOf = async (e: Engine) => [...new Set((await e.listContainers({ classroom: CLASS })).map((c) => c.labels[LABEL.lab]))].sort();
   const post = (path: string) => fetch(`${base}${path}`, { method: "POST" });
+  const classUp = (engines: string) => ["classroom", "up", "--seats", "2", "--recipe", RECIPE, "--class", CLASS, "--engines", engines];
 
   it("an engine that does not answer is refused in one sentence, and nothing is made", async () => {
-    const r = await startTs([
-      "classroom",
-      "up",
-      "--seats",
-      "2",
-      "--recipe",
-      RECIPE,
-      "--class",
-      CLASS,
-      "--engines",
-      "unix:///run/wg3-no-such.sock",
-    ]);
+    const r = await startTs(classUp("unix:///run/wg3-no-such.sock"));
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split("\n").at(-1)).toMatch(
       /^The engine at unix:\/\/\/run\/wg3-no-such\.sock does not answer \(.*\); start it, or leave it out of --engines\.$/,
@@ -68,27 +58,9 @@ describe(`a class of ${RECIPE} on two engines (class ${CLASS})`, () => {
     expect(await seatsOf(second)).toEqual([]); // before: nothing of the class on either
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
-    server = spawnStartTs(
-      [
-        "classroom",
-        "up",
-        "--seats",
-        "2",
-        "--recipe",
-        RECIPE,
-        "--class",
-        CLASS,
-        "--engines",
-        other.dockerHost,
-        "--listen",
-        "127.0.0.1",
-        "--port",
-        String(port),
-        "--sweep",
-        "2",
-      ],
-      { timeoutMs: Number.POSITIVE_INFINITY },
-    );
+    server = spawnStartTs([...classUp(other.dockerHost), "--listen", "127.0.0.1", "--port", String(port), "--sweep", "2"], {
+      timeoutMs: Number.POSITIVE_INFINITY,
+    });
     const running = server;
     await Promise.race([
       eventually("classroom up to serve", () => running.output().includes("serving at"), {
