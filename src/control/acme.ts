@@ -236,15 +236,18 @@ export class AcmeCertificates {
 /**
  * acme-client's transport, except that a CA it cannot reach at all (no DNS answer, refused,
  * untrusted certificate) fails this order at once with what went wrong: its own retries would
- * take 75 s and then end in a TypeError. Our orders retry with backoff instead. (An error
- * without `config` passes acme-client's retry interceptor untouched.)
+ * take 75 s and then end in a TypeError. So does a CA's rate limit (429): it is no passing
+ * failure, and acme-client would ask five more times, 5 to 25 s apart (Retry-After's time
+ * apart when there is one, with Let's Encrypt hours). Our orders retry with backoff instead.
+ * (An error without `config` passes acme-client's retry interceptor untouched.)
  */
 const httpAdapter = axios.getAdapter("http");
 const failFastTransport: AxiosAdapter = async (config) => {
   try {
     return await httpAdapter(config);
   } catch (e) {
-    const err = e as Error & { code?: string; response?: unknown };
+    const err = e as Error & { code?: string; response?: { status?: number }; config?: unknown };
+    if (err.response?.status === 429) err.config = undefined;
     if (err.response) throw e;
     throw new Error(`cannot reach ${config.url}: ${err.message}${err.code && !err.message.includes(err.code) ? ` (${err.code})` : ""}`);
   }

@@ -53,7 +53,7 @@ export const IMAGE_ROLES = {
   acme: {
     parent: "base",
     binaries: [],
-    about: "a private ACME CA (pebble), a new root every start",
+    about: "a private ACME CA (pebble), a new root every start; acme-rate-limit puts Let's Encrypt's rate limit in front",
     caps: NET_CAPS,
     devices: [],
     sysctls: {},

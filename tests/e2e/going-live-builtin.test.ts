@@ -185,5 +185,33 @@ describe.skipIf(!controls.includes("builtin"))(
         status: { ...healthy, tls: "fail", key: "skip", ts2021: "skip", server_url: "skip", derp: "skip" },
       });
     });
+
+    it("server-url: a typo'd server_url puts the typo in the DERP map, which roaming cannot connect to; only preflight's server_url fails", async () => {
+      const typo = name.replace("example", "exmaple");
+      const server = await lab.sh(
+        "vps",
+        `sed -i 's|^server_url: .*|server_url: https://${typo}:443|' /etc/headscale/config.yaml && headscale-service restart`,
+      );
+      expect(server.exitCode).toBe(0);
+      const derp = await eventually(
+        "roaming's DERP map to name the typo",
+        async () => {
+          const r = await roaming.sh("tailscale debug derp headscale 2>&1");
+          if (!r.stdout.includes(typo)) throw new Error(r.stdout.slice(0, 400));
+          return r.stdout;
+        },
+        { timeout: TIMEOUT.converge },
+      );
+      expect(derp).toContain(`Error upgrading connection to node \\"${typo}\\"`);
+      expect(derp).toContain("to TLS over IPv4");
+      console.log(`going-live-builtin: tailscale debug derp with server_url ${typo}: ${derp.replace(/\s+/g, " ").slice(0, 600)}`);
+      expect((await lab.check("server-url")).ok).toBe(false);
+      expect(await preflight()).toMatchObject({ code: 1, status: { ...healthy, server_url: "fail" } });
+
+      await lab.solve("server-url");
+
+      expect((await lab.check("server-url")).ok).toBe(true);
+      expect(await preflight()).toMatchObject({ code: 0, status: healthy });
+    });
   },
 );

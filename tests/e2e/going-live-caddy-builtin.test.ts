@@ -51,7 +51,7 @@ describe.skipIf(!controls.includes("builtin"))("going-live --layout caddy --cont
   });
 
   it("the VPS runs the builtin server on loopback with Headscale's behind-Caddy config, and Caddy installed", async () => {
-    expect(lab.recipe.exercises.map((e) => e.id)).toEqual(["a-record", "firewall", "caddy", "proxy-upgrade", "join", "stun"]);
+    expect(lab.recipe.exercises.map((e) => e.id)).toEqual(["a-record", "firewall", "caddy", "proxy-upgrade", "join", "stun", "server-url"]);
     expect((await lab.sh("vps", "node /opt/wg3-control/control.mjs cli version && caddy version")).exitCode).toBe(0);
     const health = await lab.sh("vps", "curl -sk https://127.0.0.1:8080/health");
     expect(health.stdout).toContain('"status":"pass"');
@@ -120,6 +120,34 @@ describe.skipIf(!controls.includes("builtin"))("going-live --layout caddy --cont
     await lab.solve("stun");
 
     expect((await lab.check("stun")).ok).toBe(true);
+    expect(await preflight()).toMatchObject({ code: 0, status: healthy });
+  });
+
+  it("server-url: a typo'd server_url puts the typo in the DERP map, which roaming cannot connect to; only preflight's server_url fails", async () => {
+    const typo = name.replace("example", "exmaple");
+    const server = await lab.sh(
+      "vps",
+      `sed -i 's|^server_url: .*|server_url: https://${typo}:443|' /etc/headscale/config.yaml && headscale-service restart`,
+    );
+    expect(server.exitCode).toBe(0);
+    const derp = await eventually(
+      "roaming's DERP map to name the typo",
+      async () => {
+        const r = await roaming.sh("tailscale debug derp headscale 2>&1");
+        if (!r.stdout.includes(typo)) throw new Error(r.stdout.slice(0, 400));
+        return r.stdout;
+      },
+      { timeout: TIMEOUT.converge },
+    );
+    expect(derp).toContain(`Error upgrading connection to node \\"${typo}\\"`);
+    expect(derp).toContain("to TLS over IPv4");
+    console.log(`going-live-caddy-builtin: tailscale debug derp with server_url ${typo}: ${derp.replace(/\s+/g, " ").slice(0, 600)}`);
+    expect((await lab.check("server-url")).ok).toBe(false);
+    expect(await preflight()).toMatchObject({ code: 1, status: { ...healthy, server_url: "fail" } });
+
+    await lab.solve("server-url");
+
+    expect((await lab.check("server-url")).ok).toBe(true);
     expect(await preflight()).toMatchObject({ code: 0, status: healthy });
   });
 });

@@ -122,12 +122,12 @@ describe("start.ts", () => {
           ],
           [
             ["reset", "going-live", "--to", "nope", "--lab", "t-reset"],
-            /^going-live has no exercise "nope"; its exercises are: a-record, firewall, certificate, join, stun, server-url\.$/,
+            /^going-live has no exercise "nope"; its exercises are: a-record, firewall, certificate, join, stun, server-url, rate-limit\.$/,
           ],
           // An exercise of the other layout is named as such.
           [
             ["reset", "going-live", "--to", "caddy", "--lab", "t-reset"],
-            /^going-live \(started with --layout headscale\) has no exercise "caddy"; its exercises are: a-record, firewall, certificate, join, stun, server-url\.$/,
+            /^going-live \(started with --layout headscale\) has no exercise "caddy"; its exercises are: a-record, firewall, certificate, join, stun, server-url, rate-limit\.$/,
           ],
           [["reset", "going-live", "--to"], /^--to needs a value/],
         ];

@@ -1,5 +1,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
@@ -126,8 +128,8 @@ describe("ACME timing", () => {
 });
 
 describe("ACME server behaviour without a CA", () => {
-  /** A server whose CA does not answer (nothing listens on port 1); HTTP-01 on a free port. */
-  async function start(cacheDir: string) {
+  /** A server whose CA does not answer (nothing listens on port 1, unless `acmeUrl`); HTTP-01 on a free port. */
+  async function start(cacheDir: string, acmeUrl = "https://127.0.0.1:1/dir") {
     const dir = join(root, `s${++n}`);
     const logs: string[] = [];
     const c = parseConfig(
@@ -137,7 +139,7 @@ describe("ACME server behaviour without a CA", () => {
         `unix_socket: ${join(dir, "admin.sock")}`,
         'derp: { server: { stun_listen_addr: "" } }',
         "tls_letsencrypt_hostname: headscale.test",
-        "acme_url: https://127.0.0.1:1/dir",
+        `acme_url: ${acmeUrl}`,
         `tls_letsencrypt_cache_dir: ${cacheDir}`,
       ].join("\n"),
     );
@@ -182,6 +184,42 @@ describe("ACME server behaviour without a CA", () => {
       expect(other.headers.location).toBe("https://headscale.test/health");
     } finally {
       await ctl.close();
+    }
+  });
+
+  it("a CA's rate limit (429 rateLimited) fails the order at once with the CA's detail, not after acme-client's five retries", async () => {
+    // A CA that refuses every signed request as Let's Encrypt refuses one past its limit.
+    const detail = "too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s";
+    const pki = await makeLabTls("127.0.0.1", ["127.0.0.1"], []);
+    const ca = https.createServer({ cert: pki.cert, key: pki.key }, (req, res) => {
+      const base = `https://127.0.0.1:${(ca.address() as AddressInfo).port}`;
+      if (req.url === "/dir")
+        return res.end(JSON.stringify({ newNonce: `${base}/nonce`, newAccount: `${base}/account`, newOrder: `${base}/order` }));
+      if (req.url === "/nonce") return res.writeHead(200, { "Replay-Nonce": "nonce" }).end();
+      res.writeHead(429, { "Content-Type": "application/problem+json", "Retry-After": "3600", "Replay-Nonce": "nonce" });
+      res.end(JSON.stringify({ type: "urn:ietf:params:acme:error:rateLimited", detail, status: 429 }));
+    });
+    await new Promise<void>((resolve) => ca.listen(0, "127.0.0.1", resolve));
+    // The roots for the CA's API come from SSL_CERT_FILE, as on the VPS.
+    writeFileSync(join(root, "ca-api.crt"), pki.caCert);
+    process.env.SSL_CERT_FILE = join(root, "ca-api.crt");
+    const started = start(join(root, `cache${++n}`), `https://127.0.0.1:${(ca.address() as AddressInfo).port}/dir`);
+    delete process.env.SSL_CERT_FILE;
+    const { ctl, logs } = await started;
+    try {
+      const line = await eventually(
+        "the refused order in the log",
+        async () => {
+          const l = logs.find((m) => m.startsWith("acme: no certificate for headscale.test"));
+          if (!l) throw new Error(logs.join("\n"));
+          return l;
+        },
+        { timeout: 3000 },
+      );
+      expect(line).toContain(`: ${detail}; trying again in 10 s`);
+    } finally {
+      await ctl.close();
+      ca.close();
     }
   });
 

@@ -1,7 +1,17 @@
+import https from "node:https";
+import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
-import { stunMappedAddress, stunRequest } from "../../src/cli/commands/preflight.ts";
+import { preflight, stunMappedAddress, stunRequest } from "../../src/cli/commands/preflight.ts";
+import { makeLabTls } from "../../src/lab/tls.ts";
 import { loadRecipe } from "../../src/recipe/load.ts";
+import { freePort } from "../support/ports.ts";
 import { startTs } from "../support/start-ts.ts";
+
+/** preflight against 127.0.0.1:`port`: check name -> [status, because]. */
+async function preflightLoopback(port: number) {
+  const results = await preflight({ url: new URL(`https://127.0.0.1:${port}`), name: "127.0.0.1", port });
+  return Object.fromEntries(results.map((r) => [r.check, [r.status, r.because]]));
+}
 
 describe("preflight", () => {
   it("builds the STUN request the going-live stun check sends as printf octal bytes", () => {
@@ -46,6 +56,32 @@ describe("preflight", () => {
     const mapped = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 10, 66, 0, 1]);
     for (let k = 0; k < 16; k++) attr[8 + k] = mapped[k]! ^ head[4 + k]!;
     expect(stunMappedAddress(Buffer.concat([head, attr]), txid)).toBe("10.66.0.1:41641");
+  });
+
+  describe("skips what rests on a failed check, naming that check in because", () => {
+    it("443 refused: tls and everything behind it rest on https; dns and stun are tried", async () => {
+      const r = await preflightLoopback(await freePort());
+      expect(r.https).toEqual(["fail", undefined]);
+      for (const c of ["tls", "key", "ts2021", "server_url", "derp"]) expect(r[c]).toEqual(["skip", "https"]);
+      expect(r.dns).toEqual(["ok", undefined]);
+      expect(r.stun?.[0]).not.toBe("skip");
+    });
+
+    it("an untrusted certificate: the checks behind TLS rest on tls, and only they", async () => {
+      // A certificate for the name from a CA preflight is not told to trust.
+      const pki = await makeLabTls("127.0.0.1", ["127.0.0.1"], []);
+      const server = https.createServer({ cert: pki.cert, key: pki.key }, (_req, res) => res.end());
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      try {
+        const r = await preflightLoopback((server.address() as AddressInfo).port);
+        expect(r.https).toEqual(["ok", undefined]);
+        expect(r.tls).toEqual(["fail", undefined]);
+        for (const c of ["key", "ts2021", "server_url", "derp"]) expect(r[c]).toEqual(["skip", "tls"]);
+        expect(r.stun?.[0]).not.toBe("skip");
+      } finally {
+        server.close();
+      }
+    });
   });
 
   it("bad input gets one sentence and exit 2", async () => {

@@ -117,7 +117,7 @@ describe("option overrides are checked at load, as partial nodes", () => {
     expect(problems(exercise("control=z"))).toEqual(['21: exercises.0.when: "z" is not one of the choices of control (x, y)']);
     const live = loadRecipe("going-live");
     const ids = (layout: string) => forOptions(live, { layout, control: "headscale" }).exercises.map((e) => e.id);
-    expect(ids("headscale")).toEqual(["a-record", "firewall", "certificate", "join", "stun", "server-url"]);
+    expect(ids("headscale")).toEqual(["a-record", "firewall", "certificate", "join", "stun", "server-url", "rate-limit"]);
     expect(ids("caddy")).toEqual(["a-record", "firewall", "caddy", "proxy-upgrade", "join", "stun", "server-url"]);
   });
 });

@@ -18,7 +18,7 @@ describe("reset", () => {
     expect(exercisesBefore(caddy, "join").map((e) => e.id)).toEqual(["a-record", "firewall", "caddy", "proxy-upgrade"]);
     const headscale = forOptions(base, resolveOptions(base, {}));
     expect(() => exercisesBefore(headscale, "caddy")).toThrow(
-      'going-live has no exercise "caddy"; its exercises are: a-record, firewall, certificate, join, stun, server-url.',
+      'going-live has no exercise "caddy"; its exercises are: a-record, firewall, certificate, join, stun, server-url, rate-limit.',
     );
   });
 
