@@ -116,6 +116,8 @@ export class ControlServer {
   private readonly goingOffline = new Map<number, NodeJS.Timeout>();
   /** Fires when the soonest key expiry passes (scheduleExpiryNotice). */
   private expiryNotice: NodeJS.Timeout | undefined;
+  /** Key expiries up to this moment have been announced (the server's start: stored ones went out in full maps). */
+  private lastExpiryCheck = new Date();
   /** Ephemeral nodes gone offline, deleted when config.ephemeralInactivityTimeout is over unless they come back. */
   private readonly ephemeralDeletes = new Map<number, NodeJS.Timeout>();
   private readonly pending: PendingLogins;
@@ -775,17 +777,18 @@ export class ControlServer {
    */
   private scheduleExpiryNotice(): void {
     clearTimeout(this.expiryNotice);
-    const next = this.tailnet.nextKeyExpiry();
+    const next = this.tailnet.nextKeyExpiry(this.lastExpiryCheck);
     if (!next) return;
-    const since = new Date();
     // setTimeout holds at most 2^31-1 ms (24.8 days); a later expiry is looked at again then.
     const t = setTimeout(
       () => {
-        const ids = this.tailnet.announceExpired(since);
+        const now = new Date();
+        const ids = this.tailnet.announceExpired(this.lastExpiryCheck);
+        this.lastExpiryCheck = now;
         if (ids.length) this.log(`key expired: node ${ids.join(", ")}`);
         this.scheduleExpiryNotice();
       },
-      Math.min(next.getTime() - since.getTime() + 1, 2 ** 31 - 1),
+      Math.min(Math.max(0, next.getTime() - Date.now()) + 1, 2 ** 31 - 1),
     );
     t.unref();
     this.expiryNotice = t;

@@ -450,11 +450,14 @@ export class Tailnet {
     else if (!n.expiry && this.opts.nodeExpiry) n.expiry = new Date(this.now().getTime() + this.opts.nodeExpiry).toISOString();
   }
 
-  /** The soonest key expiry still ahead, if any: when peers must next be told a key expired. */
-  nextKeyExpiry(): Date | undefined {
-    const now = this.now().getTime();
-    const ahead = this.state.nodes.map((n) => (isZeroTime(n.expiry) ? 0 : Date.parse(n.expiry!))).filter((t) => t > now);
-    return ahead.length ? new Date(Math.min(...ahead)) : undefined;
+  /** The soonest key expiry after `after`, if any (past or ahead): when peers must next be told a key expired. */
+  nextKeyExpiry(after: Date): Date | undefined {
+    let next = Number.POSITIVE_INFINITY;
+    for (const n of this.state.nodes) {
+      const t = isZeroTime(n.expiry) ? 0 : Date.parse(n.expiry!);
+      if (t > after.getTime() && t < next) next = t;
+    }
+    return Number.isFinite(next) ? new Date(next) : undefined;
   }
 
   /** Nodes whose key expired by itself after `since` (and by now): their views change (Expired), nothing to store. */
