@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually } from "../support/eventually.ts";
 import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
+import { startTs } from "../support/start-ts.ts";
 
 // Recipe-5's node key expiry exercise (seed 004: short-lived keys), against Headscale and the
 // builtin control server: node.expiry from the config, an admin's `headscale nodes expire`,
@@ -34,6 +35,13 @@ describe.each(controls)("recipe-5 with --control %s: node key expiry", (control)
     return r.stdout;
   };
 
+  /** The state-aware hints `./start.ts check --json` shows for the exercise now. */
+  const mistakes = async () => {
+    const r = await startTs(["check", "recipe-5", "--lab", labName, "--json"]);
+    const json = JSON.parse(r.stdout) as { exercises: { id: string; mistakes?: { hint: string }[] }[] };
+    return (json.exercises.find((x) => x.id === "key-expiry")?.mistakes ?? []).map((m) => m.hint).join(" | ");
+  };
+
   beforeAll(async () => {
     lab = await LabHandle.start("recipe-5", { lab: labName, options: { control } });
   });
@@ -43,6 +51,7 @@ describe.each(controls)("recipe-5 with --control %s: node key expiry", (control)
 
   it("key-expiry: before anything expired the check fails (negative control)", async () => {
     expect((await lab.check("key-expiry")).ok).toBe(false);
+    expect(await mistakes()).toContain("bob's key has not expired yet");
   });
 
   it("node.expiry: bob's key expires seven days after his login; the tagged server's never", async () => {
@@ -74,9 +83,11 @@ describe.each(controls)("recipe-5 with --control %s: node key expiry", (control)
       return p?.Expired === true;
     });
     expect(await bobReachesWeb()).toBe(false);
+    expect(await mistakes()).toContain("save what his client reports");
     // The attendee saves what bob's client reported; logged out still, the check fails.
     expect((await lab.sh("ts-bob", "tailscale status --json > /root/expired-status.json")).exitCode).toBe(0);
     expect((await lab.check("key-expiry")).ok).toBe(false);
+    expect(await mistakes()).toContain("bob is still logged out");
   });
 
   it("a new login (tailscale up with a new key): the same node, a new expiry from node.expiry, the traffic back; the check passes, and after solve", async () => {
@@ -90,6 +101,7 @@ describe.each(controls)("recipe-5 with --control %s: node key expiry", (control)
     expect(nodes.filter((n) => n.name === "bob").map((n) => n.id)).toEqual([3]);
     await eventually("bob reaches the server's web again", bobReachesWeb);
     expect((await lab.check("key-expiry")).ok).toBe(true);
+    expect(await mistakes()).toBe("");
     // The reference solution does it all again, from a running bob.
     await lab.solve("key-expiry");
     expect((await lab.check("key-expiry")).ok).toBe(true);
