@@ -17,8 +17,9 @@ import { machine } from "./lib/machine.ts";
 import { writeResult, writeSummary } from "./lib/results.ts";
 import { textTable } from "./lib/table.ts";
 import { nat } from "./nat.ts";
+import { policyUpdate } from "./policy.ts";
 
-const BENCHMARKS: Benchmark[] = [labStart, e2e, footprint, dataplane, controlPlane, nat, failover];
+const BENCHMARKS: Benchmark[] = [labStart, e2e, footprint, dataplane, controlPlane, nat, failover, policyUpdate];
 
 function help(): string {
   const lines = [

@@ -35,6 +35,8 @@ export interface ControlConfig {
    * (Headscale's node.ephemeral.inactivity_timeout, formerly ephemeral_node_inactivity_timeout; default 30m).
    */
   ephemeralInactivityTimeout: number;
+  /** Key expiry (ms) of a person's node from its login, when the client asks none (Headscale's node.expiry); 0: never. */
+  nodeExpiry: number;
   /** Interactive logins through an OpenID Connect provider (Headscale's `oidc:`); none if no issuer. */
   oidc?: OidcConfig;
 }
@@ -110,7 +112,7 @@ export const DEFAULT_LIMITS: Limits = {
   offlineGrace: 10_000,
 };
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3 };
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86_400e3, w: 604_800e3 };
 
 /** A count, or a Go-style duration ("500ms", "15s", "1m30s"; a bare 0 for "off"): a unit is required. */
 function limitValue(v: unknown, what: string, duration: boolean): number {
@@ -119,7 +121,7 @@ function limitValue(v: unknown, what: string, duration: boolean): number {
   let total = 0;
   let rest = text;
   while (duration && rest) {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)/.exec(rest);
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/.exec(rest);
     if (!m) break;
     total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
     rest = rest.slice(m[0].length);
@@ -241,6 +243,7 @@ export function parseConfig(text: string, where = "config"): ControlConfig {
     ...(raw.metrics_listen_addr ? { metricsListen: hostPort(String(raw.metrics_listen_addr), `${where}: metrics_listen_addr`) } : {}),
     limits: parseLimits(obj(raw.limits), where),
     ephemeralInactivityTimeout: ephemeralInactivityTimeout(raw, where),
+    nodeExpiry: nodeExpiry(raw, where),
     ...oidcConfig(raw.oidc, where),
     derp: {
       enabled: derpEnabled,
@@ -376,6 +379,13 @@ function ephemeralInactivityTimeout(raw: Raw, where: string): number {
   const ms = limitValue(v, `${where}: ${key}`, true);
   if (ms <= 0) throw new ConfigError(`${where}: ${key}: want a duration above 0, like 30m`);
   return ms;
+}
+
+/** Headscale's node.expiry: "0" (its default) or a duration such as 180d. */
+function nodeExpiry(raw: Raw, where: string): number {
+  const v = obj(raw.node).expiry;
+  if (v === undefined || v === null || v === "0" || v === 0) return 0;
+  return limitValue(v, `${where}: node.expiry`, true);
 }
 
 function derpPaths(v: unknown, where: string): string[] {

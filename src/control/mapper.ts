@@ -103,7 +103,8 @@ export function nodeView(t: Tailnet, c: MapperConfig, n: NodeRec, routes = t.off
     Cap: n.cap,
     Online: online,
     ...(!online && n.lastSeen ? { LastSeen: n.lastSeen } : {}),
-    MachineAuthorized: true,
+    // As Headscale: an expired node is no longer authorised (its key must log in again).
+    MachineAuthorized: !expired,
     ...(n.tags?.length ? { Tags: n.tags } : {}),
     ...(expired ? { Expired: true } : {}),
   };

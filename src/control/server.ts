@@ -114,6 +114,10 @@ export class ControlServer {
   private readonly sessions = new Map<number, MapSession>();
   /** Nodes whose map stream ended, waiting out limits.offline_grace for a new one before going offline. */
   private readonly goingOffline = new Map<number, NodeJS.Timeout>();
+  /** Fires when the soonest key expiry passes (scheduleExpiryNotice). */
+  private expiryNotice: NodeJS.Timeout | undefined;
+  /** Key expiries up to this moment have been announced (the server's start: stored ones went out in full maps). */
+  private lastExpiryCheck = new Date();
   /** Ephemeral nodes gone offline, deleted when config.ephemeralInactivityTimeout is over unless they come back. */
   private readonly ephemeralDeletes = new Map<number, NodeJS.Timeout>();
   private readonly pending: PendingLogins;
@@ -153,6 +157,7 @@ export class ControlServer {
       v4Prefix: config.prefixes.v4,
       v6Prefix: config.prefixes.v6,
       baseDomain: config.dns.baseDomain,
+      nodeExpiry: config.nodeExpiry,
       log: this.log,
     });
     const derpKey = persistentKey(config.stateDir, "derp.key");
@@ -171,6 +176,7 @@ export class ControlServer {
       nameservers: config.dns.nameservers,
     };
     this.tailnet.onChange((changed, removed) => {
+      this.scheduleExpiryNotice();
       for (const id of changed) {
         this.changedBatch.add(id);
         this.viewCache.delete(id);
@@ -188,6 +194,7 @@ export class ControlServer {
 
   async start(): Promise<{ port: number; stunPort?: number; metricsPort?: number; acmeHttpPort?: number }> {
     const { host, port, tls } = this.config.listen;
+    this.scheduleExpiryNotice();
     const handler = (req: IncomingMessage, res: ServerResponse) => this.onHttp(req, res);
     // Node checks headersTimeout only this often (30 s by default).
     const opts = { connectionsCheckingInterval: Math.min(1_000, this.config.limits.handshakeTimeout) };
@@ -248,6 +255,7 @@ export class ControlServer {
     this.goingOffline.clear();
     for (const t of this.ephemeralDeletes.values()) clearTimeout(t);
     this.ephemeralDeletes.clear();
+    clearTimeout(this.expiryNotice);
     this.derp?.close();
     await this.stun?.close();
     await this.acme?.close();
@@ -760,6 +768,30 @@ export class ControlServer {
     }, graceMs);
     t.unref();
     this.goingOffline.set(nodeId, t);
+  }
+
+  /**
+   * When the soonest key expiry passes, send the expired node's view again (Expired, not
+   * authorised), as Headscale's expiry check does: its peers drop it from WireGuard, and the
+   * node itself, if its clock lags, learns it must log in again.
+   */
+  private scheduleExpiryNotice(): void {
+    clearTimeout(this.expiryNotice);
+    const next = this.tailnet.nextKeyExpiry(this.lastExpiryCheck);
+    if (!next) return;
+    // setTimeout holds at most 2^31-1 ms (24.8 days); a later expiry is looked at again then.
+    const t = setTimeout(
+      () => {
+        const now = new Date();
+        const ids = this.tailnet.announceExpired(this.lastExpiryCheck);
+        this.lastExpiryCheck = now;
+        if (ids.length) this.log(`key expired: node ${ids.join(", ")}`);
+        this.scheduleExpiryNotice();
+      },
+      Math.min(Math.max(0, next.getTime() - Date.now()) + 1, 2 ** 31 - 1),
+    );
+    t.unref();
+    this.expiryNotice = t;
   }
 
   /**

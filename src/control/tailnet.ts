@@ -28,6 +28,8 @@ export interface TailnetOptions {
   v4Prefix: string;
   v6Prefix: string;
   baseDomain: string;
+  /** Key expiry (ms) of every node a person owns, from its login (Headscale's node.expiry); none if 0 or unset. */
+  nodeExpiry?: number;
   now?: () => Date;
   log?: (msg: string) => void;
 }
@@ -418,6 +420,7 @@ export class Tailnet {
       throw new TailnetError(`requested tags [${a.hostinfo.RequestTags.join(" ")}] are invalid or not permitted`);
     const node = this.upsertNode({ ...a, userId: key.userId, ephemeral: key.ephemeral, method: "authkey", keyId: key.id });
     if (key.tags?.length) node.tags = key.tags;
+    this.defaultExpiry(node);
     // As Headscale: "used" is what spends a one-off key; a reusable key stays unused in the list.
     if (!key.reusable) key.used = true;
     this.changed([node.id], [], true, [`keys:${key.id}`]);
@@ -433,8 +436,37 @@ export class Tailnet {
     this.refuseTags(a.hostinfo.RequestTags, a.userId);
     const node = this.upsertNode({ ...a, ephemeral: false, method });
     if (a.hostinfo.RequestTags?.length) node.tags = [...new Set(a.hostinfo.RequestTags)].sort();
+    this.defaultExpiry(node);
     this.changed([node.id]);
     return node;
+  }
+
+  /**
+   * As Headscale's node.expiry: a login the client asked no expiry for expires that long after
+   * it; a tagged node (a server's identity, not a person's) never expires.
+   */
+  private defaultExpiry(n: NodeRec): void {
+    if (n.tags?.length) n.expiry = undefined;
+    else if (!n.expiry && this.opts.nodeExpiry) n.expiry = new Date(this.now().getTime() + this.opts.nodeExpiry).toISOString();
+  }
+
+  /** The soonest key expiry after `after`, if any (past or ahead): when peers must next be told a key expired. */
+  nextKeyExpiry(after: Date): Date | undefined {
+    let next = Number.POSITIVE_INFINITY;
+    for (const n of this.state.nodes) {
+      const t = isZeroTime(n.expiry) ? 0 : Date.parse(n.expiry!);
+      if (t > after.getTime() && t < next) next = t;
+    }
+    return Number.isFinite(next) ? new Date(next) : undefined;
+  }
+
+  /** Nodes whose key expired by itself after `since` (and by now): their views change (Expired), nothing to store. */
+  announceExpired(since: Date): number[] {
+    const ids = this.state.nodes
+      .filter((n) => !isZeroTime(n.expiry) && Date.parse(n.expiry!) > since.getTime() && this.isExpired(n))
+      .map((n) => n.id);
+    if (ids.length) this.changed(ids, [], false);
+    return ids;
   }
 
   private upsertNode(a: {
