@@ -1,12 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import { eventually } from "../support/eventually.ts";
-import { LabHandle } from "../support/lab-handle.ts";
-import { testLabName } from "../support/labs.ts";
-import { startTs } from "../support/start-ts.ts";
+import { type GoingLive, HEALTHY, preflight as preflightOf, startGoingLive, stopGoingLive, typoServerUrl } from "../support/going-live.ts";
+import type { LabHandle } from "../support/lab-handle.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
 // going-live with --control builtin (layout headscale): the builtin server reads Headscale's
@@ -22,16 +18,10 @@ describe.skipIf(!controls.includes("builtin"))(
     let roaming: TailscaleInContainer;
     let name: string;
     let vpsIp: string;
-    const tmp = mkdtempSync(join(tmpdir(), "wg3-going-live-builtin-"));
-    const pebbleRoot = join(tmp, "pebble-root.pem");
-    const healthy = { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", server_url: "ok", derp: "ok", stun: "ok" };
+    let g: GoingLive;
+    const healthy = HEALTHY;
     const cacheDir = "/var/lib/headscale/cache";
-    /** `./start.ts preflight` from this host, asking the registrar and trusting this run's pebble root: check name -> status. */
-    const preflight = async (trust = ["--ca", pebbleRoot]) => {
-      const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), ...trust, "--json"]);
-      const checks = JSON.parse(r.stdout) as { check: string; status: string }[];
-      return { code: r.code, status: Object.fromEntries(checks.map((c) => [c.check, c.status])) };
-    };
+    const preflight = (trust?: string[]) => preflightOf(g, trust);
     /** The VPS's log lines from the builtin server's ACME client. */
     const acmeLog = async () => (await lab.engine.logTail(lab.container("vps"), 2000)).split("\n").filter((l) => / acme: /.test(l));
     /** The serial of the certificate roaming is shown for the name. */
@@ -41,16 +31,10 @@ describe.skipIf(!controls.includes("builtin"))(
       ).stdout.trim();
 
     beforeAll(async () => {
-      lab = await LabHandle.start("going-live", { lab: testLabName("live-builtin"), options: { control: "builtin" } });
-      roaming = lab.tailscale("ts-client-roaming");
-      name = String(lab.recipe.vars.serverName);
-      vpsIp = lab.ip("vps", "internet");
-      writeFileSync(pebbleRoot, (await roaming.sh("cat /usr/local/share/ca-certificates/pebble-root.crt")).stdout);
+      g = await startGoingLive("live-builtin", { control: "builtin" });
+      ({ lab, roaming, name, vpsIp } = g);
     });
-    afterAll(async () => {
-      await lab?.stop();
-      rmSync(tmp, { recursive: true, force: true });
-    });
+    afterAll(() => stopGoingLive(g));
 
     it("the VPS runs the builtin server with Headscale's config file and commands", async () => {
       expect((await lab.sh("vps", "node /opt/wg3-control/control.mjs cli version")).exitCode).toBe(0);
@@ -187,21 +171,8 @@ describe.skipIf(!controls.includes("builtin"))(
     });
 
     it("server-url: a typo'd server_url puts the typo in the DERP map, which roaming cannot connect to; only preflight's server_url fails", async () => {
-      const typo = name.replace("example", "exmaple");
-      const server = await lab.sh(
-        "vps",
-        `sed -i 's|^server_url: .*|server_url: https://${typo}:443|' /etc/headscale/config.yaml && headscale-service restart`,
-      );
-      expect(server.exitCode).toBe(0);
-      const derp = await eventually(
-        "roaming's DERP map to name the typo",
-        async () => {
-          const r = await roaming.sh("tailscale debug derp headscale 2>&1");
-          if (!r.stdout.includes(typo)) throw new Error(r.stdout.slice(0, 400));
-          return r.stdout;
-        },
-        { timeout: TIMEOUT.converge },
-      );
+      // The client's own view: the DERP map it was given names the typo, and the relay there refuses it.
+      const { typo, derp } = await typoServerUrl(g);
       expect(derp).toContain(`Error upgrading connection to node \\"${typo}\\"`);
       expect(derp).toContain("to TLS over IPv4");
       console.log(`going-live-builtin: tailscale debug derp with server_url ${typo}: ${derp.replace(/\s+/g, " ").slice(0, 600)}`);

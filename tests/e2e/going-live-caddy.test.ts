@@ -1,12 +1,16 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import { eventually } from "../support/eventually.ts";
-import { LabHandle } from "../support/lab-handle.ts";
-import { testLabName } from "../support/labs.ts";
-import { startTs } from "../support/start-ts.ts";
+import {
+  type GoingLive,
+  HEALTHY,
+  preflight as preflightOf,
+  startGoingLive,
+  stopGoingLive,
+  tcpProbe,
+  typoServerUrl,
+} from "../support/going-live.ts";
+import type { LabHandle } from "../support/lab-handle.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
 // going-live with --layout caddy, the order an attendee goes: A record, firewall, Caddy in
@@ -16,33 +20,16 @@ describe("going-live --layout caddy: Headscale behind Caddy (seed 002), the lost
   let lab: LabHandle;
   let roaming: TailscaleInContainer;
   let name: string;
-  let vpsIp: string;
-  const tmp = mkdtempSync(join(tmpdir(), "wg3-going-live-caddy-"));
-  const pebbleRoot = join(tmp, "pebble-root.pem");
-  const healthy = { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", server_url: "ok", derp: "ok", stun: "ok" };
-  /** `./start.ts preflight` from this host, asking the registrar and trusting this run's pebble root. */
-  const preflight = async () => {
-    const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), "--ca", pebbleRoot, "--json"]);
-    const checks = JSON.parse(r.stdout) as { check: string; status: string; detail: string }[];
-    return { code: r.code, status: Object.fromEntries(checks.map((c) => [c.check, c.status])), checks };
-  };
-  /** What roaming's nc -zv says about a TCP port of the VPS: a connection, a refusal, or silence. */
-  const probe = async (port: number) => {
-    const out = (await roaming.sh(`nc -zv -w 3 ${vpsIp} ${port} 2>&1`)).stdout;
-    return /succeeded/.test(out) ? "open" : /refused/.test(out) ? "refused" : "filtered";
-  };
+  let g: GoingLive;
+  const healthy = HEALTHY;
+  const preflight = () => preflightOf(g);
+  const probe = (port: number) => tcpProbe(g, port);
 
   beforeAll(async () => {
-    lab = await LabHandle.start("going-live", { lab: testLabName("live-caddy"), options: { layout: "caddy" } });
-    roaming = lab.tailscale("ts-client-roaming");
-    name = String(lab.recipe.vars.serverName);
-    vpsIp = lab.ip("vps", "internet");
-    writeFileSync(pebbleRoot, (await roaming.sh("cat /usr/local/share/ca-certificates/pebble-root.crt")).stdout);
+    g = await startGoingLive("live-caddy", { layout: "caddy" });
+    ({ lab, roaming, name } = g);
   });
-  afterAll(async () => {
-    await lab?.stop();
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => stopGoingLive(g));
 
   it("the layout's exercises: caddy and proxy-upgrade in place of certificate", () => {
     expect(lab.recipe.exercises.map((e) => e.id)).toEqual(["a-record", "firewall", "caddy", "proxy-upgrade", "join", "stun", "server-url"]);
@@ -132,21 +119,8 @@ describe("going-live --layout caddy: Headscale behind Caddy (seed 002), the lost
   });
 
   it("server-url: behind Caddy too, a typo'd server_url puts the typo in the DERP map, where Caddy has no certificate; only preflight's server_url fails", async () => {
-    const typo = name.replace("example", "exmaple");
-    const server = await lab.sh(
-      "vps",
-      `sed -i 's|^server_url: .*|server_url: https://${typo}:443|' /etc/headscale/config.yaml && headscale-service restart`,
-    );
-    expect(server.exitCode).toBe(0);
-    const derp = await eventually(
-      "roaming's DERP map to name the typo",
-      async () => {
-        const r = await roaming.sh("tailscale debug derp headscale 2>&1");
-        if (!r.stdout.includes(typo)) throw new Error(r.stdout.slice(0, 400));
-        return r.stdout;
-      },
-      { timeout: TIMEOUT.converge },
-    );
+    // The client's own view: the DERP map it was given names the typo, and the relay there refuses it.
+    const { typo, derp } = await typoServerUrl(g);
     expect(derp).toContain(`Error upgrading connection to node \\"${typo}\\"`);
     expect(derp).toContain("to TLS over IPv4");
     console.log(`going-live-caddy: tailscale debug derp with server_url ${typo}: ${derp.replace(/\s+/g, " ").slice(0, 600)}`);

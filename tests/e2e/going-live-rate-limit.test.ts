@@ -1,11 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import { eventually } from "../support/eventually.ts";
-import { LabHandle } from "../support/lab-handle.ts";
-import { testLabName } from "../support/labs.ts";
+import { type GoingLive, HEALTHY, preflight as preflightOf, startGoingLive, stopGoingLive } from "../support/going-live.ts";
+import type { LabHandle } from "../support/lab-handle.ts";
 import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
@@ -28,30 +25,23 @@ describe.each(controls)("going-live rate-limit (--control %s)", (control) => {
   let lab: LabHandle;
   let roaming: TailscaleInContainer;
   let name: string;
-  const tmp = mkdtempSync(join(tmpdir(), "wg3-going-live-rl-"));
-  const pebbleRoot = join(tmp, "pebble-root.pem");
-  const healthy = { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", server_url: "ok", derp: "ok", stun: "ok" };
-  /** `./start.ts preflight --json` from this host, trusting the production root: check name -> status (and the check a skip rests on). */
+  let g: GoingLive;
+  const healthy = HEALTHY;
+  /** preflight's answer per check, with the check a skip rests on (`skip:tls`). */
   const preflight = async () => {
-    const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), "--ca", pebbleRoot, "--json"]);
-    const checks = JSON.parse(r.stdout) as { check: string; status: string; because?: string }[];
-    return { code: r.code, status: Object.fromEntries(checks.map((c) => [c.check, c.because ? `${c.status}:${c.because}` : c.status])) };
+    const p = await preflightOf(g);
+    return { code: p.code, status: Object.fromEntries(p.checks.map((c) => [c.check, c.because ? `${c.status}:${c.because}` : c.status])) };
   };
   const limiterStatus = async () => (await lab.sh("pebble", "acme-rate-limit status")).stdout.trim();
   const roamingCurl = () => roaming.sh(`curl -sS --max-time 10 https://${name}/health`);
 
   beforeAll(async () => {
-    lab = await LabHandle.start("going-live", { lab: testLabName(`rl-${control}`), options: { control } });
-    roaming = lab.tailscale("ts-client-roaming");
-    name = String(lab.recipe.vars.serverName);
-    writeFileSync(pebbleRoot, (await roaming.sh("cat /usr/local/share/ca-certificates/pebble-root.crt")).stdout);
+    g = await startGoingLive(`rl-${control}`, { control });
+    ({ lab, roaming, name } = g);
     for (const e of ["a-record", "firewall", "certificate"]) await lab.solve(e);
     expect((await lab.sh("vps", "nft add rule inet cloud_firewall inbound udp dport 3478 accept")).exitCode).toBe(0);
   });
-  afterAll(async () => {
-    await lab?.stop();
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => stopGoingLive(g));
 
   it("healthy: one certificate counted, the check and every preflight line pass", async () => {
     expect(await limiterStatus()).toMatch(/^headscale\.example\.com: 1 of 5 certificates in the last 10m0s, 0 refused$/);

@@ -1,11 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TailscaleInContainer } from "../../src/nodes/tailscale.ts";
 import { eventually } from "../support/eventually.ts";
-import { LabHandle } from "../support/lab-handle.ts";
-import { testLabName } from "../support/labs.ts";
+import { type GoingLive, HEALTHY, preflight as preflightOf, startGoingLive, stopGoingLive, typoServerUrl } from "../support/going-live.ts";
+import type { LabHandle } from "../support/lab-handle.ts";
 import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
@@ -18,15 +15,9 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
   let roaming: TailscaleInContainer;
   let name: string;
   let vpsIp: string;
-  const tmp = mkdtempSync(join(tmpdir(), "wg3-going-live-"));
-  const pebbleRoot = join(tmp, "pebble-root.pem");
-  const healthy = { dns: "ok", https: "ok", http: "ok", tls: "ok", key: "ok", ts2021: "ok", server_url: "ok", derp: "ok", stun: "ok" };
-  /** `./start.ts preflight` from this host, asking the registrar and trusting this run's pebble root: check name -> status. */
-  const preflight = async (trust = ["--ca", pebbleRoot]) => {
-    const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), ...trust, "--json"]);
-    const checks = JSON.parse(r.stdout) as { check: string; status: string }[];
-    return { code: r.code, status: Object.fromEntries(checks.map((c) => [c.check, c.status])) };
-  };
+  let g: GoingLive;
+  const healthy = HEALTHY;
+  const preflight = (trust?: string[]) => preflightOf(g, trust);
 
   /** The stun check's own probe (a binding request as tailscaled sends it), aimed at this lab's VPS: does STUN answer? */
   const stunAnswers = async () => {
@@ -38,16 +29,10 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
   };
 
   beforeAll(async () => {
-    lab = await LabHandle.start("going-live", { lab: testLabName("live") });
-    roaming = lab.tailscale("ts-client-roaming");
-    name = String(lab.recipe.vars.serverName);
-    vpsIp = lab.ip("vps", "internet");
-    writeFileSync(pebbleRoot, (await roaming.sh("cat /usr/local/share/ca-certificates/pebble-root.crt")).stdout);
+    g = await startGoingLive("live");
+    ({ lab, roaming, name, vpsIp } = g);
   });
-  afterAll(async () => {
-    await lab?.stop();
-    rmSync(tmp, { recursive: true, force: true });
-  });
+  afterAll(() => stopGoingLive(g));
 
   it("a-record: the name is NXDOMAIN at the registrar until the A record is added, then resolves to the VPS", async () => {
     expect((await roaming.sh(`dig +time=2 +tries=1 ${name}`)).stdout).toContain("status: NXDOMAIN");
@@ -166,7 +151,7 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
     const setServerUrl = (url: string) =>
       lab.sh("vps", `sed -i 's|^server_url: .*|server_url: ${url}|' /etc/headscale/config.yaml && headscale-service restart`);
     expect((await setServerUrl("http://127.0.0.1:8080")).exitCode).toBe(0);
-    const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), "--ca", pebbleRoot]);
+    const r = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), "--ca", g.pebbleRoot]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(
       /^fail server_url the server calls itself http:\/\/127\.0\.0\.1:8080 .*, not https:\/\/headscale\.example\.com$/m,
@@ -186,23 +171,8 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
       "vps",
       "nft -a list chain inet cloud_firewall inbound | awk '/udp dport 3478 drop/ { print $NF }' | xargs -r -n1 nft delete rule inet cloud_firewall inbound handle",
     );
-    const typo = name.replace("example", "exmaple");
-    const server = await lab.sh(
-      "vps",
-      `sed -i 's|^server_url: .*|server_url: https://${typo}:443|' /etc/headscale/config.yaml && headscale-service restart`,
-    );
-    expect(server.exitCode).toBe(0);
-
     // The client's own view: the DERP map it was given names the typo, and the relay there refuses it.
-    const derp = await eventually(
-      "roaming's DERP map to name the typo",
-      async () => {
-        const r = await roaming.sh("tailscale debug derp headscale 2>&1");
-        if (!r.stdout.includes(typo)) throw new Error(r.stdout.slice(0, 400));
-        return r.stdout;
-      },
-      { timeout: TIMEOUT.converge },
-    );
+    const { typo, derp } = await typoServerUrl(g);
     expect(derp).toContain(`Error upgrading connection to node \\"${typo}\\"`);
     expect(derp).toContain("to TLS over IPv4");
     console.log(`going-live: tailscale debug derp with server_url ${typo}: ${derp.replace(/\s+/g, " ").slice(0, 600)}`);
@@ -218,7 +188,7 @@ describe("going-live: Headscale on a VPS, a pebble certificate, clients joining 
       },
       { timeout: TIMEOUT.converge },
     );
-    const pf = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), "--ca", pebbleRoot]);
+    const pf = await startTs(["preflight", `https://${name}`, "--dns", lab.ip("registrar", "internet"), "--ca", g.pebbleRoot]);
     expect(pf.stdout).toMatch(new RegExp(`^fail server_url +the server calls itself https://${typo.replace(/\./g, "\\.")} `, "m"));
     expect(await preflight()).toEqual({ code: 1, status: { ...healthy, server_url: "fail" } });
 
