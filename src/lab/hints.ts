@@ -81,15 +81,16 @@ export interface Graded {
 }
 
 /**
- * Every exercise's state, with hints. The exercise `advance` names (by default the first one
- * that fails) shows one more hint than last time; the others repeat what they showed.
+ * Every exercise's state (or only those `only` names), with hints. The exercise `advance` names
+ * (by default the first one that fails) shows one more hint than last time; the others repeat
+ * what they showed.
  */
-export async function grade(ctx: ActionContext, advance?: string): Promise<Graded[]> {
+export async function grade(ctx: ActionContext, advance?: string, only?: readonly string[]): Promise<Graded[]> {
   const scope = scopeOf(ctx.plan);
   const levels = readHintLevels(ctx.plan);
   const out: Graded[] = [];
   let advanced = false;
-  for (const ex of ctx.recipe.exercises) {
+  for (const ex of ctx.recipe.exercises.filter((e) => !only?.length || only.includes(e.id))) {
     const res = await checkExercise(ctx, ex);
     const ladder = hintLadder(ex).map((h) => renderLoose(h, scope));
     const base = { id: ex.id, title: renderLoose(ex.title, scope), probes: ex.probes, hintCount: ladder.length };

@@ -52,7 +52,7 @@ describe("progressive and state-aware hints", () => {
     await mustRun(l, "peer-1", "wg-quick down recipe-0 && wg-quick up recipe-0");
 
     // Evidence, not probes: right after up, nobody has pinged, so mesh does not pass and the check made no handshake itself.
-    const before = await checkJson(l);
+    const before = await checkJson(l, "up", "mesh");
     expect(before.up!.state).toBe("pass");
     expect(before.mesh!.state).toBe("not yet");
     expect(before.mesh!.mistakes!.map((m) => m.node).sort()).toEqual(peers);
@@ -66,7 +66,7 @@ describe("progressive and state-aware hints", () => {
       ).toBe(true);
     await mustRun(l, "peer-1", "ping -c1 -W2 172.16.100.2 && ping -c1 -W2 172.16.100.3");
     await mustRun(l, "peer-2", "ping -c1 -W2 172.16.100.3");
-    expect((await checkJson(l)).mesh!.state).toBe("pass");
+    expect((await checkJson(l, "mesh")).mesh!.state).toBe("pass");
   });
 
   it("recipe-1: missing [Peer]s by node; the Endpoint port; AllowedIPs too narrow; no keepalive behind the NAT", async () => {
@@ -90,7 +90,7 @@ describe("progressive and state-aware hints", () => {
     expect(port[0]).toMatch(/^roaming: no handshake with the lighthouse: check the Endpoint port \(\S+:51820\)/);
     await l.solve("peers");
     await mustRun(l, "roaming", "wg-quick down recipe-1 && wg-quick up recipe-1");
-    await eventually("ping passes once the port is right", async () => (await checkJson(l)).ping!.state === "pass", {
+    await eventually("ping passes once the port is right", async () => (await checkJson(l, "ping")).ping!.state === "pass", {
       timeout: TIMEOUT.converge,
     });
     expect(await mistakesShown(l, "ping")).toEqual([]);
@@ -98,7 +98,7 @@ describe("progressive and state-aware hints", () => {
     // AllowedIPs of home's [Peer] narrowed to the lighthouse's /32: roaming's pings die at home.
     const lh = (await mustRun(l, "home", "wg show recipe-1 peers")).trim();
     await mustRun(l, "home", `wg set recipe-1 peer ${lh} allowed-ips 172.16.100.1/32`);
-    const narrow = await checkJson(l);
+    const narrow = await checkJson(l, "ping");
     expect(narrow.ping!.state).toBe("not yet");
     expect(narrow.ping!.mistakes!.map((m) => m.hint)).toEqual([
       expect.stringMatching(/^home: AllowedIPs = 172\.16\.100\.1\/32 sends only/),
@@ -110,7 +110,7 @@ describe("progressive and state-aware hints", () => {
     for (const n of ["lighthouse", "home", "roaming"]) await mustRun(l, n, "wg-quick down recipe-1");
     await mustRun(l, "home", "sed -i '/^PersistentKeepalive/d' /etc/wireguard/recipe-1.conf");
     for (const n of ["lighthouse", "home", "roaming"]) await mustRun(l, n, "wg-quick up recipe-1");
-    const quiet = await checkJson(l);
+    const quiet = await checkJson(l, "ping");
     expect(quiet.ping!.state).toBe("not yet");
     expect(quiet.ping!.mistakes!.map((m) => m.hint)).toContainEqual(expect.stringMatching(/^home: no PersistentKeepalive/));
   });
@@ -122,20 +122,20 @@ describe("progressive and state-aware hints", () => {
       ["lighthouse", "home-router", "roaming"].map((n) => `${n}: no interface recipe-2 yet: run \`wg-quick up recipe-2\` there.`),
     );
     for (const n of ["lighthouse", "roaming"]) await mustRun(l, n, "wg-quick up recipe-2");
-    const down = await checkJson(l);
+    const down = await checkJson(l, "tracepath");
     expect(down.tracepath!.state).toBe("not yet");
     expect(down.tracepath!.mistakes!.map((m) => m.hint)).toEqual([expect.stringMatching(/^home-router: recipe-2 is down/)]);
     await mustRun(l, "home-router", "wg-quick up recipe-2");
-    await eventually("curl passes", async () => (await checkJson(l)).curl!.state === "pass", { timeout: TIMEOUT.converge });
+    await eventually("curl passes", async () => (await checkJson(l, "curl")).curl!.state === "pass", { timeout: TIMEOUT.converge });
     expect(await mistakesShown(l, "curl")).toEqual([]);
 
     // The masquerade table gone: the webserver's answers have no way back; the hint's remedy brings them back.
     await mustRun(l, "home-router", "nft delete table inet recipe2");
-    const masq = await checkJson(l);
+    const masq = await checkJson(l, "curl");
     expect(masq.curl!.state).toBe("not yet");
     expect(masq.curl!.mistakes!.map((m) => m.hint)).toEqual([expect.stringMatching(/^home-router: the nftables table inet recipe2/)]);
     await mustRun(l, "home-router", "wg-quick down recipe-2; wg-quick up recipe-2");
-    await eventually("curl passes after the reload", async () => (await checkJson(l)).curl!.state === "pass", {
+    await eventually("curl passes after the reload", async () => (await checkJson(l, "curl")).curl!.state === "pass", {
       timeout: TIMEOUT.converge,
     });
 

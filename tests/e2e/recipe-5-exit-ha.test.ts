@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mistakesShown } from "../support/check-json.ts";
 import type { ControlServer } from "../support/control-server.ts";
 import { eventually, timeUntil } from "../support/eventually.ts";
 import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
-import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
 // Recipe-5's exit node and HA subnet routers, against Headscale and the builtin control server.
@@ -25,12 +25,8 @@ describe.each(controls)("recipe-5 with --control %s: exit node and HA subnet rou
   const setExitNode = (node: string, name: string) => lab.sh(node, `tailscale set --exit-node=${name}`);
   const online = async (name: string) => (await cs.nodes()).some((n) => n.given_name === name && n.online);
   const primaryFor = async (prefix: string) => (await cs.nodes()).find((n) => n.subnet_routes?.includes(prefix))?.given_name;
-  /** The state-aware hints (`mistakes`) `./start.ts check --json` shows for an exercise now. */
-  const mistakes = async (exercise: string): Promise<string> => {
-    const r = await startTs(["check", "recipe-5", "--lab", labName, "--json"]);
-    const json = JSON.parse(r.stdout) as { exercises: { id: string; mistakes?: { hint: string }[] }[] };
-    return (json.exercises.find((x) => x.id === exercise)?.mistakes ?? []).map((m) => m.hint).join(" | ");
-  };
+  /** The state-aware hints `check EXERCISE --json` shows now. */
+  const mistakes = async (exercise: string) => (await mistakesShown(lab, exercise)).join(" | ");
 
   beforeAll(async () => {
     lab = await LabHandle.start("recipe-5", { lab: labName, options: { control } });

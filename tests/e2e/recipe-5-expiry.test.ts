@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mistakesShown } from "../support/check-json.ts";
 import { eventually } from "../support/eventually.ts";
 import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
-import { startTs } from "../support/start-ts.ts";
 
 // Recipe-5's node key expiry exercise (seed 004: short-lived keys), against Headscale and the
 // builtin control server: node.expiry from the config, an admin's `headscale nodes expire`,
@@ -36,11 +36,7 @@ describe.each(controls)("recipe-5 with --control %s: node key expiry", (control)
   };
 
   /** The state-aware hints `./start.ts check --json` shows for the exercise now. */
-  const mistakes = async () => {
-    const r = await startTs(["check", "recipe-5", "--lab", labName, "--json"]);
-    const json = JSON.parse(r.stdout) as { exercises: { id: string; mistakes?: { hint: string }[] }[] };
-    return (json.exercises.find((x) => x.id === "key-expiry")?.mistakes ?? []).map((m) => m.hint).join(" | ");
-  };
+  const mistakes = async () => (await mistakesShown(lab, "key-expiry")).join(" | ");
 
   beforeAll(async () => {
     lab = await LabHandle.start("recipe-5", { lab: labName, options: { control } });

@@ -11,11 +11,11 @@ import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromiumPath, ensureChromium } from "../../src/browser.ts";
 import { ROOT } from "../../src/paths.ts";
+import { mistakesShown } from "../support/check-json.ts";
 import type { ControlNode } from "../support/control-server.ts";
 import { eventually } from "../support/eventually.ts";
 import { LabHandle } from "../support/lab-handle.ts";
 import { testLabName } from "../support/labs.ts";
-import { startTs } from "../support/start-ts.ts";
 import { TIMEOUT } from "../support/timeouts.ts";
 
 const controls = (process.env.WG3_CONTROLS ?? "headscale,builtin").split(",");
@@ -68,12 +68,7 @@ describe.each(controls)("recipe-5 with --control %s: OIDC login through the lab'
   };
 
   /** The state-aware hints (`mistakes`) `./start.ts check --json` shows for the exercise now. */
-  const mistakes = async (): Promise<string> => {
-    const r = await startTs(["check", "recipe-5", "--lab", labName, "--json"]);
-    if (!r.stdout.trim()) throw new Error(`check --json printed nothing (exit ${r.code}, signal ${r.signal}, ${r.ms} ms): ${r.stderr}`);
-    const json = JSON.parse(r.stdout) as { exercises: { id: string; mistakes?: { hint: string }[] }[] };
-    return (json.exercises.find((x) => x.id === "oidc")?.mistakes ?? []).map((m) => m.hint).join(" | ");
-  };
+  const mistakes = async () => (await mistakesShown(lab, "oidc")).join(" | ");
 
   const bodyText = (page: Page) => page.evaluate(() => document.body.textContent ?? "");
 

@@ -69,6 +69,15 @@ describe.skipIf(blocked)(`a test lab beside the user's default ${RECIPE}${blocke
     const before = JSON.parse(fresh.stdout) as { passed: number; total: number; exercises: { state: string; hint?: string }[] };
     expect(before.passed).toBeLessThan(before.total);
     expect(before.exercises.filter((x) => x.state !== "pass").every((x) => Boolean(x.hint))).toBe(true);
+    // One exercise named: only it is graded; a name the recipe lacks is one sentence, exit 2.
+    const one = JSON.parse((await cli("check", RECIPE, "nodes-online", "--lab", lab, "--json")).stdout) as {
+      total: number;
+      exercises: { id: string }[];
+    };
+    expect(one.exercises.map((x) => x.id)).toEqual(["nodes-online"]);
+    const typo = await cli("check", RECIPE, "nodes-onlin", "--lab", lab);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr.trim()).toMatch(/^recipe-\d has no exercise "nodes-onlin"; its exercises are: .*\.$/);
     expect((await cli("solve", RECIPE, "--lab", lab)).code).toBe(0);
     const check = await cli("check", RECIPE, "--lab", lab);
     expect(check.code, check.stdout).toBe(0);

@@ -20,7 +20,7 @@ export const hintCommand: Command = {
     if (which && !r.exercises.some((e) => e.id === which))
       throw new UserError(`${recipe} has no exercise "${which}"; its exercises are: ${r.exercises.map((e) => e.id).join(", ")}.`, 2);
     const actx: ActionContext = { engine, recipe: r, plan, captured: {}, signal: ctx.signal };
-    const results = await grade(actx, which);
+    const results = await grade(actx, which, which ? [which] : undefined);
     const x = which ? results.find((e) => e.id === which) : results.find((e) => e.state !== "pass");
     if (!x) {
       out(`All ${results.length} exercises of ${recipe} pass: no hint needed.`);
