@@ -1,8 +1,8 @@
 import { eventually } from "../tests/support/eventually.ts";
-import { LabHandle } from "../tests/support/lab-handle.ts";
+import type { LabHandle } from "../tests/support/lab-handle.ts";
 import { TIMEOUT } from "../tests/support/timeouts.ts";
 import { type BenchContext, type Benchmark, checkAborted, list, num, warmEngine } from "./lib/bench.ts";
-import { BENCH_LAB } from "./lib/labs.ts";
+import { perControlServer } from "./lib/labs.ts";
 import { median, secs } from "./lib/stats.ts";
 import type { Bar } from "./lib/types.ts";
 
@@ -71,29 +71,23 @@ export const failover: Benchmark = {
     await warmEngine(ctx, { allowRunning: true });
     const runs = num(ctx, "runs");
     const servers = list(ctx, "servers");
-    const raw: Record<string, Failover[]> = {};
-    for (const control of servers) {
-      checkAborted(ctx.signal);
-      const lab = await LabHandle.start("recipe-5", { lab: BENCH_LAB, options: { control } });
-      raw[control] = [];
-      try {
-        // The LAN must be allowed under a policy; the zerotrust policy is the exercises' own.
-        await lab.sh("headscale", "headscale policy set -f /root/zerotrust.hujson");
-        await untilForwardedBy(lab, "ts-router1");
-        for (const kind of ["cut", "stop"] as Kind[]) {
-          for (let i = 0; i < runs; i++) {
-            checkAborted(ctx.signal);
-            const f = await once(lab, kind);
-            raw[control]!.push(f);
-            ctx.log(
-              `${control} ${kind} ${f.from} run ${i + 1}/${runs}: ${f.ms === undefined ? "no failover within 60 s" : `${secs(f.ms)} s`}`,
-            );
-          }
+    const raw = await perControlServer(ctx, "recipe-5", servers, async (lab, control) => {
+      // The LAN must be allowed under a policy; the zerotrust policy is the exercises' own.
+      await lab.sh("headscale", "headscale policy set -f /root/zerotrust.hujson");
+      await untilForwardedBy(lab, "ts-router1");
+      const got: Failover[] = [];
+      for (const kind of ["cut", "stop"] as Kind[]) {
+        for (let i = 0; i < runs; i++) {
+          checkAborted(ctx.signal);
+          const f = await once(lab, kind);
+          got.push(f);
+          ctx.log(
+            `${control} ${kind} ${f.from} run ${i + 1}/${runs}: ${f.ms === undefined ? "no failover within 60 s" : `${secs(f.ms)} s`}`,
+          );
         }
-      } finally {
-        await lab.stop();
       }
-    }
+      return got;
+    });
     const med = (fs: Failover[]) => {
       const ok = fs.flatMap((f) => (f.ms === undefined ? [] : [f.ms]));
       return ok.length ? secs(median(ok)) : null;

@@ -1,9 +1,9 @@
 import { parseProbes, probeScript, reached } from "../src/lab/matrix.ts";
 import { eventually } from "../tests/support/eventually.ts";
-import { LabHandle } from "../tests/support/lab-handle.ts";
+import type { LabHandle } from "../tests/support/lab-handle.ts";
 import { TIMEOUT } from "../tests/support/timeouts.ts";
 import { type BenchContext, type Benchmark, checkAborted, list, num, warmEngine } from "./lib/bench.ts";
-import { BENCH_LAB } from "./lib/labs.ts";
+import { perControlServer } from "./lib/labs.ts";
 import { median, secs } from "./lib/stats.ts";
 import type { Bar } from "./lib/types.ts";
 
@@ -87,27 +87,21 @@ export const policyUpdate: Benchmark = {
     await warmEngine(ctx, { allowRunning: true });
     const runs = num(ctx, "runs");
     const servers = list(ctx, "servers");
-    const raw: Record<string, Propagation[]> = {};
-    for (const control of servers) {
-      checkAborted(ctx.signal);
-      const lab = await LabHandle.start("recipe-5", { lab: BENCH_LAB, options: { control } });
-      raw[control] = [];
-      try {
-        const target = `${(await lab.sh("ts-bob", "tailscale ip -4 server")).stdout.trim()}:${PORT}`;
-        await once(lab, target, "close");
-        for (let i = 0; i < runs; i++)
-          for (const direction of ["open", "close"] as Direction[]) {
-            checkAborted(ctx.signal);
-            const p = await once(lab, target, direction);
-            raw[control]!.push(p);
-            ctx.log(
-              `${control} ${direction} run ${i + 1}/${runs}: ${p.ms === undefined ? "no change within the deadline" : `${secs(p.ms)} s`}`,
-            );
-          }
-      } finally {
-        await lab.stop();
-      }
-    }
+    const raw = await perControlServer(ctx, "recipe-5", servers, async (lab, control) => {
+      const target = `${(await lab.sh("ts-bob", "tailscale ip -4 server")).stdout.trim()}:${PORT}`;
+      await once(lab, target, "close");
+      const got: Propagation[] = [];
+      for (let i = 0; i < runs; i++)
+        for (const direction of ["open", "close"] as Direction[]) {
+          checkAborted(ctx.signal);
+          const p = await once(lab, target, direction);
+          got.push(p);
+          ctx.log(
+            `${control} ${direction} run ${i + 1}/${runs}: ${p.ms === undefined ? "no change within the deadline" : `${secs(p.ms)} s`}`,
+          );
+        }
+      return got;
+    });
     const rows = servers.flatMap((control) =>
       (["open", "close"] as Direction[]).map((direction) => {
         const ps = raw[control]!.filter((p) => p.direction === direction);

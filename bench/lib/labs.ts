@@ -1,8 +1,9 @@
 import { readFileSync } from "node:fs";
 import type { Engine } from "../../src/engine/engine.ts";
 import { eventually } from "../../tests/support/eventually.ts";
-import type { LabHandle } from "../../tests/support/lab-handle.ts";
+import { LabHandle } from "../../tests/support/lab-handle.ts";
 import { TIMEOUT } from "../../tests/support/timeouts.ts";
+import { type BenchContext, checkAborted } from "./bench.ts";
 
 /** Memory a container uses as `docker stats` shows it: usage minus inactive page cache. */
 export async function containerMemory(engine: Engine, id: string): Promise<number> {
@@ -47,3 +48,26 @@ export const RECIPE3_MESH_CHECKS = ["nodes-online", "tracepath", "curl", "magicd
  * subnets), so that they never clash with a default lab; the numbers are the same.
  */
 export const BENCH_LAB = "bench";
+
+/**
+ * For each control server in turn: start `recipe` on it as the bench lab, collect what `measure`
+ * returns, and stop the lab (also when `measure` fails).
+ */
+export async function perControlServer<T>(
+  ctx: BenchContext,
+  recipe: string,
+  servers: string[],
+  measure: (lab: LabHandle, control: string) => Promise<T[]>,
+): Promise<Record<string, T[]>> {
+  const raw: Record<string, T[]> = {};
+  for (const control of servers) {
+    checkAborted(ctx.signal);
+    const lab = await LabHandle.start(recipe, { lab: BENCH_LAB, options: { control } });
+    try {
+      raw[control] = await measure(lab, control);
+    } finally {
+      await lab.stop();
+    }
+  }
+  return raw;
+}
