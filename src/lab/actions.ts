@@ -42,8 +42,8 @@ function containerOf(ctx: ActionContext, a: Action): string {
   return node.container;
 }
 
-function describe(a: Action, cmd: string): string {
-  return a.title ?? (a.secret ? `${a.node}: (command hidden: it carries a secret)` : `${a.node}: ${cmd}`);
+function describe(a: Action, cmd: string, scope: Record<string, unknown>): string {
+  return a.title ? renderLoose(a.title, scope) : a.secret ? `${a.node}: (command hidden: it carries a secret)` : `${a.node}: ${cmd}`;
 }
 
 function tail(r: ExecResult): string {
@@ -109,7 +109,7 @@ export async function runAction(ctx: ActionContext, a: Action): Promise<ExecResu
   }
   if (a.wait) {
     const cmd = render(a.wait, scope, ctx.recipe.file);
-    return pollUntil(ctx, container, cmd, a.expect, a.timeout, describe(a, cmd), (r) =>
+    return pollUntil(ctx, container, cmd, a.expect, a.timeout, describe(a, cmd, scope), (r) =>
       ctx.progress?.detail(`${a.node}$ ${a.secret ? "(hidden)" : cmd} -> ${r.exitCode}`),
     );
   }
@@ -118,7 +118,7 @@ export async function runAction(ctx: ActionContext, a: Action): Promise<ExecResu
   ctx.progress?.detail(`${a.node}$ ${a.secret ? "(hidden)" : cmd}\n${a.secret ? "" : tail(r)}`);
   if (!meets(r, a.expect))
     throw new UserError(
-      `${renderLoose(describe(a, cmd), scope)} failed (exit ${r.exitCode}): ${a.secret ? "(output hidden)" : tail(r) || "(no output)"}`,
+      `${describe(a, cmd, scope)} failed (exit ${r.exitCode}): ${a.secret ? "(output hidden)" : tail(r) || "(no output)"}`,
     );
   if (a.capture) {
     let value = r.stdout.trim();
@@ -127,7 +127,7 @@ export async function runAction(ctx: ActionContext, a: Action): Promise<ExecResu
       for (const part of a.capture.json.split(".")) v = (v as Record<string, unknown>)?.[part];
       value = String(v ?? "");
     }
-    if (!value) throw new UserError(`${describe(a, cmd)} printed nothing to capture as ${a.capture.as}.`);
+    if (!value) throw new UserError(`${describe(a, cmd, scope)} printed nothing to capture as ${a.capture.as}.`);
     ctx.captured[a.capture.as] = value;
   }
   return r;
@@ -136,7 +136,7 @@ export async function runAction(ctx: ActionContext, a: Action): Promise<ExecResu
 /** One exercise's reference solution as a progress step; an exercise without one does nothing. */
 export async function solveExercise(ctx: ActionContext, ex: Recipe["exercises"][number]): Promise<void> {
   if (!ex.solve.length) return;
-  await stepper(ctx.progress)(`solve ${ex.id}: ${ex.title}`, async () => {
+  await stepper(ctx.progress)(`solve ${ex.id}: ${renderLoose(ex.title, scopeOf(ctx.plan, ctx.captured))}`, async () => {
     for (const a of ex.solve) await runAction(ctx, a);
   });
 }
@@ -151,6 +151,7 @@ export interface CheckResult {
 
 /** Evaluate one exercise's checks once (no waiting): all must hold. */
 export async function checkExercise(ctx: ActionContext, ex: Recipe["exercises"][number]): Promise<CheckResult> {
+  const title = renderLoose(ex.title, scopeOf(ctx.plan, ctx.captured));
   for (const a of ex.check) {
     if (!matchesWhen(a.when, ctx.plan.options)) continue;
     const container = containerOf(ctx, a);
@@ -167,14 +168,14 @@ export async function checkExercise(ctx: ActionContext, ex: Recipe["exercises"][
     if (!meets(r, a.expect))
       return {
         exercise: ex.id,
-        title: ex.title,
+        title,
         ok: false,
         hint: ex.hint,
         // check --json prints this: a secret action's command and output stay hidden, as in progress output.
         detail: a.secret ? `${a.node}$ (hidden) -> exit ${r.exitCode}` : `${a.node}$ ${cmd} -> exit ${r.exitCode} ${tail(r)}`.slice(0, 400),
       };
   }
-  return { exercise: ex.id, title: ex.title, ok: true, hint: ex.hint };
+  return { exercise: ex.id, title, ok: true, hint: ex.hint };
 }
 
 /** Run one option's `apply` actions for the value now in ctx.plan.options. */
