@@ -5,6 +5,7 @@ import { DEFAULT_LAB, validLabName } from "../lab/plan.ts";
 import { listRecipes, loadRecipe } from "../recipe/load.ts";
 import type { Progress } from "../ui/progress.ts";
 import type { FlagSpec, Parsed } from "./args.ts";
+import { asTyped } from "./as-typed.ts";
 
 /** One `./start.ts` command: its help text, its flags, and what it does. */
 export interface Command {
@@ -62,7 +63,7 @@ export async function engineFor(ctx: Ctx): Promise<Engine> {
 }
 
 export function out(line = ""): void {
-  process.stdout.write(`${line}\n`);
+  process.stdout.write(`${asTyped(line)}\n`);
 }
 
 export function table(rows: string[][]): string {

@@ -2,6 +2,7 @@ import { errorMessage, UserError } from "../errors.ts";
 import { listRecipes, loadRecipe } from "../recipe/load.ts";
 import { Progress } from "../ui/progress.ts";
 import { type FlagSpec, parseArgs } from "./args.ts";
+import { asTyped } from "./as-typed.ts";
 import { type Command, GLOBAL } from "./command.ts";
 import { checkCommand } from "./commands/check.ts";
 import { classroomAddCommand } from "./commands/classroom-add.ts";
@@ -155,7 +156,8 @@ function quietWhenOutputCloses(stream: NodeJS.WriteStream): void {
 export async function main(argv: string[]): Promise<number> {
   quietWhenOutputCloses(process.stdout);
   quietWhenOutputCloses(process.stderr);
-  const progress = new Progress(process.stderr, argv.includes("--verbose") || argv.includes("-v") || process.env.WG3_VERBOSE === "1");
+  const verbose = argv.includes("--verbose") || argv.includes("-v") || process.env.WG3_VERBOSE === "1";
+  const progress = new Progress(process.stderr, verbose, process.env.WG3_SILENT === "1", (line) => asTyped(line));
   const abort = new AbortController();
   let interrupts = 0;
   let quietInterrupt = false;
@@ -202,8 +204,8 @@ export async function main(argv: string[]): Promise<number> {
     return await cmd.run(parsed, { progress, signal: abort.signal, onInterruptSay: (line) => (interruptLine = line) });
   } catch (err) {
     if (err instanceof UserError) {
-      process.stderr.write(`${err.message}\n`);
-      if (err.details) process.stderr.write(`${err.details.trimEnd()}\n`);
+      process.stderr.write(`${asTyped(err.message)}\n`);
+      if (err.details) process.stderr.write(`${asTyped(err.details.trimEnd())}\n`);
       return abort.signal.aborted ? 130 : err.exitCode;
     }
     process.stderr.write(`Unexpected error: ${errorMessage(err)}\n`);

@@ -33,6 +33,8 @@ export class Progress {
     private readonly out: NodeJS.WriteStream = process.stderr,
     readonly verbose = process.env.WG3_VERBOSE === "1",
     readonly silent = process.env.WG3_SILENT === "1",
+    /** How info lines read where the person is (the CLI names `./start.ts` as typed from their folder). */
+    private readonly phrase: (line: string) => string = (line) => line,
   ) {}
 
   get tty(): boolean {
@@ -63,7 +65,7 @@ export class Progress {
   info(line: string): void {
     if (this.silent) return;
     this.clearLine();
-    this.out.write(`${line}\n`);
+    this.out.write(`${this.phrase(line)}\n`);
   }
 
   detail(line: string): void {
