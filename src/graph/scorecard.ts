@@ -16,7 +16,7 @@ export function rttText(c: Scorecard): string {
 /** "lighthouse: yes"; the far end's capture says whether the marker was sent through at all. */
 export function payloadText(c: Scorecard): string {
   const middle = c.payload.middle
-    .map((s) => `${s.as}: ${s.error ? "no capture" : s.reads ? "yes" : `no (${s.packets} packets)`}`)
+    .map((s) => `${s.as}: ${s.error ? `no capture (${s.error})` : s.reads ? "yes" : `no (${s.packets} packets)`}`)
     .join(", ");
   if (!c.payload.delivered.reads) return `${middle} (marker not delivered)`;
   return middle;

@@ -180,6 +180,8 @@ export function parseTracepath(text: string, target: string): { hops?: number; p
 }
 
 async function measureReach(sh: Sh, spec: ScoreSpec, target: string): Promise<Reach> {
+  // The first packet after a quiet spell may wait for a handshake: it is not a round trip.
+  await sh(spec.from, `ping -n -c 1 -W 2 ${target}`);
   const ping = await sh(spec.from, `ping -n -c 5 -i 0.2 -W 1 ${target}`);
   const rttMs = parsePingAvg(ping.stdout);
   // Nothing answers: tracepath would only wait hop after hop for no one.
@@ -191,14 +193,15 @@ async function measureReach(sh: Sh, spec: ScoreSpec, target: string): Promise<Re
 
 /** A capture that ends when told (kill) or after `maxS`: its pid. */
 async function startCapture(sh: Sh, w: Watcher, file: string, maxS: number): Promise<string> {
+  // An interface that is not there yet (the tunnel not up) is a result, said at once.
+  if (w.iface !== "any" && (await sh(w.node, `ip link show ${w.iface}`)).exitCode !== 0) throw new Error(`no interface ${w.iface}`);
   const r = await sh(
     w.node,
-    `rm -f ${file} ${file}.log; timeout ${maxS} tcpdump -n -i ${w.iface} -U -w ${file} ${w.filter ?? ""} </dev/null >${file}.log 2>&1 & echo $!; ` +
-      `for i in $(seq 50); do grep -q 'listening on' ${file}.log && exit 0; sleep 0.1; done; cat ${file}.log; exit 1`,
+    `rm -f ${file} ${file}.log; timeout ${maxS} tcpdump -n --immediate-mode -i ${w.iface} -U -w ${file} ${w.filter ?? ""} </dev/null >${file}.log 2>&1 & echo $!; ` +
+      `for i in $(seq 50); do grep -q 'listening on' ${file}.log && exit 0; sleep 0.1; done; cat ${file}.log; rm -f ${file} ${file}.log; exit 1`,
   );
-  const pid = r.stdout.trim().split("\n")[0]!;
-  if (r.exitCode !== 0) throw new Error(`tcpdump on ${w.node} did not start: ${r.stdout.split("\n").slice(1).join(" ").trim()}`);
-  return pid;
+  if (r.exitCode !== 0) throw new Error(`tcpdump did not start: ${r.stdout.split("\n").slice(1).join(" ").trim()}`);
+  return r.stdout.trim().split("\n")[0]!;
 }
 
 /** Stop the capture, read it (marker in it? how many packets?), and remove it. */
@@ -207,7 +210,8 @@ async function readCapture(sh: Sh, w: Watcher, file: string, pid: string, marker
   // container's PID 1 may stay a zombie, so `kill -0` cannot tell.
   const r = await sh(
     w.node,
-    `kill ${pid} 2>/dev/null; for i in $(seq 50); do grep -q 'packets captured' ${file}.log && break; sleep 0.1; done; ` +
+    // A second more for a packet still on its way to this capture; then the capture ends.
+    `for i in $(seq 10); do grep -aq '${marker}' ${file} && break; sleep 0.1; done; kill ${pid} 2>/dev/null; for i in $(seq 50); do grep -q 'packets captured' ${file}.log && break; sleep 0.1; done; ` +
       `echo "$(grep -ac '${marker}' ${file}) $(sed -n 's/^\\([0-9]*\\) packets captured.*/\\1/p' ${file}.log)"; rm -f ${file} ${file}.log`,
   );
   const [hits, packets] = r.stdout.trim().split(/\s+/).map(Number);
@@ -325,8 +329,12 @@ export async function measureScorecard(engine: Engine, plan: LabPlan, recipe: Re
   if (!spec) throw new Error(`${plan.recipe} has no scorecard`);
   const sh = shIn(engine, plan);
   const target = targetOf(spec, plan);
-  const reach = await measureReach(sh, spec, target);
-  const payload = await measurePayload(sh, spec, target, signal);
-  const [keys, handWritten] = await Promise.all([measureKeys(sh, spec), measureHandWritten(sh, spec, plan, recipe)]);
+  // Side by side: the captures run on other nodes than the pings, and read nothing but the marker.
+  const [reach, payload, keys, handWritten] = await Promise.all([
+    measureReach(sh, spec, target),
+    measurePayload(sh, spec, target, signal),
+    measureKeys(sh, spec),
+    measureHandWritten(sh, spec, plan, recipe),
+  ]);
   return { recipe: plan.recipe, title: recipe.title, lab: plan.lab, from: spec.from, reach, payload, handWritten, keys };
 }
