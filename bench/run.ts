@@ -18,8 +18,9 @@ import { writeResult, writeSummary } from "./lib/results.ts";
 import { textTable } from "./lib/table.ts";
 import { nat } from "./nat.ts";
 import { policyUpdate } from "./policy.ts";
+import { scorecard } from "./scorecard.ts";
 
-const BENCHMARKS: Benchmark[] = [labStart, e2e, footprint, dataplane, controlPlane, nat, failover, policyUpdate];
+const BENCHMARKS: Benchmark[] = [labStart, e2e, footprint, dataplane, controlPlane, nat, failover, policyUpdate, scorecard];
 
 function help(): string {
   const lines = [

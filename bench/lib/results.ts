@@ -10,7 +10,7 @@ export const RESULTS_DIR = join(BENCH_DIR, "results");
 export const CHARTS_DIR = join(BENCH_DIR, "charts");
 
 /** The order benchmarks appear in, in the README and for `npm run bench`. */
-export const ORDER = ["lab-start", "e2e", "footprint", "dataplane", "control-plane", "nat", "failover", "policy"];
+export const ORDER = ["lab-start", "e2e", "footprint", "dataplane", "control-plane", "nat", "failover", "policy", "scorecard"];
 
 export function writeResult(r: BenchResult): string {
   mkdirSync(RESULTS_DIR, { recursive: true });

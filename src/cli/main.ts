@@ -20,6 +20,7 @@ import { matrixCommand } from "./commands/matrix.ts";
 import { pathsCommand } from "./commands/paths.ts";
 import { preflightCommand } from "./commands/preflight.ts";
 import { resetCommand } from "./commands/reset.ts";
+import { scorecardCommand } from "./commands/scorecard.ts";
 import { setCommand } from "./commands/set.ts";
 import { setupCommand } from "./commands/setup.ts";
 import { shellCommand } from "./commands/shell.ts";
@@ -45,6 +46,7 @@ const commands: Record<string, Command> = Object.fromEntries(
     pathsCommand,
     matrixCommand,
     graphCommand,
+    scorecardCommand,
     preflightCommand,
     classroomUpCommand,
     classroomStatusCommand,
