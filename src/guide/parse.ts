@@ -32,6 +32,8 @@ export interface GuideStep {
   skip?: string;
   /** The reader may have to wait: run it again until it prints what the guide shows, for up to this many seconds. */
   within?: number;
+  /** The reader copies a value from what the block prints into later blocks: the first word of its last line replaces this word in every block after it. */
+  keep?: string;
 }
 
 export interface Guide {
@@ -40,7 +42,7 @@ export interface Guide {
 }
 
 const FENCE = /^(`{3,}|~{3,})\s*([\w-]*)\s*(\{.*\})?\s*$/;
-const KNOWN = new Set(["on", "output", "fails", "exit", "waits", "ends", "ready", "type", "solve", "skip", "within"]);
+const KNOWN = new Set(["on", "output", "fails", "exit", "waits", "ends", "ready", "type", "solve", "skip", "within", "keep"]);
 
 /** `{on=peer-1 ready="listening on" waits}` as a map; a bare word is `true`. */
 export function parseAttrs(raw: string, where: string): Record<string, string | true> {
@@ -84,6 +86,7 @@ function stepOf(attrs: Record<string, string | true>, text: string, line: number
     solve: str(attrs.solve, "solve", where),
     skip: str(attrs.skip, "skip", where),
     within: attrs.within ? Number(str(attrs.within, "within", where)) : undefined,
+    keep: str(attrs.keep, "keep", where),
   };
 }
 

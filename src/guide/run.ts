@@ -69,15 +69,28 @@ function checkExit(guide: Guide, step: GuideStep, on: string, r: Ran): void {
     );
 }
 
+/** The value a reader copies from a block's output: the first word of its last line (a key, a table row's ID). */
+export function keptValue(output: string): string | undefined {
+  const last = output.replace(/\r/g, "").trimEnd().split("\n").at(-1) ?? "";
+  return last.trim().split(/\s+/)[0] || undefined;
+}
+
+/** The guide's stand-in words (KEY, ID) replaced by the values kept so far. */
+function withKept(script: string, kept: Map<string, string>): string {
+  let out = script;
+  for (const [word, value] of kept) out = out.replace(new RegExp(`\\b${word}\\b`, "g"), () => value);
+  return out;
+}
+
 /** Run a step; with `within`, again (as a reader waiting a few seconds would) until it prints what the guide shows. */
-async function runUntilAsShown(guide: Guide, step: GuideStep, on: string, script: string, target: GuideTarget): Promise<void> {
+async function runUntilAsShown(guide: Guide, step: GuideStep, on: string, script: string, target: GuideTarget): Promise<string> {
   const deadline = Date.now() + (step.within ?? 0) * 1000;
   while (true) {
     const r = await target.run(on, script);
     try {
       checkExit(guide, step, on, r);
       checkOutput(guide, step, on, r.output, target);
-      return;
+      return r.output;
     } catch (err) {
       if (Date.now() >= deadline) throw err;
     }
@@ -105,6 +118,7 @@ export async function runGuide(guide: Guide, target: GuideTarget, opts: RunOptio
   const log = opts.log ?? (() => {});
   const held = new Map<string, { step: GuideStep; held: Held }>();
   const solved = new Set<string>();
+  const kept = new Map<string, string>();
   const release = async (on: string) => {
     const h = held.get(on);
     if (!h) return;
@@ -130,7 +144,7 @@ export async function runGuide(guide: Guide, target: GuideTarget, opts: RunOptio
       }
       for (const on of step.on) {
         await release(on);
-        const script = target.translate(step.text, on);
+        const script = withKept(target.translate(step.text, on), kept);
         log(`${guide.file}:${step.line} [${on}] ${firstLine(step)}${heldNote(step)}`);
         if (step.waits) {
           const h = await target.hold(on, script, step.type);
@@ -138,7 +152,13 @@ export async function runGuide(guide: Guide, target: GuideTarget, opts: RunOptio
           if (step.ready) await waitReady(guide, step, on, h, opts.readyTimeoutMs ?? 15_000);
           continue;
         }
-        await runUntilAsShown(guide, step, on, script, target);
+        const out = await runUntilAsShown(guide, step, on, script, target);
+        if (step.keep) {
+          const value = keptValue(out);
+          if (!value) throw failure(guide, step, on, `printed nothing to keep as ${step.keep}`, out);
+          kept.set(step.keep, value);
+          log(`${where} keeps its output's ${step.keep} for the blocks after it`);
+        }
       }
     }
     // The reader stops what still runs, last started first (a client before its server).

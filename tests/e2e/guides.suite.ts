@@ -19,6 +19,8 @@ const STATES = {
   "recipe-2": { atStart: [] },
   "recipe-3": { atStart: ["nodes-online", "tracepath", "curl", "magicdns"] },
   "recipe-4": { atStart: ["easy-direct"], notAtEnd: ["easy-direct", "hard-relayed", "forward-fix"] },
+  // The reader turns the exit node off after its check (alice reaches the coordinator directly again).
+  "recipe-5": { atStart: [], notAtEnd: ["exit-node"] },
 } satisfies Record<string, { atStart: string[]; notAtEnd?: string[] }>;
 
 /**

@@ -135,11 +135,30 @@ describe("a guide is a test", () => {
     );
   });
 
+  it("a kept value (the first word of a block's last line) replaces its word in the blocks after it, whole words only", async () => {
+    const md = [
+      "```sh {on=hs keep=KEY}\nheadscale preauthkeys create -u 2\n```",
+      "```sh {on=hs keep=ID}\nheadscale preauthkeys list | tail -n 1\n```",
+      "```sh {on=bob}\nguest up --auth-key KEY # KEYS KEY_2\nheadscale preauthkeys expire -i ID\n```",
+    ].join("\n\n");
+    const lab = fakeLab((_on, script) => ({
+      exitCode: 0,
+      output: script.includes("create") ? "hskey-auth-abc\n" : script.includes("list") ? "ID | Key\n7  | hskey-auth-abc-*** \n" : "",
+    }));
+    await runGuide(parseGuide(md, "g.md"), lab);
+    expect(lab.ran.at(-1)).toBe("bob: guest up --auth-key hskey-auth-abc # KEYS KEY_2\nheadscale preauthkeys expire -i 7");
+    // A block that prints nothing leaves nothing to copy: the guide is wrong there.
+    const empty = fakeLab(() => ({ exitCode: 0, output: "\n" }));
+    await expect(runGuide(parseGuide(md, "g.md"), empty)).rejects.toThrow(
+      /^g\.md:1: the block on hs `headscale preauthkeys create -u 2` printed nothing to keep as KEY/,
+    );
+  });
+
   it("a bad mark names the guide's line", () => {
     expect(() => parseGuide("text\n\n```sh {on=host colour=red}\nls\n```\n", "g.md")).toThrow(/^g\.md:3: unknown mark "colour"/);
   });
 
-  it.each(["recipe-0", "recipe-1", "recipe-2", "recipe-3", "recipe-4"])("every shell block of labs/%s.md is marked", (r) => {
+  it.each(["recipe-0", "recipe-1", "recipe-2", "recipe-3", "recipe-4", "recipe-5"])("every shell block of labs/%s.md is marked", (r) => {
     const md = readFileSync(join(ROOT, "labs", `${r}.md`), "utf8");
     expect(unmarkedShellBlocks(md)).toEqual([]);
     expect(parseGuide(md, `labs/${r}.md`).steps.length).toBeGreaterThan(3);

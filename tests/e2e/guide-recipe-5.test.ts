@@ -1,0 +1,3 @@
+import { guideSuite } from "./guides.suite.ts";
+
+guideSuite("recipe-5");
