@@ -392,8 +392,23 @@ export class Engine {
   /** Remove only the containers carrying our labels (narrowed by `match`), with their anonymous volumes; how many. */
   async removeContainers(match: LabelMatch = {}): Promise<number> {
     const containers = await this.listContainers(match);
-    await Promise.all(containers.map((c) => this.#docker.getContainer(c.id).remove({ force: true, v: true }).catch(notFound)));
+    await Promise.all(containers.map((c) => this.#removeForced(c.id)));
     return containers.length;
+  }
+
+  /**
+   * Force-remove one container. podman refuses ("container state improper") when the container
+   * stops on its own between its state check and its kill; asked again it removes it.
+   */
+  async #removeForced(id: string, tries = 3): Promise<void> {
+    try {
+      await this.#docker.getContainer(id).remove({ force: true, v: true });
+    } catch (e) {
+      const err = e as { statusCode?: number; message?: string };
+      if (err.statusCode === 404) return;
+      if (tries > 1 && /container state improper|could not be stopped/.test(err.message ?? "")) return this.#removeForced(id, tries - 1);
+      throw e;
+    }
   }
 
   // --- Images -------------------------------------------------------------------------------

@@ -54,7 +54,8 @@ export async function mistakesSeen(ctx: ActionContext, ex: Exercise): Promise<Mi
       const container = ctx.plan.nodes[node]?.container;
       if (!container) continue;
       const r = await ctx.engine
-        .sh(container, renderLoose(m.when, scope), { timeoutMs: 10_000 })
+        // Generous: a probe may run two server CLI commands, each a Node start on the builtin server.
+        .sh(container, renderLoose(m.when, scope), { timeoutMs: 30_000 })
         .catch(() => ({ exitCode: -1, stdout: "", stderr: "" }));
       if (r.exitCode === 0) out.push({ node, hint: renderLoose(m.hint, { ...scope, node, seen: r.stdout.trim() }) });
     }

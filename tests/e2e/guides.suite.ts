@@ -50,6 +50,7 @@ export function guideSuite(recipe: keyof typeof STATES): void {
       expect((await lab.checkAll()).filter((c) => !c.ok).map((c) => c.exercise)).toEqual(
         (STATES[recipe] as { notAtEnd?: string[] }).notAtEnd ?? [],
       );
-    });
+      // A whole guide: recipe-5's waits out an ephemeral node's 70 s and two failovers (each block has its own deadline).
+    }, 900_000);
   });
 }
