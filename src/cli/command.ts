@@ -3,6 +3,7 @@ import { ensureEngine } from "../engine/ensure.ts";
 import { UserError } from "../errors.ts";
 import { DEFAULT_LAB, validLabName } from "../lab/plan.ts";
 import { listRecipes, loadRecipe } from "../recipe/load.ts";
+import type { Recipe } from "../recipe/types.ts";
 import type { Progress } from "../ui/progress.ts";
 import type { FlagSpec, Parsed } from "./args.ts";
 import { asTyped } from "./as-typed.ts";
@@ -76,4 +77,14 @@ export function table(rows: string[][]): string {
         .trimEnd(),
     )
     .join("\n");
+}
+
+/** Refuse, in one sentence, an exercise id the recipe lacks (check, hint and solve take them). */
+export function needExercises(recipe: Recipe, ids: readonly string[]): void {
+  const unknown = ids.find((id) => !recipe.exercises.some((e) => e.id === id));
+  if (unknown !== undefined)
+    throw new UserError(
+      `${recipe.name} has no exercise "${unknown}"; its exercises are: ${recipe.exercises.map((e) => e.id).join(", ")}.`,
+      2,
+    );
 }

@@ -1,11 +1,10 @@
-import { UserError } from "../../errors.ts";
 import type { ActionContext } from "../../lab/actions.ts";
 import { describeGraded, grade } from "../../lab/hints.ts";
 import { runningPlan } from "../../lab/lifecycle.ts";
 import { DEFAULT_LAB } from "../../lab/plan.ts";
 import { listRecipes, loadRecipe } from "../../recipe/load.ts";
 import { forOptions } from "../../recipe/nodes.ts";
-import { type Command, engineFor, LAB, labOf, needRecipe, out } from "../command.ts";
+import { type Command, engineFor, LAB, labOf, needExercises, needRecipe, out } from "../command.ts";
 
 export const checkCommand: Command = {
   name: "check",
@@ -24,9 +23,7 @@ export const checkCommand: Command = {
     const plan = await runningPlan(engine, recipe, labOf(p));
     const r = forOptions(loadRecipe(recipe), plan.options);
     const only = p.positionals.slice(1);
-    const unknown = only.filter((id) => !r.exercises.some((e) => e.id === id));
-    if (unknown.length)
-      throw new UserError(`${recipe} has no exercise "${unknown[0]}"; its exercises are: ${r.exercises.map((e) => e.id).join(", ")}.`, 2);
+    needExercises(r, only);
     const actx: ActionContext = { engine, recipe: r, plan, captured: {}, signal: ctx.signal };
     const open = await engine.hostRoutableNetworks({ lab: plan.lab, recipe });
     if (open.length)

@@ -1,10 +1,9 @@
-import { UserError } from "../../errors.ts";
 import type { ActionContext } from "../../lab/actions.ts";
 import { describeGraded, grade } from "../../lab/hints.ts";
 import { runningPlan } from "../../lab/lifecycle.ts";
 import { loadRecipe } from "../../recipe/load.ts";
 import { forOptions } from "../../recipe/nodes.ts";
-import { type Command, engineFor, LAB, labOf, needRecipe, out } from "../command.ts";
+import { type Command, engineFor, LAB, labOf, needExercises, needRecipe, out } from "../command.ts";
 
 export const hintCommand: Command = {
   name: "hint",
@@ -17,8 +16,7 @@ export const hintCommand: Command = {
     const plan = await runningPlan(engine, recipe, labOf(p));
     const r = forOptions(loadRecipe(recipe), plan.options);
     const which = p.positionals[1];
-    if (which && !r.exercises.some((e) => e.id === which))
-      throw new UserError(`${recipe} has no exercise "${which}"; its exercises are: ${r.exercises.map((e) => e.id).join(", ")}.`, 2);
+    if (which) needExercises(r, [which]);
     const actx: ActionContext = { engine, recipe: r, plan, captured: {}, signal: ctx.signal };
     const results = await grade(actx, which, which ? [which] : undefined);
     const x = which ? results.find((e) => e.id === which) : results.find((e) => e.state !== "pass");

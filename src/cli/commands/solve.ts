@@ -1,9 +1,8 @@
-import { UserError } from "../../errors.ts";
 import { type ActionContext, solveExercise } from "../../lab/actions.ts";
 import { runningPlan } from "../../lab/lifecycle.ts";
 import { loadRecipe } from "../../recipe/load.ts";
 import { forOptions } from "../../recipe/nodes.ts";
-import { type Command, engineFor, LAB, labOf, needRecipe } from "../command.ts";
+import { type Command, engineFor, LAB, labOf, needExercises, needRecipe } from "../command.ts";
 
 export const solveCommand: Command = {
   name: "solve",
@@ -16,9 +15,8 @@ export const solveCommand: Command = {
     const plan = await runningPlan(engine, recipe, labOf(p));
     const r = forOptions(loadRecipe(recipe), plan.options);
     const which = p.positionals[1];
+    if (which) needExercises(r, [which]);
     const exercises = which ? r.exercises.filter((e) => e.id === which) : r.exercises;
-    if (which && !exercises.length)
-      throw new UserError(`${recipe} has no exercise "${which}"; its exercises are: ${r.exercises.map((e) => e.id).join(", ")}.`, 2);
     const actx: ActionContext = {
       engine,
       recipe: r,
